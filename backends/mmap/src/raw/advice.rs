@@ -1,0 +1,36 @@
+//! Page-cache control that needs raw syscalls: dropping a mapping's pages
+//! and asking the kernel to evict a file from the page cache.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use memmap2::{Mmap, UncheckedAdvice};
+use vecseg_traits::{Result, StorageError};
+
+/// Drop the pages of a read-only mapping from this process's page tables.
+/// The next access faults them in again from the page cache (or disk).
+pub fn drop_mapped_pages(map: &Mmap, path: &Path) -> Result<()> {
+    if map.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: `map` is a shared, read-only, file-backed mapping. For such a
+    // mapping MADV_DONTNEED only discards page-table entries; later reads
+    // see the file's contents again, so no Rust reference observes changed
+    // or zeroed memory.
+    unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
+        .map_err(|e| StorageError::io(path, e))
+}
+
+/// Ask the kernel to drop `file`'s pages from the page cache
+/// (`posix_fadvise(POSIX_FADV_DONTNEED)`). Dirty pages must be flushed first
+/// or they stay cached.
+pub fn evict_file_cache(file: &File, path: &Path) -> Result<()> {
+    // SAFETY: plain syscall on a file descriptor we own for the duration of
+    // the call; it does not touch process memory.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(StorageError::io(path, std::io::Error::from_raw_os_error(rc)));
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! The `vecseg` command-line tool.
+
+fn main() {}

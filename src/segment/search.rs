@@ -1,0 +1,207 @@
+//! Exact search: score every live point, keep the best `k` in a bounded
+//! heap, split the offset range into chunks scored in parallel by rayon.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+use vecseg_traits::{
+    Filter, IdMapperRead, PayloadStorageRead, PointOffset, Result, ScoredPoint, Sequential,
+    VectorElement, VectorStorageRead,
+};
+
+use super::Segment;
+
+/// Offsets scored per rayon task.
+const CHUNK: usize = 16 * 1024;
+
+/// Tuning for a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions {
+    /// Split the scan across rayon's pool (otherwise one thread).
+    pub parallel: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { parallel: true }
+    }
+}
+
+/// A scored offset ordered so the *worst* is at the top of a max-heap.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    score: f32,
+    offset: PointOffset,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reverse on score: the heap top is the lowest score (ties: highest offset).
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.offset.cmp(&other.offset))
+    }
+}
+
+/// The best `k` candidates seen so far.
+#[derive(Debug)]
+pub(crate) struct TopK {
+    k: usize,
+    heap: BinaryHeap<Candidate>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.min(1 << 16) + 1),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, score: f32, offset: PointOffset) {
+        if self.heap.len() < self.k {
+            self.heap.push(Candidate { score, offset });
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if score > worst.score {
+                *worst = Candidate { score, offset };
+            }
+        }
+    }
+
+    pub(crate) fn merge(mut self, other: TopK) -> TopK {
+        for c in other.heap {
+            self.push(c.score, c.offset);
+        }
+        self
+    }
+
+    /// Best first.
+    pub(crate) fn into_sorted(self) -> Vec<(f32, PointOffset)> {
+        let mut v: Vec<_> = self.heap.into_iter().map(|c| (c.score, c.offset)).collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        v
+    }
+}
+
+impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
+    /// Exact top-`k` search among live points passing `filter`, best first.
+    pub fn search(
+        &self,
+        query: &[V::Element],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredPoint>> {
+        self.search_with(query, k, filter, ScanOptions::default())
+    }
+
+    /// [`Segment::search`] with explicit [`ScanOptions`].
+    pub fn search_with(
+        &self,
+        query: &[V::Element],
+        k: usize,
+        filter: Option<&Filter>,
+        options: ScanOptions,
+    ) -> Result<Vec<ScoredPoint>> {
+        V::Element::validate(query, self.vectors.dim())?;
+        let mut q = query.to_vec();
+        V::Element::preprocess(self.vectors.distance(), &mut q)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let total = self.vectors.total_count().min(self.ids.total_count());
+        let chunks = total.div_ceil(CHUNK);
+        let scan = |c: usize| {
+            let range = (c * CHUNK) as PointOffset..((c + 1) * CHUNK).min(total) as PointOffset;
+            self.scan_range(&q, k, filter, range)
+        };
+        let top = if options.parallel && chunks > 1 {
+            (0..chunks)
+                .into_par_iter()
+                .map(scan)
+                .try_reduce(|| TopK::new(k), |a, b| Ok(a.merge(b)))?
+        } else {
+            (0..chunks).try_fold(TopK::new(k), |acc, c| {
+                Ok::<_, vecseg_traits::StorageError>(acc.merge(scan(c)?))
+            })?
+        };
+        let mut out = Vec::with_capacity(k);
+        for (score, offset) in top.into_sorted() {
+            if let Some(id) = self.ids.external(offset) {
+                out.push(ScoredPoint {
+                    id,
+                    version: self.ids.version(offset).unwrap_or(0),
+                    score,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn scan_range(
+        &self,
+        q: &[V::Element],
+        k: usize,
+        filter: Option<&Filter>,
+        range: std::ops::Range<PointOffset>,
+    ) -> Result<TopK> {
+        let distance = self.vectors.distance();
+        let deleted = self.vectors.deleted_bits();
+        let mut top = TopK::new(k);
+        for offset in range {
+            if deleted.get(offset as usize).is_some_and(|d| *d) {
+                continue;
+            }
+            if let Some(f) = filter {
+                let Some(id) = self.ids.external(offset) else {
+                    continue;
+                };
+                if !self.passes(Some(f), id, offset)? {
+                    continue;
+                }
+            }
+            let v = self.vectors.get::<Sequential>(offset)?;
+            top.push(V::Element::score(distance, q, &v), offset);
+        }
+        Ok(top)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topk_keeps_the_best_and_breaks_ties_by_offset() {
+        let mut t = TopK::new(3);
+        for (i, s) in [0.5, 0.9, 0.1, 0.9, 0.7, -1.0].into_iter().enumerate() {
+            t.push(s, i as PointOffset);
+        }
+        assert_eq!(t.into_sorted(), vec![(0.9, 1), (0.9, 3), (0.7, 4)]);
+        let a = {
+            let mut t = TopK::new(2);
+            t.push(1.0, 1);
+            t
+        };
+        let b = {
+            let mut t = TopK::new(2);
+            t.push(3.0, 3);
+            t.push(2.0, 2);
+            t
+        };
+        assert_eq!(a.merge(b).into_sorted(), vec![(3.0, 3), (2.0, 2)]);
+    }
+}

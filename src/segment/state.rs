@@ -1,0 +1,141 @@
+//! `segment.json`: the small state file of a persistent segment.
+//!
+//! It holds the segment's persisted version (the last step of every flush),
+//! the dimension and distance, and the names of the three storage types so
+//! `vecseg inspect` and migration know what the directory contains. It is
+//! replaced atomically (temp file, rename, directory fsync).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use vecseg_traits::fsutil::write_atomic;
+use vecseg_traits::{Distance, IoResultExt, Result, StorageError, Version};
+
+/// File name of the state file inside a segment directory.
+pub const STATE_FILE: &str = "segment.json";
+/// Format version of `segment.json` this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Names of the storage types a segment directory holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendNames {
+    /// Vector storage type, e.g. `ChunkedVectorStorage<f32>`.
+    pub vectors: String,
+    /// Payload storage type.
+    pub payloads: String,
+    /// Id mapper type.
+    pub ids: String,
+}
+
+impl BackendNames {
+    /// Names of `V`, `P`, `I` without module paths.
+    pub fn of<V, P, I>() -> Self {
+        BackendNames {
+            vectors: short_type_name::<V>(),
+            payloads: short_type_name::<P>(),
+            ids: short_type_name::<I>(),
+        }
+    }
+}
+
+/// `std::any::type_name` with every module path removed.
+pub fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut out = String::with_capacity(full.len());
+    let mut token = String::new();
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            token.push(c);
+        } else {
+            out.push_str(token.rsplit("::").next().unwrap_or(&token));
+            token.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(token.rsplit("::").next().unwrap_or(&token));
+    out
+}
+
+/// Contents of `segment.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentState {
+    /// Format version of this file.
+    pub format_version: u32,
+    /// Persisted segment version.
+    pub version: Version,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance.
+    pub distance: Distance,
+    /// Storage types.
+    pub backends: BackendNames,
+}
+
+impl SegmentState {
+    /// Read and validate `dir/segment.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).at(&path)?;
+        let state: SegmentState = serde_json::from_slice(&bytes)
+            .map_err(|e| StorageError::corrupted(&path, format!("invalid JSON: {e}")))?;
+        if state.format_version != FORMAT_VERSION {
+            return Err(StorageError::UnsupportedVersion {
+                path,
+                found: state.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(state)
+    }
+
+    /// Write `dir/segment.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| StorageError::Codec(Box::new(e)))?;
+        write_atomic(&dir.join(STATE_FILE), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_drop_paths() {
+        assert_eq!(short_type_name::<Vec<std::string::String>>(), "Vec<String>");
+        assert_eq!(
+            short_type_name::<std::collections::HashMap<u32, Vec<u8>>>(),
+            "HashMap<u32, Vec<u8>>"
+        );
+    }
+
+    #[test]
+    fn state_round_trips_and_rejects_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SegmentState {
+            format_version: FORMAT_VERSION,
+            version: 42,
+            dim: 8,
+            distance: Distance::Cosine,
+            backends: BackendNames::of::<u8, u16, u32>(),
+        };
+        state.write(dir.path()).unwrap();
+        assert_eq!(SegmentState::read(dir.path()).unwrap(), state);
+        std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
+        assert!(matches!(
+            SegmentState::read(dir.path()),
+            Err(StorageError::Corrupted { .. })
+        ));
+        let mut future = state.clone();
+        future.format_version = 99;
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            serde_json::to_vec(&future).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            SegmentState::read(dir.path()),
+            Err(StorageError::UnsupportedVersion { found: 99, .. })
+        ));
+    }
+}
