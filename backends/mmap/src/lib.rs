@@ -1,1 +1,32 @@
-//! placeholder
+//! # vecseg-mmap
+//!
+//! Memory-mapped storage for vecseg: the typed mmap primitives (the only
+//! `unsafe` code of the workspace lives in [`raw`]) and the immutable
+//! storages built by the optimizer.
+//!
+//! | module      | what it owns                                                    |
+//! |-------------|-----------------------------------------------------------------|
+//! | `raw/`      | `unsafe`: creating mappings, dropping pages, io_uring submission |
+//! | `file.rs`   | [`MmapFile`] / [`MmapFileMut`]: safe handles over mapped files    |
+//! | `header.rs` | [`FilePrefix`], header validation, checked `bytemuck` casts       |
+//! | `advice.rs` | [`Advice`], process-wide default, populate                        |
+//! | `vector.rs` | [`MmapVectorStorage`] (`matrix.dat`, `deleted.dat`)               |
+//! | `payload.rs`| `MmapPayloadStorage` (packed payloads + offsets)                  |
+//! | `id_map.rs` | `MmapIdMapper` (perfect-hash id map)                              |
+//!
+//! File layouts are documented byte by byte in `docs/file-formats.md`.
+#![deny(unsafe_code)]
+
+pub mod advice;
+pub mod bitslice;
+pub mod file;
+pub mod header;
+pub mod id_map;
+pub mod payload;
+pub mod raw;
+pub mod uring;
+pub mod vector;
+
+pub use advice::{set_global_advice, Advice};
+pub use file::{MmapFile, MmapFileMut};
+pub use header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
