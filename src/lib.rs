@@ -22,6 +22,8 @@
 //! (backends). See `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod migrate;
 pub mod segment;
 
 pub use segment::{ScanOptions, Segment};
@@ -29,3 +31,8 @@ pub use vecseg_traits::*;
 
 /// In-memory backends.
 pub use vecseg_memory as memory;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -61,6 +61,8 @@ impl Ord for Candidate {
 pub(crate) struct TopK {
     k: usize,
     heap: BinaryHeap<Candidate>,
+    /// Score of the worst kept candidate once the heap is full (else -inf).
+    threshold: f32,
 }
 
 impl TopK {
@@ -68,17 +70,22 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k.min(1 << 16) + 1),
+            threshold: f32::NEG_INFINITY,
         }
     }
 
     #[inline]
     pub(crate) fn push(&mut self, score: f32, offset: PointOffset) {
+        if score <= self.threshold {
+            return;
+        }
         if self.heap.len() < self.k {
             self.heap.push(Candidate { score, offset });
         } else if let Some(mut worst) = self.heap.peek_mut() {
-            if score > worst.score {
-                *worst = Candidate { score, offset };
-            }
+            *worst = Candidate { score, offset };
+        }
+        if self.heap.len() == self.k {
+            self.threshold = self.heap.peek().map_or(f32::NEG_INFINITY, |c| c.score);
         }
     }
 
@@ -159,22 +166,30 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         range: std::ops::Range<PointOffset>,
     ) -> Result<TopK> {
         let distance = self.vectors.distance();
-        let deleted = self.vectors.deleted_bits();
         let mut top = TopK::new(k);
-        for offset in range {
-            if deleted.get(offset as usize).is_some_and(|d| *d) {
-                continue;
-            }
-            if let Some(f) = filter {
-                let Some(id) = self.ids.external(offset) else {
-                    continue;
-                };
-                if !self.passes(Some(f), id, offset)? {
-                    continue;
+        match filter {
+            None => self
+                .vectors
+                .scan_live::<Sequential, _>(range, |offset, v| {
+                    top.push(V::Element::score(distance, q, v), offset)
+                })?,
+            Some(f) => {
+                let mut failed = None;
+                self.vectors
+                    .scan_live::<Sequential, _>(range, |offset, v| {
+                        let Some(id) = self.ids.external(offset) else {
+                            return;
+                        };
+                        match self.passes(Some(f), id, offset) {
+                            Ok(true) => top.push(V::Element::score(distance, q, v), offset),
+                            Ok(false) => {}
+                            Err(e) => failed = failed.take().or(Some(e)),
+                        }
+                    })?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
             }
-            let v = self.vectors.get::<Sequential>(offset)?;
-            top.push(V::Element::score(distance, q, &v), offset);
         }
         Ok(top)
     }

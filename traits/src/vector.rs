@@ -52,6 +52,25 @@ pub trait VectorStorageRead: Send + Sync {
         Ok(())
     }
 
+    /// Call `f(offset, vector)` for every slot in `range` that is not flagged
+    /// deleted, in increasing offset order. This is the scan loop of exact
+    /// search; backends that hold vectors contiguously override it to skip
+    /// per-vector bounds checks.
+    fn scan_live<P: AccessPattern, F: FnMut(PointOffset, &[Self::Element])>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut f: F,
+    ) -> Result<()> {
+        let end = range.end.min(self.total_count() as PointOffset);
+        let bits = self.deleted_bits();
+        for offset in range.start..end {
+            if !bits.get(offset as usize).is_some_and(|b| *b) {
+                f(offset, &self.get::<P>(offset)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the slot is flagged deleted (false past the end).
     fn is_deleted(&self, offset: PointOffset) -> bool {
         self.deleted_bits().get(offset as usize).is_some_and(|b| *b)
@@ -63,6 +82,13 @@ pub trait VectorStorageRead: Send + Sync {
     /// Bytes this storage occupies on disk (0 for purely in-memory ones).
     fn disk_bytes(&self) -> u64 {
         0
+    }
+
+    /// Evict this storage's vector data from memory and the OS page cache so
+    /// the next reads come from disk (for cold-cache measurements). Returns
+    /// `Ok(false)` when the storage is not file-backed.
+    fn drop_page_cache(&self) -> Result<bool> {
+        Ok(false)
     }
 
     /// Error unless `offset` is a slot of this storage.
@@ -90,4 +116,82 @@ pub trait AppendableVectorStorage: VectorStorage {
     /// appends, lower overwrites and clears the deleted flag. The vector must
     /// already be validated and preprocessed (see [`VectorElement`]).
     fn insert(&mut self, offset: PointOffset, vector: &[Self::Element]) -> Result<()>;
+}
+
+/// The scan loop for storages that keep vectors back to back in one slice
+/// (`flat[o * dim..(o + 1) * dim]` is the vector at offset `first + o`):
+/// calls `f(offset, vector)` for every offset in `range` not set in
+/// `deleted`. Blocks of 64 offsets with no deleted bit (the common case) run
+/// without any per-vector check. `range` is clipped to the slice.
+pub fn scan_flat<T, F: FnMut(PointOffset, &[T])>(
+    flat: &[T],
+    dim: usize,
+    first: PointOffset,
+    deleted: &BitSlice<u64>,
+    range: std::ops::Range<PointOffset>,
+    mut f: F,
+) {
+    if dim == 0 {
+        return;
+    }
+    let len = flat.len() / dim;
+    let end = (range.end.saturating_sub(first) as usize).min(len);
+    let mut o = (range.start.saturating_sub(first) as usize).min(end);
+    while o < end {
+        let block_end = ((o / 64 + 1) * 64).min(end);
+        let (bit_start, bit_end) = (first as usize + o, first as usize + block_end);
+        let bits = deleted.get(bit_start.min(deleted.len())..bit_end.min(deleted.len()));
+        let vectors = flat[o * dim..block_end * dim].chunks_exact(dim);
+        match bits {
+            Some(b) if b.any() => {
+                for ((i, v), d) in (o..)
+                    .zip(vectors)
+                    .zip(b.iter().by_vals().chain(std::iter::repeat(false)))
+                {
+                    if !d {
+                        f(first + i as PointOffset, v);
+                    }
+                }
+            }
+            _ => {
+                for (i, v) in (o..).zip(vectors) {
+                    f(first + i as PointOffset, v);
+                }
+            }
+        }
+        o = block_end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitvec::vec::BitVec;
+
+    #[test]
+    fn scan_flat_skips_deleted_and_clips() {
+        let dim = 2;
+        let n = 200usize;
+        let flat: Vec<u32> = (0..(n * dim) as u32).collect();
+        let mut deleted: BitVec<u64> = BitVec::repeat(false, 150); // shorter than the data
+        for o in [0usize, 63, 64, 100, 149] {
+            deleted.set(o, true);
+        }
+        for (first, range) in [
+            (0u32, 0u32..200u32),
+            (0, 5..130),
+            (10, 0..300),
+            (0, 190..500),
+        ] {
+            let mut seen = Vec::new();
+            scan_flat(&flat, dim, first, &deleted, range.clone(), |o, v| {
+                assert_eq!(v[0] as usize, (o - first) as usize * dim);
+                seen.push(o);
+            });
+            let want: Vec<u32> = (range.start.max(first)..range.end.min(first + n as u32))
+                .filter(|o| !deleted.get(*o as usize).is_some_and(|b| *b))
+                .collect();
+            assert_eq!(seen, want, "first {first} range {range:?}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use bitvec::vec::BitVec;
 use vecseg_traits::bitvec::slice::BitSlice;
+use vecseg_traits::vector::scan_flat;
 use vecseg_traits::{
     AccessPattern, AppendableVectorStorage, Distance, PointOffset, Result, StorageError,
     VectorElement, VectorStorage, VectorStorageRead,
@@ -78,6 +79,15 @@ impl<T: VectorElement> VectorStorageRead for MemoryVectorStorage<T> {
 
     fn deleted_bits(&self) -> &BitSlice<u64> {
         &self.deleted
+    }
+
+    fn scan_live<P: AccessPattern, F: FnMut(PointOffset, &[T])>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: F,
+    ) -> Result<()> {
+        scan_flat(&self.data, self.dim, 0, &self.deleted, range, f);
+        Ok(())
     }
 }
 

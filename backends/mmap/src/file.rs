@@ -90,7 +90,11 @@ pub struct MmapFileMut {
 impl MmapFileMut {
     /// Map an existing file read-write.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path).at(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .at(path)?;
         let map = raw::map::map_write(&file, path)?;
         Ok(MmapFileMut {
             path: path.to_path_buf(),

@@ -70,21 +70,32 @@ pub fn read_header<H: Pod>(path: &Path, bytes: &[u8], magic: [u8; 8], version: u
         ));
     }
     if bytes.len() < size {
-        return Err(StorageError::corrupted(path, "file truncated inside its header"));
+        return Err(StorageError::corrupted(
+            path,
+            "file truncated inside its header",
+        ));
     }
     Ok(bytemuck::pod_read_unaligned(&bytes[..size]))
 }
 
 /// View `bytes` as `&[T]`, checking length and alignment.
 pub fn cast_slice<'a, T: Pod>(path: &Path, bytes: &'a [u8]) -> Result<&'a [T]> {
-    bytemuck::try_cast_slice(bytes)
-        .map_err(|e| StorageError::corrupted(path, format!("cannot view data as {}: {e}", std::any::type_name::<T>())))
+    bytemuck::try_cast_slice(bytes).map_err(|e| {
+        StorageError::corrupted(
+            path,
+            format!("cannot view data as {}: {e}", std::any::type_name::<T>()),
+        )
+    })
 }
 
 /// View `bytes` as `&mut [T]`, checking length and alignment.
 pub fn cast_slice_mut<'a, T: Pod>(path: &Path, bytes: &'a mut [u8]) -> Result<&'a mut [T]> {
-    bytemuck::try_cast_slice_mut(bytes)
-        .map_err(|e| StorageError::corrupted(path, format!("cannot view data as {}: {e}", std::any::type_name::<T>())))
+    bytemuck::try_cast_slice_mut(bytes).map_err(|e| {
+        StorageError::corrupted(
+            path,
+            format!("cannot view data as {}: {e}", std::any::type_name::<T>()),
+        )
+    })
 }
 
 /// Round `n` up to a multiple of `align` (a power of two).
@@ -111,7 +122,10 @@ mod tests {
             count: 9,
         };
         let bytes = bytemuck::bytes_of(&h).to_vec();
-        assert_eq!(read_header::<TestHeader>(p, &bytes, *b"TESTFILE", 3).unwrap(), h);
+        assert_eq!(
+            read_header::<TestHeader>(p, &bytes, *b"TESTFILE", 3).unwrap(),
+            h
+        );
         assert!(matches!(
             read_header::<TestHeader>(p, &bytes, *b"OTHERMAG", 3),
             Err(StorageError::Corrupted { .. })

@@ -28,5 +28,12 @@ pub mod uring;
 pub mod vector;
 
 pub use advice::{set_global_advice, Advice};
+pub use bitslice::MmapBitSlice;
 pub use file::{MmapFile, MmapFileMut};
 pub use header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
+pub use id_map::MmapIdMapper;
+pub use payload::MmapPayloadStorage;
+pub use uring::{
+    detected_backend, io_uring_unavailable_reason, BatchReader, ReadBackend, ReadCounts,
+};
+pub use vector::{MmapVectorOptions, MmapVectorStorage};

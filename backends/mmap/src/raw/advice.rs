@@ -30,7 +30,10 @@ pub fn evict_file_cache(file: &File, path: &Path) -> Result<()> {
     // the call; it does not touch process memory.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
-        return Err(StorageError::io(path, std::io::Error::from_raw_os_error(rc)));
+        return Err(StorageError::io(
+            path,
+            std::io::Error::from_raw_os_error(rc),
+        ));
     }
     Ok(())
 }

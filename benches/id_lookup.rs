@@ -1,0 +1,214 @@
+//! External → internal id lookup at scale: `MmapIdMapper::internal`
+//! (perfect hash + check against the stored id) vs `std::collections::HashMap::get`
+//! vs binary search over a sorted `(id, offset)` array, on the same random
+//! u64 ids probed in the same random order (all hits, warm caches).
+//!
+//! Also prints, once per process, build time of the mapper at 1M and at the
+//! benchmark size, bits per key of the hash function and bytes per point of
+//! the whole two-way mapping.
+//!
+//! The number of ids defaults to 10M; `VECSEG_ID_BENCH_N` overrides it.
+//! Heavy fixtures: run with short measurement, e.g.
+//! `cargo bench --bench id_lookup -- --warm-up-time 1 --measurement-time 3`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use vecseg::{IdMapperRead, PointId, PointOffset, Version};
+use vecseg_mmap::id_map::MmapIdMapper;
+
+/// splitmix64: a fast, well-mixed generator for the fixtures.
+struct SplitMix(u64);
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// A minimal id-mapper source over a sorted `(id, offset)` array, so the
+/// mmap build reads from something no bigger than the baseline itself.
+struct SortedSource<'a> {
+    sorted: &'a [(u64, PointOffset)],
+}
+
+impl IdMapperRead for SortedSource<'_> {
+    fn internal(&self, id: PointId) -> Option<PointOffset> {
+        let PointId::Num(n) = id else { return None };
+        self.sorted
+            .binary_search_by_key(&n, |p| p.0)
+            .ok()
+            .map(|i| self.sorted[i].1)
+    }
+    fn external(&self, _: PointOffset) -> Option<PointId> {
+        None
+    }
+    fn version(&self, _: PointOffset) -> Option<Version> {
+        Some(1)
+    }
+    fn total_count(&self) -> usize {
+        self.sorted.len()
+    }
+    fn available_count(&self) -> usize {
+        self.sorted.len()
+    }
+    fn iter_from(
+        &self,
+        from: Option<PointId>,
+    ) -> Box<dyn Iterator<Item = (PointId, PointOffset)> + '_> {
+        let start = match from {
+            Some(PointId::Num(n)) => self.sorted.partition_point(|p| p.0 < n),
+            Some(PointId::Uuid(_)) => self.sorted.len(),
+            None => 0,
+        };
+        Box::new(
+            self.sorted[start..]
+                .iter()
+                .map(|&(id, o)| (PointId::Num(id), o)),
+        )
+    }
+}
+
+struct Fixture {
+    /// Offset `i` holds `ids[i]`.
+    ids: Vec<u64>,
+    sorted: Vec<(u64, PointOffset)>,
+}
+
+fn fixture(n: usize, seed: u64) -> Fixture {
+    let mut rng = SplitMix(seed);
+    let mut ids: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+    let mut sorted: Vec<(u64, PointOffset)> = ids
+        .iter()
+        .enumerate()
+        .map(|(o, id)| (*id, o as PointOffset))
+        .collect();
+    sorted.sort_unstable_by_key(|p| p.0);
+    let before = sorted.len();
+    sorted.dedup_by_key(|p| p.0);
+    if sorted.len() != before {
+        // Astronomically rare; keep ids and offsets consistent anyway.
+        ids.clear();
+        ids.resize(sorted.len(), 0);
+        for (o, p) in sorted.iter_mut().enumerate() {
+            p.1 = o as PointOffset;
+            ids[o] = p.0;
+        }
+    }
+    Fixture { ids, sorted }
+}
+
+fn build(dir: &std::path::Path, f: &Fixture) -> MmapIdMapper {
+    let source = SortedSource { sorted: &f.sorted };
+    let started = Instant::now();
+    let (m, stats) = MmapIdMapper::build_with_stats(dir, &source).expect("build id map");
+    let sizes = m.sizes();
+    eprintln!(
+        "id_lookup: build of {} ids took {:.2} s (perfect hash {:.2} s); \
+         hash function {:.3} bits/key; two-way mapping {:.2} B/point \
+         (+ order index {:.1} B, versions {:.1} B); files {:.1} MB",
+        stats.ids,
+        started.elapsed().as_secs_f64(),
+        stats.phf_time.as_secs_f64(),
+        sizes.phf_bits_per_key,
+        sizes.mapping_bytes_per_id,
+        sizes.order_bytes as f64 / sizes.ids.max(1) as f64,
+        sizes.versions_bytes as f64 / sizes.ids.max(1) as f64,
+        m.disk_bytes() as f64 / 1e6,
+    );
+    m
+}
+
+fn id_lookup(c: &mut Criterion) {
+    let n: usize = std::env::var("VECSEG_ID_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+
+    // Build time at 1M (when the main size is larger), fixture dropped after.
+    if n > 1_000_000 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = fixture(1_000_000, 7);
+        drop(build(dir.path(), &small));
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = fixture(n, 42);
+    let mapper = build(dir.path(), &f);
+    mapper.populate();
+    let hash: HashMap<u64, PointOffset> = f
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(o, id)| (*id, o as PointOffset))
+        .collect();
+
+    // Probe order: a random sample of 4M present ids (or all when fewer).
+    let mut rng = SplitMix(99);
+    let probes: Vec<u64> = (0..f.ids.len().min(1 << 22))
+        .map(|_| f.ids[(rng.next() % f.ids.len() as u64) as usize])
+        .collect();
+    let len = probes.len();
+
+    // Sanity: all three agree.
+    for &k in probes.iter().take(10_000) {
+        let want = hash.get(&k).copied();
+        assert_eq!(mapper.internal(PointId::Num(k)), want);
+        let b = f
+            .sorted
+            .binary_search_by_key(&k, |p| p.0)
+            .ok()
+            .map(|i| f.sorted[i].1);
+        assert_eq!(b, want);
+    }
+
+    let mut group = c.benchmark_group(format!("id_lookup_{}", n));
+    let mut i = 0usize;
+    group.bench_function("mmap_phf_internal", |b| {
+        b.iter(|| {
+            let k = probes[i];
+            i += 1;
+            if i == len {
+                i = 0;
+            }
+            black_box(mapper.internal(PointId::Num(black_box(k))))
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("std_hashmap_get", |b| {
+        b.iter(|| {
+            let k = probes[i];
+            i += 1;
+            if i == len {
+                i = 0;
+            }
+            black_box(hash.get(&black_box(k)).copied())
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("sorted_binary_search", |b| {
+        b.iter(|| {
+            let k = probes[i];
+            i += 1;
+            if i == len {
+                i = 0;
+            }
+            let k = black_box(k);
+            black_box(
+                f.sorted
+                    .binary_search_by_key(&k, |p| p.0)
+                    .ok()
+                    .map(|j| f.sorted[j].1),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, id_lookup);
+criterion_main!(benches);

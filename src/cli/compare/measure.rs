@@ -1,0 +1,231 @@
+//! Measurements, generic over a [`Config`]: the same code times every
+//! configuration. Each configuration runs in its own worker process so
+//! resident memory and the page cache of one do not leak into the next.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use vecseg_traits::{
+    Condition, Filter, IdMapperRead, PointId, PointOffset, Random, Result, Sequential,
+    VectorStorageRead,
+};
+
+use super::configs::Config;
+use super::dataset::Dataset;
+
+/// Figures measured for one configuration. Keys are stable (snake_case) and
+/// carry their unit; `None` means "not applicable" (e.g. open time of an
+/// in-memory segment).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigReport {
+    /// Configuration name.
+    pub name: String,
+    /// Storage types.
+    pub description: String,
+    /// Points per second while loading (upserts or build).
+    pub load_points_per_sec: f64,
+    /// Vector megabytes per second while loading.
+    pub load_mb_per_sec: f64,
+    /// Time of the first flush after loading.
+    pub flush_ms: f64,
+    /// Time to open the segment from disk.
+    pub open_ms: Option<f64>,
+    /// Bytes on disk after flush.
+    pub disk_bytes: u64,
+    /// Growth of the worker's resident set from before loading to after the
+    /// reopened segment was scanned once (mapped pages count).
+    pub resident_mb: f64,
+    /// Mean latency of a random whole-point `get` (vector + payload), warm.
+    pub random_get_us: f64,
+    /// Sequential scan of every vector, GB of vector data per second.
+    pub scan_gb_per_sec: f64,
+    /// Exact search queries per second (one query at a time, rayon inside).
+    pub search_qps: f64,
+    /// Median search latency.
+    pub search_p50_ms: f64,
+    /// 99th percentile search latency.
+    pub search_p99_ms: f64,
+    /// Tenant-filtered search queries per second.
+    pub filtered_search_qps: f64,
+    /// Mean external → internal id lookup latency.
+    pub id_lookup_ns: f64,
+    /// Mean random vector read latency right after the storage dropped its
+    /// pages from the page cache (`None` when the storage is not file-backed).
+    pub cold_random_get_us: Option<f64>,
+    /// Fraction of the exact top-k found (1.0 for exact configurations).
+    pub recall_at_k: f64,
+}
+
+/// Workload knobs shared by every configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Neighbours per query.
+    pub top: usize,
+    /// Random gets to time.
+    pub gets: usize,
+    /// Seed for the random choices.
+    pub seed: u64,
+}
+
+/// Run the whole workload on configuration `C` in `dir`.
+pub fn measure<C: Config>(
+    dir: &Path,
+    data: &Dataset,
+    truth: &[Vec<PointId>],
+    work: Workload,
+    progress: &ProgressBar,
+) -> Result<ConfigReport> {
+    let mut r = ConfigReport {
+        name: C::NAME.to_string(),
+        description: C::DESCRIPTION.to_string(),
+        ..Default::default()
+    };
+    let rss_before = resident_bytes();
+    progress.set_message(format!("{}: load", C::NAME));
+    let t = Instant::now();
+    let mut seg = C::load(dir, data, progress)?;
+    let load = t.elapsed().as_secs_f64();
+    r.load_points_per_sec = data.len() as f64 / load;
+    r.load_mb_per_sec = (data.vectors.len() * 4) as f64 / 1e6 / load;
+
+    progress.set_message(format!("{}: flush + reopen", C::NAME));
+    let t = Instant::now();
+    seg.flush()?;
+    r.flush_ms = ms(t.elapsed());
+    r.disk_bytes = vecseg_traits::fsutil::dir_size(dir);
+    let t = Instant::now();
+    let seg = C::reopen(dir, seg)?;
+    if C::PERSISTENT {
+        r.open_ms = Some(ms(t.elapsed()));
+    }
+
+    progress.set_message(format!("{}: scan", C::NAME));
+    let v = seg.vectors();
+    let total = v.total_count() as PointOffset;
+    let t = Instant::now();
+    let mut checksum = 0.0f32;
+    for o in 0..total {
+        checksum += v.get::<Sequential>(o)?[0];
+    }
+    std::hint::black_box(checksum);
+    r.scan_gb_per_sec = (total as usize * data.dim * 4) as f64 / 1e9 / t.elapsed().as_secs_f64();
+    r.resident_mb = resident_bytes().saturating_sub(rss_before) as f64 / 1e6;
+
+    progress.set_message(format!("{}: random get + id lookup", C::NAME));
+    let mut rng = StdRng::seed_from_u64(work.seed);
+    let ids: Vec<PointId> = (0..work.gets)
+        .map(|_| data.id(rng.gen_range(0..data.len())))
+        .collect();
+    let t = Instant::now();
+    for id in &ids {
+        std::hint::black_box(seg.get(*id)?);
+    }
+    r.random_get_us = t.elapsed().as_secs_f64() * 1e6 / ids.len() as f64;
+    let lookups: Vec<PointId> = (0..100_000)
+        .map(|_| data.id(rng.gen_range(0..data.len())))
+        .collect();
+    let t = Instant::now();
+    for id in &lookups {
+        std::hint::black_box(seg.ids().internal(*id));
+    }
+    r.id_lookup_ns = t.elapsed().as_secs_f64() * 1e9 / lookups.len() as f64;
+
+    progress.set_message(format!("{}: search", C::NAME));
+    let mut latencies = Vec::with_capacity(data.query_count());
+    let mut found = 0usize;
+    let t = Instant::now();
+    for q in 0..data.query_count() {
+        let start = Instant::now();
+        let hits = seg.search(data.query(q), work.top, None)?;
+        latencies.push(start.elapsed());
+        found += hits.iter().filter(|h| truth[q].contains(&h.id)).count();
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    r.search_qps = data.query_count() as f64 / elapsed;
+    latencies.sort_unstable();
+    r.search_p50_ms = ms(percentile(&latencies, 0.50));
+    r.search_p99_ms = ms(percentile(&latencies, 0.99));
+    let expected: usize = truth.iter().map(Vec::len).sum();
+    r.recall_at_k = if expected == 0 {
+        1.0
+    } else {
+        found as f64 / expected as f64
+    };
+
+    progress.set_message(format!("{}: filtered search", C::NAME));
+    let filtered_queries = data.query_count().min(20);
+    let t = Instant::now();
+    for q in 0..filtered_queries {
+        let tenant = format!("tenant-{}", q % data.tenants.max(1));
+        let filter = Filter::must(Condition::keyword("tenant", tenant));
+        std::hint::black_box(seg.search(data.query(q), work.top, Some(&filter))?);
+    }
+    r.filtered_search_qps = filtered_queries as f64 / t.elapsed().as_secs_f64();
+
+    progress.set_message(format!("{}: cold reads", C::NAME));
+    let offsets: Vec<PointOffset> = (0..1000).map(|_| rng.gen_range(0..total.max(1))).collect();
+    if total > 0 && v.drop_page_cache()? {
+        let t = Instant::now();
+        for &o in &offsets {
+            std::hint::black_box(v.get::<Random>(o)?[0]);
+        }
+        r.cold_random_get_us = Some(t.elapsed().as_secs_f64() * 1e6 / offsets.len() as f64);
+    }
+    Ok(r)
+}
+
+/// Exact top-`k` ids per query by brute force over the raw data, the
+/// reference for recall.
+pub fn ground_truth(data: &Dataset, k: usize) -> Vec<Vec<PointId>> {
+    use rayon::prelude::*;
+    use vecseg_traits::VectorElement;
+    let prepare = |v: &[f32]| {
+        let mut v = v.to_vec();
+        // Data was validated on load, so only a zero vector can fail here; it then scores 0.
+        let _ = f32::preprocess(data.distance, &mut v);
+        v
+    };
+    let stored: Vec<f32> = (0..data.len())
+        .flat_map(|i| prepare(data.vector(i)))
+        .collect();
+    (0..data.query_count())
+        .into_par_iter()
+        .map(|q| {
+            let query = prepare(data.query(q));
+            let mut scored: Vec<(f32, usize)> = stored
+                .chunks_exact(data.dim)
+                .enumerate()
+                .map(|(i, v)| (f32::score(data.distance, &query, v), i))
+                .collect();
+            let k = k.min(scored.len());
+            if k == 0 {
+                return Vec::new();
+            }
+            scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            scored[..k].iter().map(|(_, i)| data.id(*i)).collect()
+        })
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Resident set size of this process (`/proc/self/statm`), 0 if unknown.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}

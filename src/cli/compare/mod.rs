@@ -1,0 +1,265 @@
+//! `vecseg compare`: the same workload on every configuration, one table.
+//!
+//! | file          | role                                                         |
+//! |---------------|--------------------------------------------------------------|
+//! | `mod.rs`      | arguments, orchestration (one worker process per config)     |
+//! | `dataset.rs`  | generated clustered data or `.fvecs` / `.npy` input           |
+//! | `configs.rs`  | the configurations: concrete `Segment<V, P, I>` types         |
+//! | `measure.rs`  | the measurements, generic over a configuration                |
+//! | `report.rs`   | table, `report.json`, `report.html`                           |
+//!
+//! The parent process runs itself once per configuration with the hidden
+//! `--worker NAME` flag; a worker loads the data into a fresh directory,
+//! measures, and prints its [`ConfigReport`] as one JSON line on stdout.
+
+pub mod configs;
+pub mod dataset;
+pub mod measure;
+pub mod report;
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use vecseg_traits::Distance;
+
+use dataset::Dataset;
+use measure::{ConfigReport, Workload};
+use report::{MachineInfo, Report};
+
+/// Arguments of `vecseg compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Number of points to generate (or to read at most from --data).
+    #[arg(long, default_value_t = 100_000)]
+    pub points: usize,
+    /// Vector dimension of generated data.
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    /// Distance: cosine, dot, euclid or manhattan.
+    #[arg(long, default_value = "cosine", value_parser = parse_distance)]
+    pub distance: Distance,
+    /// Number of distinct tenants in the payloads.
+    #[arg(long, default_value_t = 16)]
+    pub tenants: usize,
+    /// Number of search queries.
+    #[arg(long, default_value_t = 100)]
+    pub queries: usize,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Comma-separated configurations to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub configs: Option<Vec<String>>,
+    /// Read vectors from a .fvecs or .npy file instead of generating them.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Directory for report.json, report.html and the segments.
+    #[arg(long, default_value = "vecseg-compare")]
+    pub out: PathBuf,
+    /// Seed of the generated data and random choices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the segment directories after the run.
+    #[arg(long)]
+    pub keep: bool,
+    /// Internal: run one configuration and print its report as JSON.
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
+}
+
+fn parse_distance(s: &str) -> Result<Distance, String> {
+    Distance::from_name(s)
+        .ok_or_else(|| format!("unknown distance {s:?} (cosine, dot, euclid, manhattan)"))
+}
+
+impl CompareArgs {
+    fn dataset(&self) -> Result<Dataset, Box<dyn Error>> {
+        if self.points == 0 || self.dim == 0 || self.top == 0 {
+            return Err("--points, --dim and --top must be at least 1".into());
+        }
+        Ok(match &self.data {
+            Some(path) => Dataset::load(
+                path,
+                Some(self.points),
+                self.distance,
+                self.tenants,
+                self.queries,
+                self.seed,
+            )?,
+            None => Dataset::generate(
+                self.points,
+                self.dim,
+                self.distance,
+                self.tenants,
+                self.queries,
+                self.seed,
+            ),
+        })
+    }
+
+    fn selected(&self) -> Result<Vec<String>, Box<dyn Error>> {
+        let names: Vec<String> = match &self.configs {
+            Some(list) => list
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => configs::ALL.iter().map(|s| s.to_string()).collect(),
+        };
+        for n in &names {
+            if !configs::ALL.contains(&n.as_str()) {
+                return Err(format!(
+                    "unknown configuration {n:?}; available: {}",
+                    configs::ALL.join(", ")
+                )
+                .into());
+            }
+        }
+        if names.is_empty() {
+            return Err("--configs selected no configuration".into());
+        }
+        Ok(names)
+    }
+}
+
+/// Run `vecseg compare`.
+pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
+    if let Some(name) = &args.worker {
+        return run_worker(args, name, quiet);
+    }
+    let names = args.selected()?;
+    let data = args.dataset()?;
+    std::fs::create_dir_all(&args.out)?;
+    let exe = std::env::current_exe()?;
+    let mut reports = Vec::new();
+    for name in &names {
+        if !quiet {
+            eprintln!("== {name}");
+        }
+        let mut cmd = Command::new(&exe);
+        cmd.args(worker_args(args, name, quiet))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let out = cmd.output()?;
+        if !out.status.success() {
+            return Err(format!("configuration {name} failed ({})", out.status).into());
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        let report: ConfigReport = serde_json::from_str(line.trim())
+            .map_err(|e| format!("configuration {name}: unreadable worker output: {e}"))?;
+        reports.push(report);
+    }
+    print!("{}", report::table(&reports));
+    let report = Report {
+        dataset: data.info(),
+        machine: MachineInfo::current(),
+        top_k: args.top,
+        configs: reports,
+    };
+    report::write(&args.out, &report)?;
+    if !quiet {
+        eprintln!(
+            "wrote {} and {}",
+            args.out.join("report.json").display(),
+            args.out.join("report.html").display()
+        );
+    }
+    Ok(())
+}
+
+fn worker_args(args: &CompareArgs, name: &str, quiet: bool) -> Vec<String> {
+    let mut v = vec![
+        "compare".to_string(),
+        "--worker".into(),
+        name.into(),
+        "--points".into(),
+        args.points.to_string(),
+        "--dim".into(),
+        args.dim.to_string(),
+        "--distance".into(),
+        args.distance.name().into(),
+        "--tenants".into(),
+        args.tenants.to_string(),
+        "--queries".into(),
+        args.queries.to_string(),
+        "--top".into(),
+        args.top.to_string(),
+        "--out".into(),
+        args.out.display().to_string(),
+        "--seed".into(),
+        args.seed.to_string(),
+    ];
+    if let Some(d) = &args.data {
+        v.push("--data".into());
+        v.push(d.display().to_string());
+    }
+    if args.keep {
+        v.push("--keep".into());
+    }
+    if quiet {
+        v.push("--quiet".into());
+    }
+    v
+}
+
+fn run_worker(args: &CompareArgs, name: &str, quiet: bool) -> Result<(), Box<dyn Error>> {
+    let progress = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:<32} [{bar:30}] {pos}/{len} ({eta})")?
+                .progress_chars("=> "),
+        );
+        bar
+    };
+    progress.set_message(format!("{name}: data"));
+    let data = args.dataset()?;
+    progress.set_message(format!("{name}: exact ground truth"));
+    let truth = measure::ground_truth(&data, args.top);
+    let dir = args.out.join("segments").join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let work = Workload {
+        top: args.top,
+        gets: 10_000,
+        seed: args.seed ^ 0x5eed,
+    };
+    let job = MeasureJob {
+        dir: &dir,
+        data: &data,
+        truth: &truth,
+        work,
+        progress: &progress,
+    };
+    let report =
+        configs::dispatch(name, job).ok_or_else(|| format!("unknown configuration {name:?}"))??;
+    progress.finish_and_clear();
+    if !args.keep {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// One worker's measurement, run with the configuration as a type parameter.
+struct MeasureJob<'a> {
+    dir: &'a std::path::Path,
+    data: &'a Dataset,
+    truth: &'a [Vec<vecseg_traits::PointId>],
+    work: Workload,
+    progress: &'a ProgressBar,
+}
+
+impl configs::ConfigVisitor for MeasureJob<'_> {
+    type Output = vecseg_traits::Result<ConfigReport>;
+
+    fn visit<C: configs::Config>(self) -> Self::Output {
+        measure::measure::<C>(self.dir, self.data, self.truth, self.work, self.progress)
+    }
+}

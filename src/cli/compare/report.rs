@@ -1,0 +1,342 @@
+//! Output of `vecseg compare`: the aligned table on stdout, `report.json`
+//! and a self-contained `report.html` with one SVG bar chart per metric.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use vecseg_traits::{IoResultExt, Result, StorageError};
+
+use super::dataset::DatasetInfo;
+use super::measure::ConfigReport;
+
+/// The machine the comparison ran on.
+#[derive(Debug, Serialize)]
+pub struct MachineInfo {
+    /// Logical CPUs available.
+    pub cores: usize,
+    /// Total memory in bytes (from `/proc/meminfo`).
+    pub memory_bytes: u64,
+    /// Kernel release (from `/proc/sys/kernel/osrelease`).
+    pub kernel: String,
+}
+
+impl MachineInfo {
+    /// Read the current machine's description.
+    pub fn current() -> Self {
+        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024);
+        MachineInfo {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+}
+
+/// The whole report as written to `report.json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// What was measured on.
+    pub dataset: DatasetInfo,
+    /// Where it ran.
+    pub machine: MachineInfo,
+    /// Neighbours per query.
+    pub top_k: usize,
+    /// One entry per configuration, in run order.
+    pub configs: Vec<ConfigReport>,
+}
+
+/// A table column: header (with unit) and how to format a report's value.
+struct Column {
+    header: &'static str,
+    key: &'static str,
+    /// Whether a higher value is better (for the chart captions).
+    higher_is_better: bool,
+    value: fn(&ConfigReport) -> Option<f64>,
+    decimals: usize,
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        header: "load pts/s",
+        key: "load_points_per_sec",
+        higher_is_better: true,
+        value: |r| Some(r.load_points_per_sec),
+        decimals: 0,
+    },
+    Column {
+        header: "flush ms",
+        key: "flush_ms",
+        higher_is_better: false,
+        value: |r| Some(r.flush_ms),
+        decimals: 1,
+    },
+    Column {
+        header: "open ms",
+        key: "open_ms",
+        higher_is_better: false,
+        value: |r| r.open_ms,
+        decimals: 1,
+    },
+    Column {
+        header: "disk MB",
+        key: "disk_bytes",
+        higher_is_better: false,
+        value: |r| Some(r.disk_bytes as f64 / 1e6),
+        decimals: 1,
+    },
+    Column {
+        header: "RSS MB",
+        key: "resident_mb",
+        higher_is_better: false,
+        value: |r| Some(r.resident_mb),
+        decimals: 1,
+    },
+    Column {
+        header: "get µs",
+        key: "random_get_us",
+        higher_is_better: false,
+        value: |r| Some(r.random_get_us),
+        decimals: 2,
+    },
+    Column {
+        header: "scan GB/s",
+        key: "scan_gb_per_sec",
+        higher_is_better: true,
+        value: |r| Some(r.scan_gb_per_sec),
+        decimals: 2,
+    },
+    Column {
+        header: "search QPS",
+        key: "search_qps",
+        higher_is_better: true,
+        value: |r| Some(r.search_qps),
+        decimals: 1,
+    },
+    Column {
+        header: "p50 ms",
+        key: "search_p50_ms",
+        higher_is_better: false,
+        value: |r| Some(r.search_p50_ms),
+        decimals: 2,
+    },
+    Column {
+        header: "p99 ms",
+        key: "search_p99_ms",
+        higher_is_better: false,
+        value: |r| Some(r.search_p99_ms),
+        decimals: 2,
+    },
+    Column {
+        header: "tenant QPS",
+        key: "filtered_search_qps",
+        higher_is_better: true,
+        value: |r| Some(r.filtered_search_qps),
+        decimals: 1,
+    },
+    Column {
+        header: "id ns",
+        key: "id_lookup_ns",
+        higher_is_better: false,
+        value: |r| Some(r.id_lookup_ns),
+        decimals: 1,
+    },
+    Column {
+        header: "cold get µs",
+        key: "cold_random_get_us",
+        higher_is_better: false,
+        value: |r| r.cold_random_get_us,
+        decimals: 1,
+    },
+    Column {
+        header: "recall",
+        key: "recall_at_k",
+        higher_is_better: true,
+        value: |r| Some(r.recall_at_k),
+        decimals: 3,
+    },
+];
+
+fn cell(c: &Column, r: &ConfigReport) -> String {
+    match (c.value)(r) {
+        Some(v) => format!("{v:.*}", c.decimals),
+        None => "n/a".into(),
+    }
+}
+
+/// The aligned text table, one row per configuration.
+pub fn table(configs: &[ConfigReport]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![std::iter::once("config".to_string())
+        .chain(COLUMNS.iter().map(|c| c.header.to_string()))
+        .collect()];
+    for r in configs {
+        rows.push(
+            std::iter::once(r.name.clone())
+                .chain(COLUMNS.iter().map(|c| cell(c, r)))
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            let pad = widths[i] - v.chars().count();
+            if i == 0 {
+                let _ = write!(out, "{v}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(out, "  {}{v}", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+        if n == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Write `report.json` and `report.html` into `dir`.
+pub fn write(dir: &Path, report: &Report) -> Result<()> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| StorageError::Codec(Box::new(e)))?;
+    let path = dir.join("report.json");
+    std::fs::write(&path, json).at(&path)?;
+    let path = dir.join("report.html");
+    std::fs::write(&path, html(report)).at(&path)?;
+    Ok(())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A self-contained HTML page: the table plus one SVG bar chart per metric.
+fn html(report: &Report) -> String {
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>vecseg compare</title>\
+         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+         td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}\
+         td:first-child,th:first-child{text-align:left}.chart{display:inline-block;margin:1em}</style>\
+         </head><body><h1>vecseg compare</h1>",
+    );
+    let d = &report.dataset;
+    let _ = write!(
+        out,
+        "<p>{} points × {} dims, {}, {} tenants, {} queries, top-{}; source: {}. Machine: {} cores, {:.1} GiB, kernel {}.</p>",
+        d.points, d.dim, d.distance, d.tenants, d.queries, report.top_k, escape(&d.source),
+        report.machine.cores, report.machine.memory_bytes as f64 / (1u64 << 30) as f64, escape(&report.machine.kernel)
+    );
+    out.push_str("<table><tr><th>config</th>");
+    for c in COLUMNS {
+        let _ = write!(out, "<th>{}</th>", escape(c.header));
+    }
+    out.push_str("</tr>");
+    for r in &report.configs {
+        let _ = write!(
+            out,
+            "<tr><td title=\"{}\">{}</td>",
+            escape(&r.description),
+            escape(&r.name)
+        );
+        for c in COLUMNS {
+            let _ = write!(out, "<td>{}</td>", cell(c, r));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    for c in COLUMNS {
+        out.push_str(&bar_chart(c, &report.configs));
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn bar_chart(c: &Column, configs: &[ConfigReport]) -> String {
+    let (w, bar_h, label_w) = (460.0, 22.0, 120.0);
+    let h = 40.0 + bar_h * configs.len() as f64;
+    let max = configs
+        .iter()
+        .filter_map(|r| (c.value)(r))
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let mut svg = format!(
+        "<div class=\"chart\"><svg id=\"chart-{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\
+         <text x=\"0\" y=\"16\" font-size=\"14\" font-weight=\"bold\">{} ({})</text>",
+        c.key,
+        escape(c.header),
+        if c.higher_is_better { "higher is better" } else { "lower is better" }
+    );
+    for (i, r) in configs.iter().enumerate() {
+        let y = 28.0 + bar_h * i as f64;
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text>",
+            y + 14.0,
+            escape(&r.name)
+        );
+        match (c.value)(r) {
+            Some(v) => {
+                let len = (w - label_w - 70.0) * (v / max).max(0.0);
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{label_w}\" y=\"{y}\" width=\"{len:.1}\" height=\"{}\" fill=\"#4878d0\"/>\
+                     <text x=\"{:.1}\" y=\"{}\" font-size=\"12\">{}</text>",
+                    bar_h - 6.0,
+                    label_w + len + 4.0,
+                    y + 14.0,
+                    cell(c, r)
+                );
+            }
+            None => {
+                let _ = write!(
+                    svg,
+                    "<text x=\"{label_w}\" y=\"{}\" font-size=\"12\" fill=\"#888\">n/a</text>",
+                    y + 14.0
+                );
+            }
+        }
+    }
+    svg.push_str("</svg></div>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_marks_missing_values() {
+        let a = ConfigReport {
+            name: "memory".into(),
+            search_qps: 1234.5,
+            ..Default::default()
+        };
+        let b = ConfigReport {
+            name: "mmap".into(),
+            open_ms: Some(3.25),
+            ..Default::default()
+        };
+        let t = table(&[a, b]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("config") && lines[0].contains("search QPS"));
+        let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "{t}");
+        assert!(lines[2].contains("n/a") && lines[2].contains("1234.5"));
+        assert!(lines[3].contains("3.2"));
+    }
+}

@@ -1,0 +1,34 @@
+//! The `vecseg` command line: `compare`, `migrate`, `inspect`.
+
+pub mod compare;
+pub mod migrate;
+
+use std::error::Error;
+
+use clap::{Parser, Subcommand};
+
+/// vecseg: compare storage backends, migrate and inspect segments.
+#[derive(Debug, Parser)]
+#[command(name = "vecseg", version, about)]
+pub struct Cli {
+    /// No progress bars or chatter (for scripts).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the same workload on every backend configuration and print them side by side.
+    Compare(compare::CompareArgs),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: &Cli) -> Result<(), Box<dyn Error>> {
+    match &cli.command {
+        CliCommand::Compare(args) => compare::run(args, cli.quiet),
+    }
+}

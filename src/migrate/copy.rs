@@ -1,0 +1,236 @@
+//! The generic copy: any segment into any appendable segment, and a build
+//! path into the immutable mmap storages.
+
+use std::path::Path;
+use std::time::Instant;
+
+use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
+use vecseg_traits::{
+    AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, IdMapperRead,
+    PayloadStorageRead, Result, StorageError, VectorElement, VectorStorageRead,
+};
+
+use super::checksum::Checksum;
+use super::slots::{placeholder_id, read_batch, slot_count, write_batch};
+use super::verify::{verify, VerifyOptions};
+use super::{MigrateOptions, MigrationReport, Phase, Progress};
+use crate::Segment;
+
+/// Running state of a copy: where it is and what it has seen so far. Saved
+/// by the in-place upgrade after every flushed batch so a re-run resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CopyCursor {
+    /// Next offset to copy.
+    pub next: u64,
+    /// Digest of the source slots `0..next`.
+    pub checksum: u64,
+    /// Mapped points copied so far.
+    pub points: u64,
+    /// Vector bytes copied so far.
+    pub vector_bytes: u64,
+    /// Payload bytes (JSON) copied so far.
+    pub payload_bytes: u64,
+}
+
+impl CopyCursor {
+    /// A cursor at offset 0.
+    pub fn new() -> Self {
+        CopyCursor {
+            checksum: Checksum::default().value(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Check that `target` can receive `source`'s vectors.
+fn check_compatible<SV: VectorStorageRead, TV: VectorStorageRead>(
+    source: &SV,
+    target: &TV,
+) -> Result<()> {
+    if source.dim() != target.dim() || source.distance() != target.distance() {
+        return Err(StorageError::InvalidArgument(format!(
+            "target is {}-dimensional {:?}, source {}-dimensional {:?}",
+            target.dim(),
+            target.distance(),
+            source.dim(),
+            source.distance()
+        )));
+    }
+    Ok(())
+}
+
+/// Copy source offsets from `cursor.next` up to `end` into `target`, batch by
+/// batch (reading the next batch while the current one is written),
+/// advancing `cursor`. `after_batch` runs after each written batch with the
+/// batch's source contents (the in-place upgrade flushes, reads back and
+/// saves its marker there). Slots at or above `fresh_from` are known to be
+/// empty in `target`.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_range<SV, SP, SI, TV, TP, TI>(
+    source: &Segment<SV, SP, SI>,
+    target: &mut Segment<TV, TP, TI>,
+    cursor: &mut CopyCursor,
+    end: usize,
+    fresh_from: usize,
+    options: &MigrateOptions,
+    progress: &mut dyn FnMut(&Progress),
+    after_batch: &mut dyn FnMut(
+        &mut Segment<TV, TP, TI>,
+        &super::SlotBatch<SV::Element>,
+        &CopyCursor,
+    ) -> Result<()>,
+) -> Result<()>
+where
+    SV: VectorStorageRead,
+    SP: PayloadStorageRead,
+    SI: IdMapperRead,
+    TV: AppendableVectorStorage<Element = SV::Element>,
+    TP: AppendablePayloadStorage,
+    TI: AppendableIdMapper,
+{
+    check_compatible(&source.vectors, &target.vectors)?;
+    let batch_len = options.batch_slots.max(1);
+    let placeholder = placeholder_id(source);
+    let elem = std::mem::size_of::<SV::Element>() as u64;
+    let mut start = cursor.next as usize;
+    let mut pending = if start < end {
+        Some(read_batch(source, start..(start + batch_len).min(end))?)
+    } else {
+        None
+    };
+    while let Some(batch) = pending.take() {
+        let next_start = start + batch.len();
+        let (read, written) = rayon::join(
+            || {
+                (next_start < end)
+                    .then(|| read_batch(source, next_start..(next_start + batch_len).min(end)))
+                    .transpose()
+            },
+            || write_batch(target, &batch, placeholder, fresh_from),
+        );
+        written?;
+        let mut checksum = Checksum::from_value(cursor.checksum);
+        cursor.payload_bytes += batch.checksum_into(&mut checksum);
+        cursor.checksum = checksum.value();
+        cursor.points += batch.mapped() as u64;
+        cursor.vector_bytes += (batch.vector_slots * batch.dim) as u64 * elem;
+        cursor.next = next_start as u64;
+        after_batch(target, &batch, cursor)?;
+        progress(&Progress {
+            phase: Phase::Copy,
+            done: cursor.next,
+            total: end as u64,
+            bytes: cursor.vector_bytes + cursor.payload_bytes,
+        });
+        pending = read?;
+        start = next_start;
+    }
+    Ok(())
+}
+
+/// Copy every slot of `source` into the empty appendable `target`: each
+/// point's vector, payload, external id, version and deleted state, at the
+/// same offsets, in increasing offset order; then set the segment version,
+/// flush `target` and (unless `options.verify` is off) verify both sides
+/// point by point and by checksum.
+///
+/// Returns [`StorageError::VerificationFailed`] when the copy does not read
+/// back identical.
+pub fn migrate<SV, SP, SI, TV, TP, TI>(
+    source: &Segment<SV, SP, SI>,
+    target: &mut Segment<TV, TP, TI>,
+    options: &MigrateOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<MigrationReport>
+where
+    SV: VectorStorageRead,
+    SP: PayloadStorageRead,
+    SI: IdMapperRead,
+    TV: AppendableVectorStorage<Element = SV::Element>,
+    TP: AppendablePayloadStorage,
+    TI: AppendableIdMapper,
+{
+    let started = Instant::now();
+    if slot_count(target) != 0 || target.payloads.count() != 0 {
+        return Err(StorageError::InvalidArgument(
+            "migration target must be an empty segment".into(),
+        ));
+    }
+    let mut cursor = CopyCursor::new();
+    let total = slot_count(source);
+    copy_range(
+        source,
+        target,
+        &mut cursor,
+        total,
+        0,
+        options,
+        progress,
+        &mut |_, _, _| Ok(()),
+    )?;
+    target.version = target.version.max(source.version);
+    target.flush()?;
+    let mut report = MigrationReport::from_cursor(&cursor, total as u64, 0);
+    if options.verify {
+        let v = verify(
+            source,
+            target,
+            &VerifyOptions {
+                expected_checksum: Some(cursor.checksum),
+                batch_slots: options.batch_slots,
+            },
+            progress,
+        )?;
+        report.verified = true;
+        report.checksum = v.checksum;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The immutable mmap segment type [`build_mmap`] produces.
+pub type MmapSegment<T = f32> = Segment<MmapVectorStorage<T>, MmapPayloadStorage, MmapIdMapper>;
+
+/// Build an immutable mmap segment in `dir` (`vectors/`, `payloads/`,
+/// `ids/`, `segment.json`) from any `source` segment: the buildable-target
+/// path. Each storage is built from the source's storage of the same
+/// concern (sequential reads), its files written to temporaries, fsynced
+/// and renamed; `segment.json` is written last. Verify the result with
+/// [`verify`] before trusting it.
+pub fn build_mmap<SV, SP, SI>(
+    source: &Segment<SV, SP, SI>,
+    dir: &Path,
+    options: &MmapVectorOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<MmapSegment<SV::Element>>
+where
+    SV: VectorStorageRead,
+    SV::Element: VectorElement,
+    SP: PayloadStorageRead,
+    SI: IdMapperRead,
+{
+    let total = slot_count(source) as u64;
+    let mut report = |done| {
+        progress(&Progress {
+            phase: Phase::Build,
+            done,
+            total: 3,
+            bytes: 0,
+        })
+    };
+    report(0);
+    let layout = super::layout::SegmentLayout::new(dir);
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+    let vectors = MmapVectorStorage::build(&layout.vectors(), &source.vectors, options.clone())?;
+    report(1);
+    let payloads = MmapPayloadStorage::build(&layout.payloads(), &source.payloads, total as usize)?;
+    report(2);
+    let ids = MmapIdMapper::build(&layout.ids(), &source.ids)?;
+    report(3);
+    // `create` writes `segment.json` naming the mmap types; the flush then
+    // records the source's version in it.
+    let mut segment = Segment::create(dir, vectors, payloads, ids)?;
+    segment.version = source.version;
+    segment.flush()?;
+    Ok(segment)
+}

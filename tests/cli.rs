@@ -1,0 +1,148 @@
+//! End-to-end tests of the `vecseg` binary.
+
+use std::process::Command;
+
+fn vecseg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vecseg"))
+}
+
+const REPORT_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "load_points_per_sec",
+    "load_mb_per_sec",
+    "flush_ms",
+    "open_ms",
+    "disk_bytes",
+    "resident_mb",
+    "random_get_us",
+    "scan_gb_per_sec",
+    "search_qps",
+    "search_p50_ms",
+    "search_p99_ms",
+    "filtered_search_qps",
+    "id_lookup_ns",
+    "cold_random_get_us",
+    "recall_at_k",
+];
+
+#[test]
+fn compare_runs_every_configuration_on_a_tiny_dataset() {
+    let out = tempfile::tempdir().unwrap();
+    let result = vecseg()
+        .args([
+            "compare",
+            "--quiet",
+            "--points",
+            "400",
+            "--dim",
+            "8",
+            "--queries",
+            "6",
+            "--top",
+            "5",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "compare failed: {stderr}");
+    let table = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        table.lines().next().unwrap().starts_with("config"),
+        "{table}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["dataset"]["points"], 400);
+    assert_eq!(json["dataset"]["dim"], 8);
+    assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
+    let configs = json["configs"].as_array().unwrap();
+    let names: Vec<&str> = configs
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vecseg::cli::compare::configs::ALL);
+    for c in configs {
+        for key in REPORT_KEYS {
+            assert!(c.get(*key).is_some(), "{} lacks {key}", c["name"]);
+        }
+        // Every configuration is exact, so recall must be perfect.
+        assert_eq!(c["recall_at_k"].as_f64().unwrap(), 1.0, "{}", c["name"]);
+        assert!(table.contains(c["name"].as_str().unwrap()));
+    }
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("chart-search_qps"));
+    assert!(!html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+}
+
+#[test]
+fn compare_rejects_bad_arguments_with_usage_errors() {
+    for args in [
+        &["compare", "--points", "abc"][..],
+        &["compare", "--distance", "hamming"],
+        &["compare", "--no-such-flag"],
+        &["frobnicate"],
+    ] {
+        let r = vecseg().args(args).output().unwrap();
+        assert_eq!(r.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            stderr.contains("Usage") || stderr.contains("error"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let r = vecseg()
+        .args(["compare", "--quiet", "--configs", "nope"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("unknown configuration") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn compare_reads_fvecs_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    for i in 0..50 {
+        bytes.extend(4i32.to_le_bytes());
+        for k in 0..4 {
+            bytes.extend(((i * 4 + k) as f32 * 0.01 + 0.1).to_le_bytes());
+        }
+    }
+    let data = dir.path().join("v.fvecs");
+    std::fs::write(&data, bytes).unwrap();
+    let r = vecseg()
+        .args([
+            "compare",
+            "--quiet",
+            "--configs",
+            "memory",
+            "--queries",
+            "3",
+            "--top",
+            "3",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["dataset"]["points"], 50);
+    assert_eq!(json["dataset"]["dim"], 4);
+}
