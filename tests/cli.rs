@@ -146,3 +146,49 @@ fn compare_reads_fvecs_input() {
     assert_eq!(json["dataset"]["points"], 50);
     assert_eq!(json["dataset"]["dim"], 4);
 }
+
+#[test]
+fn inspect_describes_a_segment_and_rejects_non_segments() {
+    use vecseg::migrate::layout;
+    use vecseg::{Distance, PointId};
+    let dir = tempfile::tempdir().unwrap();
+    let seg_dir = dir.path().join("seg");
+    let mut seg = layout::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
+    for i in 0..25u64 {
+        seg.upsert(
+            i + 1,
+            PointId::Num(i),
+            &[1.0, 2.0, 3.0, i as f32],
+            &Default::default(),
+        )
+        .unwrap();
+    }
+    seg.delete(100, PointId::Num(3)).unwrap();
+    seg.flush().unwrap();
+    drop(seg);
+    let r = vecseg().arg("inspect").arg(&seg_dir).output().unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(out.contains("version     100"), "{out}");
+    assert!(out.contains("24 live, 25 slots, 1 deleted"), "{out}");
+    assert!(out.contains("ChunkedVectorStorage"), "{out}");
+    assert!(
+        out.contains("segment.json") && out.contains("vectors/"),
+        "{out}"
+    );
+
+    // Not a segment: a clear error, exit code 1, no panic.
+    let r = vecseg().arg("inspect").arg(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(err.contains("not a vecseg segment directory"), "{err}");
+    // Corrupted state file: the error names it.
+    std::fs::write(seg_dir.join("segment.json"), b"{ broken").unwrap();
+    let r = vecseg().arg("inspect").arg(&seg_dir).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        err.contains("segment.json") && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -197,11 +197,7 @@ fn rocks_to_chunked_and_mmap_then_tamper_is_caught() {
     assert_eq!(reopened.version(), source.version());
 
     // Tamper with the chunked copy behind the segment's back: one payload cleared.
-    let some = *want
-        .iter()
-        .find(|(_, r)| !r.payload.is_empty())
-        .unwrap()
-        .0;
+    let some = *want.iter().find(|(_, r)| !r.payload.is_empty()).unwrap().0;
     let offset = open_chunked_segment::<f32>(&chunked_dir)
         .unwrap()
         .offset_of(some)

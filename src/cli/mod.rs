@@ -1,6 +1,7 @@
 //! The `vecseg` command line: `compare`, `migrate`, `inspect`.
 
 pub mod compare;
+pub mod inspect;
 pub mod migrate;
 
 use std::error::Error;
@@ -24,11 +25,17 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the same workload on every backend configuration and print them side by side.
     Compare(compare::CompareArgs),
+    /// Move a segment directory from RocksDB onto chunked or mmap storage, verified.
+    Migrate(migrate::MigrateArgs),
+    /// Show what a segment directory holds: backends, counts, versions, files.
+    Inspect(inspect::InspectArgs),
 }
 
 /// Run a parsed command line.
 pub fn run(cli: &Cli) -> Result<(), Box<dyn Error>> {
     match &cli.command {
         CliCommand::Compare(args) => compare::run(args, cli.quiet),
+        CliCommand::Inspect(args) => inspect::run(args),
+        CliCommand::Migrate(args) => migrate::run(args, cli.quiet),
     }
 }

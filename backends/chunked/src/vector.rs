@@ -50,6 +50,7 @@ use vecseg_mmap::header::{read_header, FilePrefix};
 use vecseg_mmap::MmapFileMut;
 use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::fsutil::dir_size;
+use vecseg_traits::vector::scan_flat;
 use vecseg_traits::{
     AccessPattern, AppendableVectorStorage, Distance, PointOffset, Result, StorageError,
     VectorElement, VectorStorage, VectorStorageRead,
@@ -571,6 +572,38 @@ impl<T: VectorElement> VectorStorageRead for ChunkedVectorStorage<T> {
 
     fn deleted_bits(&self) -> &BitSlice<u64> {
         &self.deleted
+    }
+
+    fn scan_live<P: AccessPattern, F: FnMut(PointOffset, &[T])>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut f: F,
+    ) -> Result<()> {
+        let end = (range.end as usize).min(self.count);
+        let mut start = (range.start as usize).min(end);
+        while start < end {
+            let index = start >> self.chunk_shift;
+            let first = index << self.chunk_shift;
+            let flat = self.chunk_slice(index)?;
+            let stop = end.min(first + self.chunk_vectors());
+            scan_flat(
+                flat,
+                self.dim,
+                first as PointOffset,
+                &self.deleted,
+                start as PointOffset..stop as PointOffset,
+                &mut f,
+            );
+            start = stop;
+        }
+        Ok(())
+    }
+
+    fn drop_page_cache(&self) -> Result<bool> {
+        for chunk in &self.chunks {
+            chunk.clear_cache()?;
+        }
+        Ok(true)
     }
 
     fn disk_bytes(&self) -> u64 {

@@ -181,6 +181,14 @@ impl MmapFileMut {
         advice::populate(&self.map, &self.map, &self.path);
     }
 
+    /// Write dirty pages back, drop this mapping's pages and evict the file
+    /// from the page cache, so the next read comes from disk.
+    pub fn clear_cache(&self) -> Result<()> {
+        self.flush()?;
+        raw::advice::drop_mapped_pages_mut(&self.map, &self.path)?;
+        raw::advice::evict_file_cache(&self.file, &self.path)
+    }
+
     /// The open file.
     pub fn file(&self) -> &File {
         &self.file

@@ -6,13 +6,19 @@
 use std::path::Path;
 
 use indicatif::ProgressBar;
+use vecseg_chunked::{
+    ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
+};
 use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
+use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
 use vecseg_traits::{
     AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, IdMapper,
     PayloadStorage, Result, VectorStorage,
 };
 
 use super::dataset::Dataset;
+use crate::migrate::layout::{self, SegmentLayout};
 use crate::Segment;
 
 /// One column of the comparison: a segment type and how to build it.
@@ -98,8 +104,170 @@ impl Config for Memory {
     }
 }
 
+/// Appendable chunked mmap storages, pages left to the kernel.
+pub struct Chunked;
+
+impl Config for Chunked {
+    const NAME: &'static str = "chunked";
+    const DESCRIPTION: &'static str =
+        "ChunkedVectorStorage / ChunkedPayloadStorage / ChunkedIdMapper";
+    const PERSISTENT: bool = true;
+    type V = ChunkedVectorStorage<f32>;
+    type P = ChunkedPayloadStorage;
+    type I = ChunkedIdMapper;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        load_chunked(
+            dir,
+            data,
+            progress,
+            ChunkedConfig::default(),
+            PayloadOptions::default(),
+        )
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        drop(segment);
+        layout::open_chunked_segment(dir)
+    }
+}
+
+/// The same chunked files, populated into RAM at open (`InRam` mode).
+pub struct ChunkedInRam;
+
+impl Config for ChunkedInRam {
+    const NAME: &'static str = "chunked-inram";
+    const DESCRIPTION: &'static str = "Chunked storages in InRam mode (populated at open)";
+    const PERSISTENT: bool = true;
+    type V = ChunkedVectorStorage<f32>;
+    type P = ChunkedPayloadStorage;
+    type I = ChunkedIdMapper;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        load_chunked(
+            dir,
+            data,
+            progress,
+            ChunkedConfig::in_ram(),
+            PayloadOptions::in_ram(),
+        )
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        drop(segment);
+        layout::open_chunked_segment(dir)
+    }
+}
+
+fn load_chunked(
+    dir: &Path,
+    data: &Dataset,
+    progress: &ProgressBar,
+    vectors: ChunkedConfig,
+    payloads: PayloadOptions,
+) -> Result<Segment<ChunkedVectorStorage<f32>, ChunkedPayloadStorage, ChunkedIdMapper>> {
+    let l = SegmentLayout::new(dir);
+    let mut s = Segment::create(
+        dir,
+        ChunkedVectorStorage::create(&l.vectors(), data.dim, data.distance, vectors)?,
+        ChunkedPayloadStorage::create(&l.payloads(), payloads)?,
+        ChunkedIdMapper::create(&l.ids())?,
+    )?;
+    fill(&mut s, data, progress)?;
+    Ok(s)
+}
+
+/// Immutable mmap storages (perfect-hash id map) built from a chunked
+/// segment, as the optimizer does.
+pub struct Mmap;
+
+impl Config for Mmap {
+    const NAME: &'static str = "mmap";
+    const DESCRIPTION: &'static str =
+        "MmapVectorStorage / MmapPayloadStorage / MmapIdMapper (built from chunked)";
+    const PERSISTENT: bool = true;
+    type V = MmapVectorStorage<f32>;
+    type P = MmapPayloadStorage;
+    type I = MmapIdMapper;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        let staging = dir.with_extension("staging");
+        let source = Chunked::load(&staging, data, progress)?;
+        let built =
+            crate::migrate::build_mmap(&source, dir, &MmapVectorOptions::default(), &mut |_| {})?;
+        drop(source);
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| vecseg_traits::StorageError::io(&staging, e))?;
+        Ok(built)
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        drop(segment);
+        layout::open_mmap_segment(dir, &MmapVectorOptions::default())
+    }
+}
+
+/// RocksDB storages sharing one database.
+pub struct Rocks;
+
+impl Config for Rocks {
+    const NAME: &'static str = "rocksdb";
+    const DESCRIPTION: &'static str =
+        "RocksVectorStorage / RocksPayloadStorage / RocksIdMapper (one DB)";
+    const PERSISTENT: bool = true;
+    type V = RocksVectorStorage<f32>;
+    type P = RocksPayloadStorage;
+    type I = RocksIdMapper;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        let mut s =
+            layout::create_rocks_segment(dir, data.dim, data.distance, &RocksOptions::default())?;
+        fill(&mut s, data, progress)?;
+        Ok(s)
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        drop(segment);
+        layout::open_rocks_segment(dir, &RocksOptions::default())
+    }
+}
+
 /// Names of every configuration, in table order.
-pub const ALL: &[&str] = &[Memory::NAME];
+pub const ALL: &[&str] = &[
+    Memory::NAME,
+    Chunked::NAME,
+    ChunkedInRam::NAME,
+    Mmap::NAME,
+    Rocks::NAME,
+];
 
 /// Something to do with a configuration given as a type parameter.
 pub trait ConfigVisitor {
@@ -113,6 +281,10 @@ pub trait ConfigVisitor {
 pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
     match name {
         n if n == Memory::NAME => Some(visitor.visit::<Memory>()),
+        n if n == Chunked::NAME => Some(visitor.visit::<Chunked>()),
+        n if n == ChunkedInRam::NAME => Some(visitor.visit::<ChunkedInRam>()),
+        n if n == Mmap::NAME => Some(visitor.visit::<Mmap>()),
+        n if n == Rocks::NAME => Some(visitor.visit::<Rocks>()),
         _ => None,
     }
 }

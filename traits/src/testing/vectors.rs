@@ -71,6 +71,27 @@ pub fn get_batch_matches_get<F: VectorFactory>(f: &F) {
     }
 }
 
+/// `scan_live` visits exactly the live slots of a range, in order, with the
+/// vectors `get` returns, for ranges that start, end or reach past the end
+/// anywhere.
+pub fn scan_live_matches_get<F: VectorFactory>(f: &F) {
+    let dir = temp_dir();
+    let data = VectorData::random(700, 8, Distance::Dot, 18);
+    let s = f.build(dir.path(), &data).unwrap();
+    for range in [0..700, 0..0, 3..5, 63..130, 128..700, 650..10_000, 699..700] {
+        let mut seen = Vec::new();
+        s.scan_live::<Sequential, _>(range.clone(), |o, v| {
+            assert_eq!(v, data.vectors[o as usize].as_slice(), "vector {o}");
+            seen.push(o);
+        })
+        .unwrap();
+        let want: Vec<PointOffset> = (range.start..range.end.min(700))
+            .filter(|o| !data.deleted[*o as usize])
+            .collect();
+        assert_eq!(seen, want, "range {range:?}");
+    }
+}
+
 /// Offsets past the end give `OffsetOutOfRange`, never a panic.
 pub fn out_of_range_is_an_error<F: VectorFactory>(f: &F) {
     let dir = temp_dir();

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use memmap2::{Mmap, UncheckedAdvice};
+use memmap2::{Mmap, MmapMut, UncheckedAdvice};
 use vecseg_traits::{Result, StorageError};
 
 /// Drop the pages of a read-only mapping from this process's page tables.
@@ -18,6 +18,21 @@ pub fn drop_mapped_pages(map: &Mmap, path: &Path) -> Result<()> {
     // mapping MADV_DONTNEED only discards page-table entries; later reads
     // see the file's contents again, so no Rust reference observes changed
     // or zeroed memory.
+    unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
+        .map_err(|e| StorageError::io(path, e))
+}
+
+/// Drop the pages of a shared read-write mapping from this process's page
+/// tables. Dirty pages are not lost: they live in the page cache (the
+/// mapping is `MAP_SHARED`), so later reads see the same bytes.
+pub fn drop_mapped_pages_mut(map: &MmapMut, path: &Path) -> Result<()> {
+    if map.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: `map` is a shared, file-backed mapping. MADV_DONTNEED on a
+    // MAP_SHARED mapping only removes page-table entries; the pages (dirty or
+    // not) stay in the page cache and the next access maps the same
+    // contents, so no reference ever observes different bytes.
     unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) }
         .map_err(|e| StorageError::io(path, e))
 }

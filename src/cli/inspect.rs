@@ -1,0 +1,161 @@
+//! `vecseg inspect <segment-dir>`: what a segment directory holds.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use vecseg_mmap::{FilePrefix, MmapVectorOptions};
+use vecseg_rocksdb::RocksOptions;
+use vecseg_traits::{
+    IdMapperRead, PayloadStorageRead, StorageError, VectorElement, VectorStorageRead,
+};
+
+use crate::migrate::layout::{self, SegmentKind};
+use crate::segment::SegmentState;
+use crate::Segment;
+
+/// Arguments of `vecseg inspect`.
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// The segment directory (the one holding `segment.json`).
+    pub segment_dir: PathBuf,
+}
+
+/// Run `vecseg inspect`: print backends, counts, versions and files.
+pub fn run(args: &InspectArgs) -> Result<(), Box<dyn Error>> {
+    print!("{}", inspect(&args.segment_dir)?);
+    Ok(())
+}
+
+/// The report `vecseg inspect` prints.
+pub fn inspect(dir: &Path) -> Result<String, Box<dyn Error>> {
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()).into());
+    }
+    if !dir.join(crate::segment::STATE_FILE).exists() {
+        return Err(format!(
+            "{} is not a vecseg segment directory (no {})",
+            dir.display(),
+            crate::segment::STATE_FILE
+        )
+        .into());
+    }
+    let state = SegmentState::read(dir)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "segment     {}", dir.display());
+    let _ = writeln!(out, "format      segment.json v{}", state.format_version);
+    let _ = writeln!(out, "version     {}", state.version);
+    let _ = writeln!(out, "dim         {}", state.dim);
+    let _ = writeln!(out, "distance    {}", state.distance.name());
+    let _ = writeln!(
+        out,
+        "backends    {} / {} / {}",
+        state.backends.vectors, state.backends.payloads, state.backends.ids
+    );
+    let (kind, element) = layout::detect_kind(&state).ok_or_else(|| {
+        StorageError::corrupted(
+            dir.join(crate::segment::STATE_FILE),
+            "unknown backend combination",
+        )
+    })?;
+    let counts = match (kind, element) {
+        (kind, "f32") => counts::<f32>(dir, kind)?,
+        (kind, _) => counts::<u8>(dir, kind)?,
+    };
+    out.push_str(&counts);
+    let _ = writeln!(out, "files");
+    for (path, size) in files(dir) {
+        let rel = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let _ = writeln!(out, "  {rel:<40} {size:>12} B  {}", file_format(&path));
+    }
+    Ok(out)
+}
+
+fn counts<T: VectorElement>(dir: &Path, kind: SegmentKind) -> Result<String, StorageError> {
+    match kind {
+        SegmentKind::Rocks => Ok(summary(&layout::open_rocks_segment::<T>(
+            dir,
+            &RocksOptions::default(),
+        )?)),
+        SegmentKind::Chunked => Ok(summary(&layout::open_chunked_segment::<T>(dir)?)),
+        SegmentKind::Mmap => Ok(summary(&layout::open_mmap_segment::<T>(
+            dir,
+            &MmapVectorOptions::default(),
+        )?)),
+    }
+}
+
+fn summary<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
+    s: &Segment<V, P, I>,
+) -> String {
+    let mut out = String::new();
+    let ids = s.ids();
+    let versions = ids.iter_from(None).filter_map(|(_, o)| ids.version(o));
+    let (min, max) = versions.fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let _ = writeln!(
+        out,
+        "points      {} live, {} slots, {} deleted vectors",
+        ids.available_count(),
+        ids.total_count(),
+        s.vectors().deleted_count()
+    );
+    let _ = writeln!(out, "payloads    {} non-empty", s.payloads().count());
+    if min <= max {
+        let _ = writeln!(out, "point vers. {min} ..= {max}");
+    }
+    out
+}
+
+/// Every regular file under `dir`, sorted, with its size.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(m) => out.push((p, m.len())),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `MAGIC vN` for vecseg binary files, `json` for JSON, empty otherwise.
+fn file_format(path: &Path) -> String {
+    if path.extension().is_some_and(|e| e == "json") {
+        return "json".into();
+    }
+    let mut head = [0u8; std::mem::size_of::<FilePrefix>()];
+    let ok = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok();
+    if !ok {
+        return String::new();
+    }
+    let prefix: FilePrefix = bytemuck::pod_read_unaligned(&head);
+    if prefix
+        .magic
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        format!(
+            "{} v{}",
+            String::from_utf8_lossy(&prefix.magic),
+            prefix.format_version
+        )
+    } else {
+        String::new()
+    }
+}
