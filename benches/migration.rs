@@ -54,7 +54,10 @@ fn main() {
     s.flush().unwrap();
     s.vectors().db().flush_memtables().unwrap();
     drop(s);
-    eprintln!("source: {n} points loaded into RocksDB in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "source: {n} points loaded into RocksDB in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let rocks_bytes = vecseg::fsutil::dir_size(&seg.join("rocksdb"));
 
     let mut phases: Vec<(Phase, Instant)> = Vec::new();

@@ -38,9 +38,12 @@ fn fixture() -> Fixture {
         rocks.append_many(&flat).unwrap();
     }
     db.flush_memtables().unwrap();
-    let mmap =
-        MmapVectorStorage::build(&dir.path().join("mmap"), &rocks, MmapVectorOptions::default())
-            .unwrap();
+    let mmap = MmapVectorStorage::build(
+        &dir.path().join("mmap"),
+        &rocks,
+        MmapVectorOptions::default(),
+    )
+    .unwrap();
     let offsets = (0..GETS).map(|_| rng.below(N) as PointOffset).collect();
     Fixture {
         _dir: dir,
@@ -73,11 +76,16 @@ fn bench(c: &mut Criterion) {
     let all: Vec<PointOffset> = (0..N as PointOffset).collect();
     black_box(scan(&f.rocks, &all));
     black_box(scan(&f.mmap, &all));
-    assert_eq!(random_get(&f.rocks, &f.offsets), random_get(&f.mmap, &f.offsets));
+    assert_eq!(
+        random_get(&f.rocks, &f.offsets),
+        random_get(&f.mmap, &f.offsets)
+    );
 
     let mut g = c.benchmark_group("random_get_200k_x128");
     g.throughput(Throughput::Elements(GETS as u64));
-    g.bench_function("mmap", |b| b.iter(|| black_box(random_get(&f.mmap, &f.offsets))));
+    g.bench_function("mmap", |b| {
+        b.iter(|| black_box(random_get(&f.mmap, &f.offsets)))
+    });
     g.bench_function("rocksdb", |b| {
         b.iter(|| black_box(random_get(&f.rocks, &f.offsets)))
     });
@@ -87,10 +95,18 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Bytes((N * DIM * 4) as u64));
     g.bench_function("mmap", |b| {
-        b.iter_batched(|| (), |_| black_box(scan(&f.mmap, &all)), BatchSize::PerIteration)
+        b.iter_batched(
+            || (),
+            |_| black_box(scan(&f.mmap, &all)),
+            BatchSize::PerIteration,
+        )
     });
     g.bench_function("rocksdb", |b| {
-        b.iter_batched(|| (), |_| black_box(scan(&f.rocks, &all)), BatchSize::PerIteration)
+        b.iter_batched(
+            || (),
+            |_| black_box(scan(&f.rocks, &all)),
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
 }

@@ -1,26 +1,19 @@
 //! The shared conformance suite, instantiated for the in-memory backend.
 
+mod common;
+
 use std::path::Path;
 
+use common::*;
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::testing::*;
-use vecseg::{
-    AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, Distance, IdMapper,
-    Payload, PointId, PointOffset, Result, Segment, VectorStorage, Version,
-};
+use vecseg::{Distance, Payload, PointId, PointOffset, Result, Version};
 
 struct Vectors;
 impl VectorFactory for Vectors {
     type Storage = MemoryVectorStorage<f32>;
-    fn build(&self, dir: &Path, data: &VectorData) -> Result<Self::Storage> {
-        let mut s = self.create(dir, data.dim, data.distance)?;
-        for (i, v) in data.vectors.iter().enumerate() {
-            s.insert(i as PointOffset, v)?;
-            if data.deleted[i] {
-                s.delete(i as PointOffset)?;
-            }
-        }
-        Ok(s)
+    fn build(&self, _: &Path, data: &VectorData) -> Result<Self::Storage> {
+        memory_vectors(data)
     }
     fn reopen(&self, _: &Path, s: Self::Storage) -> Result<Self::Storage> {
         Ok(s)
@@ -41,11 +34,7 @@ impl PayloadFactory for Payloads {
         entries: &[(PointOffset, Payload)],
         _: usize,
     ) -> Result<Self::Storage> {
-        let mut s = MemoryPayloadStorage::new();
-        for (o, p) in entries {
-            s.overwrite(*o, p)?;
-        }
-        Ok(s)
+        memory_payloads(entries)
     }
     fn reopen(&self, _: &Path, s: Self::Storage) -> Result<Self::Storage> {
         Ok(s)
@@ -66,19 +55,7 @@ impl IdMapperFactory for Ids {
         links: &[(PointId, PointOffset, Version)],
         total: usize,
     ) -> Result<Self::Mapper> {
-        let mut m = MemoryIdMapper::new();
-        // Allocate every offset, then drop the placeholders that have no link.
-        for o in 0..total as PointOffset {
-            m.set_link(PointId::Num(u64::MAX - o as u64), o)?;
-        }
-        for o in 0..total as PointOffset {
-            m.drop_id(PointId::Num(u64::MAX - o as u64))?;
-        }
-        for (id, o, v) in links {
-            m.set_link(*id, *o)?;
-            m.set_version(*o, *v)?;
-        }
-        Ok(m)
+        memory_ids(links, total)
     }
     fn reopen(&self, _: &Path, m: Self::Mapper) -> Result<Self::Mapper> {
         Ok(m)
@@ -92,13 +69,9 @@ impl AppendableIdMapperFactory for Ids {
 
 struct Segments;
 impl SegmentFactory for Segments {
-    type Segment = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
+    type Segment = MemorySegment;
     fn create(&self, _: &Path, dim: usize, distance: Distance) -> Result<Self::Segment> {
-        Ok(Segment::new(
-            MemoryVectorStorage::new(dim, distance)?,
-            MemoryPayloadStorage::new(),
-            MemoryIdMapper::new(),
-        ))
+        memory_segment(dim, distance)
     }
     fn reopen(&self, _: &Path, mut s: Self::Segment) -> Result<Self::Segment> {
         s.flush()?;

@@ -326,3 +326,27 @@ fn upgrade_rejects_bad_directories() {
     assert!(upgrade_segment_dir(&seg, &opts, &mut |_| {}).is_err());
     assert!(!seg.join("vectors").exists());
 }
+
+/// The RocksDB bulk reader returns exactly what the generic one does, for
+/// aligned, unaligned and out-of-range batches.
+#[test]
+fn rocks_bulk_reader_matches_generic_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    rocks_source(dir.path(), 400, 3);
+    let s = open_rocks_segment::<f32>(dir.path(), &RocksOptions::default()).unwrap();
+    let total = vecseg::migrate::slot_count(&s);
+    for range in [
+        0..total,
+        0..1,
+        7..93,
+        390..total,
+        total..total + 5,
+        100..100,
+    ] {
+        assert_eq!(
+            vecseg::migrate::layout::read_rocks_batch(&s, range.clone()).unwrap(),
+            vecseg::migrate::read_batch(&s, range.clone()).unwrap(),
+            "range {range:?}"
+        );
+    }
+}

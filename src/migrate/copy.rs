@@ -59,8 +59,13 @@ fn check_compatible<SV: VectorStorageRead, TV: VectorStorageRead>(
     Ok(())
 }
 
+/// Reads a run of source offsets; [`read_batch`] for any segment, or a
+/// backend's bulk path (see [`super::layout::read_rocks_batch`]).
+pub type BatchReader<'a, T> =
+    &'a (dyn Fn(std::ops::Range<usize>) -> Result<super::SlotBatch<T>> + Sync);
+
 /// Copy source offsets from `cursor.next` up to `end` into `target`, batch by
-/// batch (reading the next batch while the current one is written),
+/// batch through `reader` (reading the next batch while the current one is written),
 /// advancing `cursor`. `after_batch` runs after each written batch with the
 /// batch's source contents (the in-place upgrade flushes, reads back and
 /// saves its marker there). Slots at or above `fresh_from` are known to be
@@ -68,6 +73,7 @@ fn check_compatible<SV: VectorStorageRead, TV: VectorStorageRead>(
 #[allow(clippy::too_many_arguments)]
 pub fn copy_range<SV, SP, SI, TV, TP, TI>(
     source: &Segment<SV, SP, SI>,
+    reader: BatchReader<'_, SV::Element>,
     target: &mut Segment<TV, TP, TI>,
     cursor: &mut CopyCursor,
     end: usize,
@@ -94,7 +100,7 @@ where
     let elem = std::mem::size_of::<SV::Element>() as u64;
     let mut start = cursor.next as usize;
     let mut pending = if start < end {
-        Some(read_batch(source, start..(start + batch_len).min(end))?)
+        Some(reader(start..(start + batch_len).min(end))?)
     } else {
         None
     };
@@ -103,7 +109,7 @@ where
         let (read, written) = rayon::join(
             || {
                 (next_start < end)
-                    .then(|| read_batch(source, next_start..(next_start + batch_len).min(end)))
+                    .then(|| reader(next_start..(next_start + batch_len).min(end)))
                     .transpose()
             },
             || write_batch(target, &batch, placeholder, fresh_from),
@@ -160,6 +166,7 @@ where
     let total = slot_count(source);
     copy_range(
         source,
+        &|r| read_batch(source, r),
         target,
         &mut cursor,
         total,

@@ -201,6 +201,21 @@ pub fn open_rocks_segment<T: VectorElement>(
     Segment::open(dir, v, p, i)
 }
 
+/// Open the RocksDB segment in `dir` without `Segment::open`'s repair
+/// (which may write): the source of an upgrade is only ever read.
+pub fn open_rocks_segment_unrepaired<T: VectorElement>(
+    dir: &Path,
+    state: &SegmentState,
+    options: &RocksOptions,
+) -> Result<RocksSegment<T>> {
+    let (v, p, i) = vecseg_rocksdb::open_storages(dir, options)?;
+    let mut s = Segment::new(v, p, i);
+    s.version = state.version;
+    s.persisted_version = state.version;
+    s.dir = Some(dir.to_path_buf());
+    Ok(s)
+}
+
 /// Create an empty chunked segment in `dir` with default geometry.
 pub fn create_chunked_segment<T: VectorElement>(
     dir: &Path,
@@ -248,4 +263,52 @@ pub fn open_mmap_segment<T: VectorElement>(
     let p = MmapPayloadStorage::open(&l.payloads())?;
     let i = MmapIdMapper::open(&l.ids())?;
     Segment::open(dir, v, p, i)
+}
+
+/// [`read_batch`](super::read_batch) for a RocksDB segment through one
+/// forward iterator per column family instead of point lookups per offset
+/// (returns exactly what `read_batch` returns; a test checks it).
+pub fn read_rocks_batch<T: VectorElement>(
+    s: &RocksSegment<T>,
+    range: std::ops::Range<usize>,
+) -> Result<super::SlotBatch<T>> {
+    use vecseg_traits::{IdMapperRead, PointOffset, Sequential, VectorStorageRead};
+    let dim = s.vectors.dim();
+    let clamp = |x: usize| x.min(u32::MAX as usize) as PointOffset;
+    let vec_end = range.end.min(s.vectors.total_count()).max(range.start);
+    let offsets: Vec<PointOffset> = (range.start..vec_end).map(|o| o as PointOffset).collect();
+    let mut vectors = vec![T::default(); offsets.len() * dim];
+    s.vectors.get_batch::<Sequential>(&offsets, &mut |i, v| {
+        if v.len() == dim {
+            vectors[i * dim..(i + 1) * dim].copy_from_slice(v);
+        }
+    })?;
+    let deleted = offsets.iter().map(|&o| s.vectors.is_deleted(o)).collect();
+    let len = range.len();
+    let start = range.start;
+    let mut payloads = vec![vecseg_traits::Payload::new(); len];
+    s.payloads
+        .scan_range(clamp(range.start)..clamp(range.end), &mut |o, p| {
+            payloads[o as usize - start] = p;
+        })?;
+    let id_end = range.end.min(s.ids.total_count()).max(range.start);
+    let mut mappings = vec![None; id_end - start];
+    let id_range = clamp(start)..clamp(id_end);
+    s.ids.scan_external(id_range.clone(), &mut |o, id| {
+        mappings[o as usize - start] = Some((id, None));
+    })?;
+    s.ids.scan_versions(id_range, &mut |o, v| {
+        if let Some(Some((_, version))) = mappings.get_mut(o as usize - start) {
+            *version = Some(v);
+        }
+    })?;
+    Ok(super::SlotBatch {
+        start: start as PointOffset,
+        dim,
+        vector_slots: offsets.len(),
+        vectors,
+        deleted,
+        payloads,
+        mappings,
+    })
 }

@@ -49,11 +49,11 @@ use vecseg_traits::{
 
 use super::copy::{build_mmap, copy_range, CopyCursor};
 use super::layout::{
-    create_chunked_segment, detect_kind, open_chunked_storages, open_rocks_segment, state_for_kind,
-    RocksSegment, SegmentKind, SegmentLayout,
+    create_chunked_segment, detect_kind, open_chunked_storages, open_rocks_segment_unrepaired,
+    read_rocks_batch, state_for_kind, RocksSegment, SegmentKind, SegmentLayout,
 };
 use super::slots::{read_batch, slot_count};
-use super::verify::{verify, VerifyOptions, VerifyReport};
+use super::verify::{verify_with, VerifyOptions, VerifyReport};
 use super::{Checksum, MigrateOptions, MigrationReport, Phase, Progress, DEFAULT_BATCH_SLOTS};
 use crate::segment::SegmentState;
 use crate::Segment;
@@ -286,7 +286,9 @@ fn upgrade_typed<T: VectorElement>(
     let started = Instant::now();
     let layout = SegmentLayout::new(dir);
     let staging = layout.staging();
-    let source = open_rocks_segment::<T>(dir, &options.rocks)?;
+    // Not `Segment::open`: its repair would write to the source. The copy is
+    // slot-exact, so the target repairs the same way when it is opened.
+    let source = open_rocks_segment_unrepaired::<T>(dir, state, &options.rocks)?;
     let fp = fingerprint(&source);
     let total = slot_count(&source);
 
@@ -450,6 +452,7 @@ fn copy_to_staging<T: VectorElement>(
     };
     copy_range(
         source,
+        &|r| read_rocks_batch(source, r),
         &mut target,
         &mut cursor,
         total,
@@ -521,14 +524,26 @@ fn verify_placed<T: VectorElement>(
             );
             // The version lives in segment.json, carried over from the source.
             target.version = source.version;
-            verify(source, &target, &verify_options, progress)
+            verify_with(
+                source,
+                &|r| read_rocks_batch(source, r),
+                &target,
+                &verify_options,
+                progress,
+            )
         }
         _ => {
             let (v, p, i) = open_chunked_storages::<T>(layout.dir())?;
             let mut target = Segment::new(v, p, i);
             // The version lives in segment.json, carried over from the source.
             target.version = source.version;
-            verify(source, &target, &verify_options, progress)
+            verify_with(
+                source,
+                &|r| read_rocks_batch(source, r),
+                &target,
+                &verify_options,
+                progress,
+            )
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use vecseg_traits::{IdMapperRead, PayloadStorageRead, Result, StorageError, VectorStorageRead};
 
 use super::checksum::Checksum;
+use super::copy::BatchReader;
 use super::slots::{read_batch, slot_count};
 use super::{Phase, Progress};
 use crate::Segment;
@@ -69,6 +70,32 @@ where
     TP: PayloadStorageRead,
     TI: IdMapperRead,
 {
+    verify_with(
+        source,
+        &|r| read_batch(source, r),
+        target,
+        options,
+        progress,
+    )
+}
+
+/// [`verify`], reading the source's slots through `source_reader` (a
+/// backend's bulk path; it must return what [`read_batch`] would).
+pub fn verify_with<SV, SP, SI, TV, TP, TI>(
+    source: &Segment<SV, SP, SI>,
+    source_reader: BatchReader<'_, SV::Element>,
+    target: &Segment<TV, TP, TI>,
+    options: &VerifyOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<VerifyReport>
+where
+    SV: VectorStorageRead,
+    SP: PayloadStorageRead,
+    SI: IdMapperRead,
+    TV: VectorStorageRead<Element = SV::Element>,
+    TP: PayloadStorageRead,
+    TI: IdMapperRead,
+{
     let started = Instant::now();
     let (sv, tv) = (&source.vectors, &target.vectors);
     same("dimension", sv.dim(), tv.dim())?;
@@ -107,7 +134,7 @@ where
     while start < total {
         let range = start..(start + batch_len).min(total);
         let (a, b) = rayon::join(
-            || read_batch(source, range.clone()),
+            || source_reader(range.clone()),
             || read_batch(target, range.clone()),
         );
         let (a, b) = (a?, b?);

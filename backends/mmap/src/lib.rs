@@ -10,6 +10,8 @@
 //! | `file.rs`   | [`MmapFile`] / [`MmapFileMut`]: safe handles over mapped files    |
 //! | `header.rs` | [`FilePrefix`], header validation, checked `bytemuck` casts       |
 //! | `advice.rs` | [`Advice`], process-wide default, populate                        |
+//! | `bitslice.rs` | `MmapBitSlice`: mapped, growable deleted flags (`deleted.dat`)  |
+//! | `uring.rs`  | io_uring batch reader with a visible `pread` fallback              |
 //! | `vector.rs` | [`MmapVectorStorage`] (`matrix.dat`, `deleted.dat`)               |
 //! | `payload.rs`| `MmapPayloadStorage` (packed payloads + offsets)                  |
 //! | `id_map.rs` | `MmapIdMapper` (perfect-hash id map)                              |

@@ -156,6 +156,62 @@ impl RocksIdMapper {
         }
     }
 
+    /// Call `f(offset, id)` for every mapped offset in `range`, in
+    /// increasing order, with one forward iterator over `external`.
+    pub fn scan_external(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: &mut dyn FnMut(PointOffset, PointId),
+    ) -> Result<()> {
+        let path = self.path();
+        self.scan(CF_EXTERNAL, range, &mut |o, v| {
+            let id = decode_point_id(v).ok_or_else(|| {
+                StorageError::corrupted(&path, format!("bad external id at offset {o}"))
+            })?;
+            f(o, id);
+            Ok(())
+        })
+    }
+
+    /// Call `f(offset, version)` for every offset in `range` that has a
+    /// version, in increasing order, with one forward iterator.
+    pub fn scan_versions(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: &mut dyn FnMut(PointOffset, Version),
+    ) -> Result<()> {
+        let path = self.path();
+        self.scan(CF_VERSIONS, range, &mut |o, v| {
+            let arr: [u8; 8] = v.try_into().map_err(|_| {
+                StorageError::corrupted(&path, format!("bad version at offset {o}"))
+            })?;
+            f(o, u64::from_le_bytes(arr));
+            Ok(())
+        })
+    }
+
+    fn scan(
+        &self,
+        cf: &str,
+        range: std::ops::Range<PointOffset>,
+        f: &mut dyn FnMut(PointOffset, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_readahead_size(1 << 20);
+        opts.set_iterate_upper_bound(offset_key(range.end).to_vec());
+        let mut it = self.db.inner().raw_iterator_cf_opt(self.db.cf(cf)?, opts);
+        it.seek(offset_key(range.start));
+        while let Some((k, v)) = it.item() {
+            f(decode_offset(self.db.path(), k)?, v)?;
+            it.next();
+        }
+        it.status()
+            .map_err(|e| backend_err(format!("iterate {cf} column family"), e))
+    }
+
     fn put_counters(&self, batch: &mut WriteBatch, total: usize, available: usize) -> Result<()> {
         let meta = self.db.cf(CF_META)?;
         batch.put_cf(meta, META_IDS_TOTAL, (total as u64).to_le_bytes());
