@@ -51,15 +51,26 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
         Ok(true)
     }
 
-    /// Remove the whole payload of `id`.
-    pub fn clear_payload(&mut self, version: Version, id: PointId) -> Result<bool> {
+    /// Run `change` on the payload slot of existing point `id` unless the
+    /// operation is stale, then record the version.
+    fn change_payload(
+        &mut self,
+        version: Version,
+        id: PointId,
+        change: impl FnOnce(&mut P, PointOffset) -> Result<()>,
+    ) -> Result<bool> {
         match self.existing_target(version, id)? {
             Target::Stale => Ok(false),
             Target::Apply(o) => {
-                self.payloads.clear(o)?;
+                change(&mut self.payloads, o)?;
                 self.applied(version, o)
             }
         }
+    }
+
+    /// Remove the whole payload of `id`.
+    pub fn clear_payload(&mut self, version: Version, id: PointId) -> Result<bool> {
+        self.change_payload(version, id, |p, o| p.clear(o).map(drop))
     }
 }
 
@@ -122,13 +133,7 @@ where
         id: PointId,
         payload: &Payload,
     ) -> Result<bool> {
-        match self.existing_target(version, id)? {
-            Target::Stale => Ok(false),
-            Target::Apply(o) => {
-                self.payloads.set(o, payload)?;
-                self.applied(version, o)
-            }
-        }
+        self.change_payload(version, id, |p, o| p.set(o, payload))
     }
 
     /// Replace point `id`'s payload.
@@ -138,13 +143,7 @@ where
         id: PointId,
         payload: &Payload,
     ) -> Result<bool> {
-        match self.existing_target(version, id)? {
-            Target::Stale => Ok(false),
-            Target::Apply(o) => {
-                self.payloads.overwrite(o, payload)?;
-                self.applied(version, o)
-            }
-        }
+        self.change_payload(version, id, |p, o| p.overwrite(o, payload))
     }
 
     /// Remove `keys` from point `id`'s payload.
@@ -154,12 +153,6 @@ where
         id: PointId,
         keys: &[&str],
     ) -> Result<bool> {
-        match self.existing_target(version, id)? {
-            Target::Stale => Ok(false),
-            Target::Apply(o) => {
-                self.payloads.delete_keys(o, keys)?;
-                self.applied(version, o)
-            }
-        }
+        self.change_payload(version, id, |p, o| p.delete_keys(o, keys).map(drop))
     }
 }

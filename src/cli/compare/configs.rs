@@ -104,13 +104,22 @@ impl Config for Memory {
     }
 }
 
-/// Appendable chunked mmap storages, pages left to the kernel.
-pub struct Chunked;
+/// Appendable chunked mmap storages; `IN_RAM` selects `InRam` mode (the
+/// same files, populated at open) over leaving pages to the kernel.
+pub struct Chunked<const IN_RAM: bool>;
 
-impl Config for Chunked {
-    const NAME: &'static str = "chunked";
-    const DESCRIPTION: &'static str =
-        "ChunkedVectorStorage / ChunkedPayloadStorage / ChunkedIdMapper";
+/// Chunked storages with pages left to the kernel.
+pub type ChunkedOnDisk = Chunked<false>;
+/// Chunked storages in `InRam` mode.
+pub type ChunkedInRam = Chunked<true>;
+
+impl<const IN_RAM: bool> Config for Chunked<IN_RAM> {
+    const NAME: &'static str = if IN_RAM { "chunked-inram" } else { "chunked" };
+    const DESCRIPTION: &'static str = if IN_RAM {
+        "Chunked storages in InRam mode (populated at open)"
+    } else {
+        "ChunkedVectorStorage / ChunkedPayloadStorage / ChunkedIdMapper"
+    };
     const PERSISTENT: bool = true;
     type V = ChunkedVectorStorage<f32>;
     type P = ChunkedPayloadStorage;
@@ -121,47 +130,12 @@ impl Config for Chunked {
         data: &Dataset,
         progress: &ProgressBar,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
-        load_chunked(
-            dir,
-            data,
-            progress,
-            ChunkedConfig::default(),
-            PayloadOptions::default(),
-        )
-    }
-
-    fn reopen(
-        dir: &Path,
-        segment: Segment<Self::V, Self::P, Self::I>,
-    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
-        drop(segment);
-        layout::open_chunked_segment(dir)
-    }
-}
-
-/// The same chunked files, populated into RAM at open (`InRam` mode).
-pub struct ChunkedInRam;
-
-impl Config for ChunkedInRam {
-    const NAME: &'static str = "chunked-inram";
-    const DESCRIPTION: &'static str = "Chunked storages in InRam mode (populated at open)";
-    const PERSISTENT: bool = true;
-    type V = ChunkedVectorStorage<f32>;
-    type P = ChunkedPayloadStorage;
-    type I = ChunkedIdMapper;
-
-    fn load(
-        dir: &Path,
-        data: &Dataset,
-        progress: &ProgressBar,
-    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
-        load_chunked(
-            dir,
-            data,
-            progress,
-            ChunkedConfig::in_ram(),
-            PayloadOptions::in_ram(),
-        )
+        let (vectors, payloads) = if IN_RAM {
+            (ChunkedConfig::in_ram(), PayloadOptions::in_ram())
+        } else {
+            (ChunkedConfig::default(), PayloadOptions::default())
+        };
+        load_chunked(dir, data, progress, vectors, payloads)
     }
 
     fn reopen(
@@ -210,7 +184,7 @@ impl Config for Mmap {
         progress: &ProgressBar,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         let staging = dir.with_extension("staging");
-        let source = Chunked::load(&staging, data, progress)?;
+        let source = ChunkedOnDisk::load(&staging, data, progress)?;
         let built =
             crate::migrate::build_mmap(&source, dir, &MmapVectorOptions::default(), &mut |_| {})?;
         drop(source);
@@ -263,7 +237,7 @@ impl Config for Rocks {
 /// Names of every configuration, in table order.
 pub const ALL: &[&str] = &[
     Memory::NAME,
-    Chunked::NAME,
+    ChunkedOnDisk::NAME,
     ChunkedInRam::NAME,
     Mmap::NAME,
     Rocks::NAME,
@@ -281,7 +255,7 @@ pub trait ConfigVisitor {
 pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
     match name {
         n if n == Memory::NAME => Some(visitor.visit::<Memory>()),
-        n if n == Chunked::NAME => Some(visitor.visit::<Chunked>()),
+        n if n == ChunkedOnDisk::NAME => Some(visitor.visit::<ChunkedOnDisk>()),
         n if n == ChunkedInRam::NAME => Some(visitor.visit::<ChunkedInRam>()),
         n if n == Mmap::NAME => Some(visitor.visit::<Mmap>()),
         n if n == Rocks::NAME => Some(visitor.visit::<Rocks>()),
