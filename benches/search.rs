@@ -3,6 +3,9 @@
 //! bandwidth baseline). Throughput is reported in bytes of vector data per
 //! second, so the ratio of the two is the scoring efficiency.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

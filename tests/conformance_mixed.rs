@@ -3,7 +3,6 @@
 //! (on-disk, appendable) vectors with in-memory payloads and id map.
 //! (`tests/mmap_vectors.rs` covers mmap vectors with memory payloads and ids.)
 
-
 use std::path::Path;
 
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage};
@@ -20,7 +19,11 @@ impl SegmentFactory for ChunkedVectorsInMemoryRest {
         // Small chunks so the suite's data spans several chunk files.
         let config = ChunkedConfig::default().with_chunk_size(16 * 1024);
         let vectors = ChunkedVectorStorage::create(&dir.join("vectors"), dim, distance, config)?;
-        Ok(Segment::new(vectors, MemoryPayloadStorage::new(), MemoryIdMapper::new()))
+        Ok(Segment::new(
+            vectors,
+            MemoryPayloadStorage::new(),
+            MemoryIdMapper::new(),
+        ))
     }
 
     /// The in-memory parts cannot be reopened from disk, so "reopen" is a flush.

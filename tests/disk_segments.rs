@@ -105,10 +105,10 @@ fn reader_process() {
     let want: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let chunked = layout::open_chunked_segment::<f32>(&dir.join("chunked")).unwrap();
-    assert_eq!(snapshot(&chunked), want, "chunked segment after reopen");
+    assert_same(&snapshot(&chunked), &want, "chunked segment after reopen");
     let mmap =
         layout::open_mmap_segment::<f32>(&dir.join("mmap"), &MmapVectorOptions::default()).unwrap();
-    assert_eq!(snapshot(&mmap), want, "mmap segment after reopen");
+    assert_same(&snapshot(&mmap), &want, "mmap segment after reopen");
     assert!(mmap.get(PointId::Num(u64::MAX)).unwrap().is_none());
 }
 

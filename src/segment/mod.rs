@@ -23,7 +23,7 @@ mod write;
 use std::path::{Path, PathBuf};
 
 pub use search::ScanOptions;
-pub use state::{SegmentState, STATE_FILE};
+pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
 
 use vecseg_traits::{
     Distance, IdMapper, IdMapperRead, PayloadStorage, PayloadStorageRead, PointOffset, Result,

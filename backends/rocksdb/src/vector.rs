@@ -160,10 +160,11 @@ impl<T: VectorElement> RocksVectorStorage<T> {
     /// Append `vectors` (a flat slice of whole vectors) after the last slot
     /// in one write batch: the bulk-load path.
     pub fn append_many(&mut self, vectors: &[T]) -> Result<()> {
-        if vectors.len() % self.dim != 0 {
+        let rest = vectors.chunks_exact(self.dim).remainder().len();
+        if rest != 0 {
             return Err(StorageError::DimensionMismatch {
                 expected: self.dim,
-                got: vectors.len() % self.dim,
+                got: rest,
             });
         }
         let n = vectors.len() / self.dim;

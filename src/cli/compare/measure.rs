@@ -138,11 +138,11 @@ pub fn measure<C: Config>(
     let mut latencies = Vec::with_capacity(data.query_count());
     let mut found = 0usize;
     let t = Instant::now();
-    for q in 0..data.query_count() {
+    for (q, expected) in truth.iter().enumerate() {
         let start = Instant::now();
         let hits = seg.search(data.query(q), work.top, None)?;
         latencies.push(start.elapsed());
-        found += hits.iter().filter(|h| truth[q].contains(&h.id)).count();
+        found += hits.iter().filter(|h| expected.contains(&h.id)).count();
     }
     let elapsed = t.elapsed().as_secs_f64();
     r.search_qps = data.query_count() as f64 / elapsed;
