@@ -128,3 +128,57 @@ fn assert_same(got: &serde_json::Value, want: &serde_json::Value, what: &str) {
         }
     }
 }
+
+#[test]
+fn opening_a_segment_as_the_wrong_types_or_shape_is_an_error() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage};
+    use vecseg::{Segment, StorageError};
+    use vecseg_chunked::{ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage};
+    let dir = tempfile::tempdir().unwrap();
+    let seg_dir = dir.path().join("seg");
+    let mut seg = layout::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
+    seg.upsert(
+        1,
+        PointId::Num(1),
+        &[1.0, 2.0, 3.0, 4.0],
+        &Default::default(),
+    )
+    .unwrap();
+    seg.flush().unwrap();
+    drop(seg);
+    // Right storages, wrong types for the id map and payloads.
+    let vectors = ChunkedVectorStorage::<f32>::open(&seg_dir.join("vectors")).unwrap();
+    let err = Segment::open(
+        &seg_dir,
+        vectors,
+        MemoryPayloadStorage::new(),
+        MemoryIdMapper::new(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StorageError::InvalidArgument(ref m) if m.contains("opened as")),
+        "{err}"
+    );
+    // segment.json disagreeing with the vector storage's dimension.
+    let state_path = seg_dir.join("segment.json");
+    let text = std::fs::read_to_string(&state_path)
+        .unwrap()
+        .replace("\"dim\": 4", "\"dim\": 5");
+    std::fs::write(&state_path, text).unwrap();
+    let open = || {
+        Segment::open(
+            &seg_dir,
+            ChunkedVectorStorage::<f32>::open(&seg_dir.join("vectors")).unwrap(),
+            ChunkedPayloadStorage::open(&seg_dir.join("payloads")).unwrap(),
+            ChunkedIdMapper::open(&seg_dir.join("ids")).unwrap(),
+        )
+    };
+    let err = open().unwrap_err();
+    assert!(
+        matches!(err, StorageError::Corrupted { ref path, .. } if path.ends_with("segment.json")),
+        "{err}"
+    );
+}

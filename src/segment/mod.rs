@@ -27,7 +27,7 @@ pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
 
 use vecseg_traits::{
     Distance, IdMapper, IdMapperRead, PayloadStorage, PayloadStorageRead, PointOffset, Result,
-    VectorStorage, VectorStorageRead, Version,
+    StorageError, VectorStorage, VectorStorageRead, Version,
 };
 
 /// A segment: vectors `V`, payloads `P`, id map `I`.
@@ -122,6 +122,32 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
     /// version is dropped, and a vector with no mapping is flagged deleted.
     pub fn open(dir: &Path, vectors: V, payloads: P, ids: I) -> Result<Self> {
         let state = SegmentState::read(dir)?;
+        let state_path = dir.join(STATE_FILE);
+        let expected = state::BackendNames::of::<V, P, I>();
+        if state.backends != expected {
+            return Err(StorageError::InvalidArgument(format!(
+                "{} holds {} / {} / {}, but was opened as {} / {} / {}",
+                dir.display(),
+                state.backends.vectors,
+                state.backends.payloads,
+                state.backends.ids,
+                expected.vectors,
+                expected.payloads,
+                expected.ids
+            )));
+        }
+        if state.dim != vectors.dim() || state.distance != vectors.distance() {
+            return Err(StorageError::corrupted(
+                &state_path,
+                format!(
+                    "segment is {} dims / {}, but its vector storage is {} dims / {}",
+                    state.dim,
+                    state.distance.name(),
+                    vectors.dim(),
+                    vectors.distance().name()
+                ),
+            ));
+        }
         let mut segment = Segment {
             vectors,
             payloads,
