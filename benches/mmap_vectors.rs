@@ -137,6 +137,17 @@ fn benches(c: &mut Criterion) {
 
     let uring = open(dir.path(), None, false);
     let pread = open(dir.path(), Some(ReadBackend::Pread), false);
+    // The same file mapped with the kernel's default read-ahead (no
+    // MADV_RANDOM, single mapping): what a naive mmap reader gets.
+    let default_advice = MmapVectorStorage::<f32>::open(
+        dir.path(),
+        MmapVectorOptions {
+            advice: vecseg_mmap::Advice::Normal,
+            multi_mmap: false,
+            ..Default::default()
+        },
+    )
+    .expect("open mmap storage");
     eprintln!(
         "cold_4096: batched reads use {:?} (io_uring unavailable reason: {:?})",
         uring.io_backend(),
@@ -145,6 +156,7 @@ fn benches(c: &mut Criterion) {
     let clear = || {
         uring.clear_cache().expect("clear cache");
         pread.clear_cache().expect("clear cache");
+        default_advice.clear_cache().expect("clear cache");
     };
     let mut g = c.benchmark_group("cold_4096");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -168,6 +180,13 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             clear,
             |()| black_box(random_gets(&uring, &ids, &query)),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("mmap_page_faults_default_readahead", |b| {
+        b.iter_batched(
+            clear,
+            |()| black_box(random_gets(&default_advice, &ids, &query)),
             BatchSize::PerIteration,
         )
     });
