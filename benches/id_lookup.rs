@@ -11,6 +11,9 @@
 //! Heavy fixtures: run with short measurement, e.g.
 //! `cargo bench --bench id_lookup -- --warm-up-time 1 --measurement-time 3`.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;

@@ -149,78 +149,7 @@ struct UuidRecord {
 const COUNT_START: usize = std::mem::size_of::<CountHeader>();
 const FLAGS_START: usize = std::mem::size_of::<FlagsHeader>();
 
-/// The perfect hash functions: group-optimised fmph (16-bit groups, 4-bit
-/// seeds) over [`IdHashBuilder`].
-type Phf = fmph::GOFunction<PhfGroup, PhfSeed, IdHashBuilder>;
-type PhfGroup = fmph::TwoToPowerBitsStatic<4>;
-type PhfSeed = fmph::TwoToPowerBitsStatic<2>;
-/// Bits per group and per group seed, as written in the PHF encoding.
-const PHF_GROUP_BITS: u8 = 16;
-const PHF_SEED_BITS: u8 = 4;
-/// Level size as a percentage of the level's keys (100 = smallest).
-const PHF_RELATIVE_LEVEL_SIZE: u16 = 100;
-
-/// The seeded hash family of the perfect hash functions.
-///
-/// Level `seed` hashes a `u64` key `x` to `fmix64(x ^ k(seed))` (MurmurHash3's
-/// 64-bit finaliser, a bijection, with `k(seed) = (seed + 1) · φ64`), and a
-/// `u128` key as `fmix64(fmix64(lo ^ k(seed)) ^ hi)`. It is part of the file
-/// format (the PHFs are persisted): fixed constants, no per-process state,
-/// no dependence on the platform's byte order. Being a bijection per level,
-/// two distinct numeric ids never share a hash, so construction cannot fail
-/// on numeric ids.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IdHashBuilder;
-
-/// Hasher state of [`IdHashBuilder`].
-#[derive(Debug, Clone, Copy)]
-pub struct IdHasher(u64);
-
-/// MurmurHash3 `fmix64`.
-#[inline(always)]
-fn fmix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    z = (z ^ (z >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    z ^ (z >> 33)
-}
-
-impl ph::BuildSeededHasher for IdHashBuilder {
-    type Hasher = IdHasher;
-
-    #[inline(always)]
-    fn build_hasher(&self, seed: u32) -> IdHasher {
-        IdHasher((seed as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-}
-
-impl std::hash::Hasher for IdHasher {
-    #[inline(always)]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    #[inline(always)]
-    fn write_u64(&mut self, x: u64) {
-        self.0 = fmix64(self.0 ^ x);
-    }
-
-    #[inline(always)]
-    fn write_u128(&mut self, x: u128) {
-        self.write_u64(x as u64);
-        self.write_u64((x >> 64) as u64);
-    }
-
-    /// Generic fallback (not used for `u64` / `u128` keys): 8-byte
-    /// little-endian words, zero-padded, then the length.
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-        self.write_u64(bytes.len() as u64);
-    }
-}
+type Phf = fmph::Function;
 
 /// Figures recorded by [`MmapIdMapper::build_with_stats`].
 #[derive(Debug, Clone, Default)]
@@ -303,11 +232,7 @@ fn build_phf<K: std::hash::Hash + Sync + Send>(keys: Vec<K>, what: &str) -> Resu
     if keys.is_empty() {
         return Ok(None);
     }
-    let conf = fmph::GOBuildConf::with_lsize(
-        fmph::GOConf::hash_bps_bpg(IdHashBuilder, PhfSeed {}, PhfGroup {}),
-        PHF_RELATIVE_LEVEL_SIZE,
-    );
-    Phf::try_with_conf_stats(keys, conf, &mut ())
+    Phf::try_with_conf_stats(keys, fmph::BuildConf::default(), &mut ())
         .map(Some)
         .ok_or_else(|| {
             StorageError::InvalidArgument(format!(
@@ -347,10 +272,6 @@ fn read_vbyte(bytes: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// Parse a serialized PHF over `keys` keys, checking its structure first so
 /// a damaged file cannot make `ph` allocate absurd amounts or misbehave.
-///
-/// `GOFunction::write` output: `u8` group bits, VByte level count, VByte
-/// level sizes (in groups), the group bit arrays as `⌈16·G/64⌉` u64 words
-/// (`G` = total groups), `u8` seed bits, the seeds as `⌈4·G/64⌉` u64 words.
 fn parse_phf(path: &Path, bytes: &[u8], keys: usize, what: &str) -> Result<Option<Phf>> {
     if keys == 0 {
         if !bytes.is_empty() {
@@ -359,48 +280,33 @@ fn parse_phf(path: &Path, bytes: &[u8], keys: usize, what: &str) -> Result<Optio
         return Ok(None);
     }
     let bad = |reason: String| corrupted(path, format!("{what} PHF: {reason}"));
-    let truncated = || bad("truncated".into());
-    let group_bits = *bytes.first().ok_or_else(truncated)?;
-    if group_bits != PHF_GROUP_BITS {
-        return Err(bad(format!("{group_bits} bits per group")));
-    }
-    let mut pos = 1usize;
-    let levels = read_vbyte(bytes, &mut pos).ok_or_else(truncated)?;
+    let mut pos = 0usize;
+    let levels = read_vbyte(bytes, &mut pos).ok_or_else(|| bad("truncated".into()))?;
     if levels == 0 || levels > 256 {
         return Err(bad(format!("{levels} levels")));
     }
-    // Every group takes 16 + 4 bits: bound the total by the section size.
-    let max_groups = (bytes.len() as u64).saturating_mul(8) / 20;
-    let mut groups = 0u64;
+    let mut words = 0u64;
     for _ in 0..levels {
-        let size = read_vbyte(bytes, &mut pos).ok_or_else(truncated)?;
+        let size = read_vbyte(bytes, &mut pos).ok_or_else(|| bad("truncated".into()))?;
         if size == 0 {
             return Err(bad("empty level".into()));
         }
-        groups = groups
+        words = words
             .checked_add(size)
-            .filter(|g| *g <= max_groups)
+            .filter(|w| *w <= (bytes.len() / 8) as u64)
             .ok_or_else(|| bad("level sizes exceed the file".into()))?;
     }
-    let words = |bits_per: u64| (groups * bits_per).div_ceil(64) * 8;
-    let array_bytes = words(PHF_GROUP_BITS as u64);
-    let seeds_bytes = words(PHF_SEED_BITS as u64);
-    let rest = (bytes.len() - pos) as u64;
-    if rest != array_bytes + 1 + seeds_bytes {
+    if (bytes.len() - pos) as u64 != words * 8 {
         return Err(bad(format!(
-            "{rest} bytes of arrays, {groups} groups need {}",
-            array_bytes + 1 + seeds_bytes
+            "{} bytes of bit array, levels need {}",
+            bytes.len() - pos,
+            words * 8
         )));
     }
-    let seed_bits = bytes[pos + array_bytes as usize];
-    if seed_bits != PHF_SEED_BITS {
-        return Err(bad(format!("{seed_bits} bits per seed")));
-    }
     let mut input = bytes;
-    let f = Phf::read_with_hasher(&mut input, IdHashBuilder).map_err(|e| bad(e.to_string()))?;
-    let encoded = f.len();
-    if encoded != keys {
-        return Err(bad(format!("encodes {encoded} keys, header says {keys}")));
+    let f = Phf::read(&mut input).map_err(|e| bad(e.to_string()))?;
+    if f.len() != keys {
+        return Err(bad(format!("encodes {} keys, header says {keys}", f.len())));
     }
     Ok(Some(f))
 }
@@ -880,23 +786,6 @@ impl MmapIdMapper {
         cast_slice(self.slots.path(), &self.slots.bytes()[COUNT_START..]).unwrap_or(&[])
     }
 
-    /// `slots[s]`, read straight from the mapped bytes (one bounds check,
-    /// no slice cast).
-    #[inline(always)]
-    fn slot_entry(&self, s: usize) -> Option<u32> {
-        let at = COUNT_START + s * 4;
-        let bytes = self.slots.bytes().get(at..)?.first_chunk::<4>()?;
-        Some(u32::from_ne_bytes(*bytes))
-    }
-
-    /// `external[o]`, read straight from the mapped bytes.
-    #[inline(always)]
-    fn external_entry(&self, o: usize) -> Option<u64> {
-        let at = COUNT_START + o * 8;
-        let bytes = self.external.bytes().get(at..)?.first_chunk::<8>()?;
-        Some(u64::from_ne_bytes(*bytes))
-    }
-
     #[inline]
     fn records(&self) -> &[UuidRecord] {
         cast_slice(self.uuids.path(), &self.uuids.bytes()[COUNT_START..]).unwrap_or(&[])
@@ -1011,9 +900,9 @@ impl IdMapperRead for MmapIdMapper {
             PointId::Num(n) => {
                 // Hot path: hash, one slot read, one external-id read.
                 let s = self.num_phf.as_ref()?.get(&n)? as usize;
-                let e = self.slot_entry(s)?;
+                let e = *self.slots_slice().get(s)?;
                 // A dropped entry has bit 31 set, which no offset has.
-                (self.external_entry(e as usize)? == n).then_some(e)
+                (*self.external_slice().get(e as usize)? == n).then_some(e)
             }
             PointId::Uuid(u) => {
                 let (_, e) = self.find_uuid(&u)?;
