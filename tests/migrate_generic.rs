@@ -350,3 +350,205 @@ fn rocks_bulk_reader_matches_generic_reader() {
         );
     }
 }
+
+/// Stage a verified copy (`--verify-only`), then put the marker back to
+/// `placed` so the next run verifies again, against the recorded hashes.
+fn stage_for_reverification(seg: &Path, kind: SegmentKind) -> serde_json::Value {
+    upgrade(seg, kind, true);
+    let marker_path = seg
+        .join("migration")
+        .join(vecseg::migrate::upgrade::MARKER_FILE);
+    let mut marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&marker_path).unwrap()).unwrap();
+    assert_eq!(marker["step"], "verified");
+    marker["step"] = "placed".into();
+    std::fs::write(&marker_path, serde_json::to_vec(&marker).unwrap()).unwrap();
+    marker
+}
+
+fn hash_file(seg: &Path) -> std::path::PathBuf {
+    seg.join("migration")
+        .join(vecseg::migrate::upgrade::HASH_FILE)
+}
+
+/// The upgrade fails with `VerificationFailed` and leaves the RocksDB
+/// segment intact and nothing staged.
+fn assert_rejected(seg: &Path, kind: SegmentKind, want: &Dump, what: &str, needle: &str) {
+    let err = upgrade_segment_dir(
+        seg,
+        &UpgradeOptions {
+            target: kind,
+            batch_slots: 64,
+            ..UpgradeOptions::default()
+        },
+        &mut |_| {},
+    )
+    .expect_err(what);
+    assert!(
+        matches!(err, StorageError::VerificationFailed(_)) && err.to_string().contains(needle),
+        "{what}: {err}"
+    );
+    let state = SegmentState::read(seg).unwrap();
+    assert_eq!(detect_kind(&state).unwrap().0, SegmentKind::Rocks, "{what}");
+    assert!(!seg.join("migration").exists(), "{what}");
+    assert!(!seg.join("vectors").exists(), "{what}");
+    assert_eq!(
+        &dump(&open_rocks_segment::<f32>(seg, &RocksOptions::default()).unwrap()),
+        want,
+        "{what}"
+    );
+}
+
+#[test]
+fn corrupted_slot_hash_file_fails_verification() {
+    for kind in [SegmentKind::Mmap, SegmentKind::Chunked] {
+        // One flipped bit: the hashes no longer fold to the recorded checksum.
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path();
+        let want = rocks_source(seg, 300, 4);
+        stage_for_reverification(seg, kind);
+        let mut bytes = std::fs::read(hash_file(seg)).unwrap();
+        bytes[8 * 123 + 3] ^= 0x10;
+        std::fs::write(hash_file(seg), &bytes).unwrap();
+        assert_rejected(seg, kind, &want, "flipped hash bit", "damaged hash file");
+
+        // A damaged hash with the recorded checksum forged to match: the
+        // slot itself no longer matches.
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path();
+        let want = rocks_source(seg, 300, 4);
+        let mut marker = stage_for_reverification(seg, kind);
+        let mut bytes = std::fs::read(hash_file(seg)).unwrap();
+        bytes[8 * 77] ^= 1;
+        std::fs::write(hash_file(seg), &bytes).unwrap();
+        let mut c = vecseg::migrate::Checksum::default();
+        for h in bytes.chunks_exact(8) {
+            c.mix(u64::from_le_bytes(h.try_into().unwrap()));
+        }
+        marker["checksum"] = c.value().into();
+        std::fs::write(
+            seg.join("migration")
+                .join(vecseg::migrate::upgrade::MARKER_FILE),
+            serde_json::to_vec(&marker).unwrap(),
+        )
+        .unwrap();
+        assert_rejected(seg, kind, &want, "forged hash and checksum", "offset 77 ");
+
+        // Truncated or missing hash files.
+        for cut in [Some(8 * 299), Some(8 * 299 + 5), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let seg = dir.path();
+            let want = rocks_source(seg, 300, 4);
+            stage_for_reverification(seg, kind);
+            match cut {
+                Some(len) => {
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(hash_file(seg))
+                        .unwrap();
+                    f.set_len(len).unwrap();
+                }
+                None => std::fs::remove_file(hash_file(seg)).unwrap(),
+            }
+            let err = upgrade_segment_dir(
+                seg,
+                &UpgradeOptions {
+                    target: kind,
+                    ..UpgradeOptions::default()
+                },
+                &mut |_| {},
+            )
+            .expect_err("a short hash file must not pass");
+            let state = SegmentState::read(seg).unwrap();
+            assert_eq!(detect_kind(&state).unwrap().0, SegmentKind::Rocks, "{err}");
+            assert_eq!(
+                dump(&open_rocks_segment::<f32>(seg, &RocksOptions::default()).unwrap()),
+                want
+            );
+        }
+    }
+}
+
+#[test]
+fn damaged_target_fails_hash_verification() {
+    // A placed chunked target whose payload was changed after the copy.
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path();
+    let want = rocks_source(seg, 300, 4);
+    stage_for_reverification(seg, SegmentKind::Chunked);
+    let offset = {
+        use vecseg::{AppendablePayloadStorage, PayloadStorageRead};
+        let (_, mut p, _) = vecseg::migrate::layout::open_chunked_storages::<f32>(seg).unwrap();
+        let offset = (40..).find(|&o| !p.get(o).unwrap().is_empty()).unwrap();
+        let mut payload = Payload::new();
+        payload.insert("tampered".into(), true.into());
+        p.overwrite(offset, &payload).unwrap();
+        p.flush().unwrap();
+        offset
+    };
+    assert_rejected(
+        seg,
+        SegmentKind::Chunked,
+        &want,
+        "tampered target payload",
+        &format!("offset {offset} "),
+    );
+}
+
+#[test]
+fn resume_with_a_short_hash_file_starts_over() {
+    for damage in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path();
+        let want = rocks_source(seg, 400, 4);
+        // Interrupt the copy after a few batches (the panic stands in for a kill).
+        let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            upgrade_segment_dir(
+                seg,
+                &UpgradeOptions {
+                    batch_slots: 64,
+                    ..UpgradeOptions::default()
+                },
+                &mut |p| {
+                    if p.phase == vecseg::migrate::Phase::Copy && p.done >= 192 {
+                        panic!("interrupted");
+                    }
+                },
+            )
+        }));
+        assert!(interrupted.is_err());
+        if damage {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(hash_file(seg))
+                .unwrap();
+            f.set_len(8 * 100).unwrap();
+        }
+        let r = upgrade(seg, SegmentKind::Mmap, false);
+        assert_eq!(r.outcome, UpgradeOutcome::Upgraded);
+        assert_eq!(r.copy.resumed_from, if damage { 0 } else { 192 });
+        let got = dump(&open_mmap_segment::<f32>(seg, &MmapVectorOptions::default()).unwrap());
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn paranoid_upgrade_rereads_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path();
+    let want = rocks_source(seg, 300, 4);
+    let r = upgrade_segment_dir(
+        seg,
+        &UpgradeOptions {
+            batch_slots: 64,
+            paranoid: true,
+            ..UpgradeOptions::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(r.outcome, UpgradeOutcome::Upgraded);
+    assert!(r.until_commit <= r.copy.elapsed);
+    let got = dump(&open_mmap_segment::<f32>(seg, &MmapVectorOptions::default()).unwrap());
+    assert_eq!(got, want);
+}

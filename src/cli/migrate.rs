@@ -44,6 +44,10 @@ pub struct MigrateArgs {
     /// over nor delete anything (a later run switches without copying again).
     #[arg(long)]
     pub verify_only: bool,
+    /// Besides checking the target against the hashes recorded while
+    /// copying, read the source a second time and compare slot by slot.
+    #[arg(long)]
+    pub paranoid: bool,
     /// Slots copied per batch (a resume marker is saved after each).
     #[arg(long, default_value_t = 32_768, hide = true)]
     pub batch: usize,
@@ -66,6 +70,7 @@ pub fn run(args: &MigrateArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
         target: args.to.kind(),
         batch_slots: args.batch.max(1),
         verify_only: args.verify_only,
+        paranoid: args.paranoid,
         ..UpgradeOptions::default()
     };
     let bar = if quiet {

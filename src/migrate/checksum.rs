@@ -1,11 +1,13 @@
 //! [`Checksum`]: a fast, order-dependent 64-bit digest of a segment's slots.
 //!
-//! Both sides of a migration compute it from their own reads, slot by slot
-//! in offset order, over: the offset, the vector bytes (when the slot has a
-//! vector), the deleted flag, the payload as canonical JSON (keys sorted;
-//! nothing for an empty payload), the external id and the version (for
-//! mapped slots). It guards against accidental corruption, not adversaries;
-//! verification also compares every value directly.
+//! Every slot has its own 64-bit hash ([`Checksum::slot_hash`]) over: the
+//! offset, the vector bytes (when the slot has a vector), the deleted flag,
+//! the payload as canonical JSON (keys sorted; nothing for an empty
+//! payload), the external id and the version (for mapped slots). The digest
+//! of a segment folds the slot hashes in offset order ([`Checksum::mix`]).
+//! The in-place upgrade records the slot hashes of what it read from the
+//! source and compares the target's slot hashes with them one by one. It
+//! guards against accidental corruption, not adversaries.
 
 use vecseg_traits::{Payload, PointId, PointOffset, VectorElement, Version};
 
@@ -70,7 +72,15 @@ impl Checksum {
         }
     }
 
-    /// Mix in one slot of a segment.
+    /// Mix in a slot hash (see [`Checksum::slot_hash`]): the digest of a
+    /// run of slots folds their hashes in offset order.
+    #[inline]
+    pub fn mix(&mut self, slot_hash: u64) {
+        self.word(slot_hash);
+    }
+
+    /// Mix in one slot of a segment: `mix(slot_hash(..))`. Returns the
+    /// bytes of the payload's JSON (0 for an empty payload).
     pub fn slot<T: VectorElement>(
         &mut self,
         offset: PointOffset,
@@ -78,31 +88,60 @@ impl Checksum {
         deleted: bool,
         payload: &Payload,
         mapping: Option<(PointId, Option<Version>)>,
-    ) {
-        self.word(u64::from(offset) | (u64::from(deleted) << 32));
-        match vector {
-            Some(v) => self.vector(v),
-            None => self.word(K2),
+    ) -> u64 {
+        let (h, json) = Self::slot_hash(offset, vector, deleted, payload, mapping);
+        self.mix(h);
+        json
+    }
+
+    /// The 64-bit hash of one slot (from a fixed seed) and the bytes of its
+    /// payload's JSON (0 for an empty payload).
+    pub fn slot_hash<T: VectorElement>(
+        offset: PointOffset,
+        vector: Option<&[T]>,
+        deleted: bool,
+        payload: &Payload,
+        mapping: Option<(PointId, Option<Version>)>,
+    ) -> (u64, u64) {
+        thread_local! {
+            static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let mut c = Checksum::default();
+        c.word(u64::from(offset) | (u64::from(deleted) << 32));
+        match vector {
+            Some(v) => c.vector(v),
+            None => c.word(K2),
+        }
+        let mut json_len = 0;
         if payload.is_empty() {
-            self.word(0);
+            c.word(0);
         } else {
-            // serde_json's map is ordered by key, so this is canonical.
-            match serde_json::to_vec(payload) {
-                Ok(json) => self.bytes(&json),
-                Err(_) => self.word(1),
-            }
+            // serde_json's map is ordered by key, so this is canonical. One
+            // buffer per thread: no allocation per slot.
+            JSON.with_borrow_mut(|buf| {
+                buf.clear();
+                match serde_json::to_writer(&mut *buf, payload) {
+                    Ok(()) => {
+                        c.bytes(buf);
+                        json_len = buf.len() as u64;
+                    }
+                    Err(_) => c.word(1),
+                }
+            });
         }
         match mapping {
-            None => self.word(2),
+            None => c.word(2),
             Some((id, version)) => {
-                self.word(u64::from(id.is_uuid()));
+                c.word(u64::from(id.is_uuid()));
                 let key = id.as_u128();
-                self.word(key as u64);
-                self.word((key >> 64) as u64);
-                self.word(version.map_or(K1, |v| v ^ K2));
+                c.word(key as u64);
+                c.word((key >> 64) as u64);
+                c.word(version.map_or(K1, |v| v ^ K2));
             }
         }
+        // Finalise so that nearby slots' hashes share no structure.
+        c.word(K2);
+        (c.value(), json_len)
     }
 }
 
@@ -120,14 +159,28 @@ mod tests {
             f(&mut c);
             c.value()
         };
-        let a = base(&|c| c.slot(0, Some(&[1u8, 2, 3][..]), false, &p, None));
+        let a = base(&|c| {
+            c.slot(0, Some(&[1u8, 2, 3][..]), false, &p, None);
+        });
         let variants = [
-            base(&|c| c.slot(1, Some(&[1u8, 2, 3][..]), false, &p, None)),
-            base(&|c| c.slot(0, Some(&[1u8, 2, 4][..]), false, &p, None)),
-            base(&|c| c.slot(0, Some(&[1u8, 2, 3, 0][..]), false, &p, None)),
-            base(&|c| c.slot::<u8>(0, None, false, &p, None)),
-            base(&|c| c.slot(0, Some(&[1u8, 2, 3][..]), true, &p, None)),
-            base(&|c| c.slot(0, Some(&[1u8, 2, 3][..]), false, &q, None)),
+            base(&|c| {
+                c.slot(1, Some(&[1u8, 2, 3][..]), false, &p, None);
+            }),
+            base(&|c| {
+                c.slot(0, Some(&[1u8, 2, 4][..]), false, &p, None);
+            }),
+            base(&|c| {
+                c.slot(0, Some(&[1u8, 2, 3, 0][..]), false, &p, None);
+            }),
+            base(&|c| {
+                c.slot::<u8>(0, None, false, &p, None);
+            }),
+            base(&|c| {
+                c.slot(0, Some(&[1u8, 2, 3][..]), true, &p, None);
+            }),
+            base(&|c| {
+                c.slot(0, Some(&[1u8, 2, 3][..]), false, &q, None);
+            }),
             base(&|c| {
                 c.slot(
                     0,
@@ -135,7 +188,7 @@ mod tests {
                     false,
                     &p,
                     Some((PointId::Num(1), None)),
-                )
+                );
             }),
             base(&|c| {
                 c.slot(
@@ -144,7 +197,7 @@ mod tests {
                     false,
                     &p,
                     Some((PointId::Num(1), Some(3))),
-                )
+                );
             }),
         ];
         for v in variants {

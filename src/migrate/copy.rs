@@ -64,12 +64,23 @@ fn check_compatible<SV: VectorStorageRead, TV: VectorStorageRead>(
 pub type BatchReader<'a, T> =
     &'a (dyn Fn(std::ops::Range<usize>) -> Result<super::SlotBatch<T>> + Sync);
 
+/// Hook run after each written batch: `(target, source batch, slot hashes
+/// of the source batch, cursor past the batch)`. It runs on the writing
+/// side of the pipeline, while the next batch is read.
+pub type AfterBatch<'a, S, T> =
+    &'a mut (dyn FnMut(&mut S, &super::SlotBatch<T>, &[u64], &CopyCursor) -> Result<()> + Send);
+
+/// A source batch with its slot hashes and JSON payload bytes.
+type Hashed<T> = (super::SlotBatch<T>, Vec<u64>, u64);
+
 /// Copy source offsets from `cursor.next` up to `end` into `target`, batch by
-/// batch through `reader` (reading the next batch while the current one is written),
-/// advancing `cursor`. `after_batch` runs after each written batch with the
-/// batch's source contents (the in-place upgrade flushes, reads back and
-/// saves its marker there). Slots at or above `fresh_from` are known to be
-/// empty in `target`.
+/// batch through `reader`, advancing `cursor`. Two stages overlap: one
+/// thread reads batch `k + 1` and computes its slot hashes
+/// ([`super::Checksum::slot_hash`]) while the other writes batch `k` and
+/// runs `after_batch` with the batch's source contents and hashes (the
+/// in-place upgrade flushes, reads back, records the hashes and saves its
+/// marker there). Slots at or above `fresh_from` are known to be empty in
+/// `target`.
 #[allow(clippy::too_many_arguments)]
 pub fn copy_range<SV, SP, SI, TV, TP, TI>(
     source: &Segment<SV, SP, SI>,
@@ -80,11 +91,7 @@ pub fn copy_range<SV, SP, SI, TV, TP, TI>(
     fresh_from: usize,
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
-    after_batch: &mut dyn FnMut(
-        &mut Segment<TV, TP, TI>,
-        &super::SlotBatch<SV::Element>,
-        &CopyCursor,
-    ) -> Result<()>,
+    after_batch: AfterBatch<'_, Segment<TV, TP, TI>, SV::Element>,
 ) -> Result<()>
 where
     SV: VectorStorageRead,
@@ -98,30 +105,33 @@ where
     let batch_len = options.batch_slots.max(1);
     let placeholder = placeholder_id(source);
     let elem = std::mem::size_of::<SV::Element>() as u64;
-    let mut start = cursor.next as usize;
-    let mut pending = if start < end {
-        Some(reader(start..(start + batch_len).min(end))?)
-    } else {
-        None
+    let read_hashed = |start: usize| -> Result<Option<Hashed<SV::Element>>> {
+        if start >= end {
+            return Ok(None);
+        }
+        let batch = reader(start..(start + batch_len).min(end))?;
+        let (hashes, payload_bytes) = batch.slot_hashes();
+        Ok(Some((batch, hashes, payload_bytes)))
     };
-    while let Some(batch) = pending.take() {
-        let next_start = start + batch.len();
-        let (read, written) = rayon::join(
-            || {
-                (next_start < end)
-                    .then(|| reader(next_start..(next_start + batch_len).min(end)))
-                    .transpose()
-            },
-            || write_batch(target, &batch, placeholder, fresh_from),
-        );
-        written?;
+    let mut pending = read_hashed(cursor.next as usize)?;
+    while let Some((batch, hashes, payload_bytes)) = pending.take() {
+        let next_start = batch.start as usize + batch.len();
         let mut checksum = Checksum::from_value(cursor.checksum);
-        cursor.payload_bytes += batch.checksum_into(&mut checksum);
+        hashes.iter().for_each(|&h| checksum.mix(h));
         cursor.checksum = checksum.value();
+        cursor.payload_bytes += payload_bytes;
         cursor.points += batch.mapped() as u64;
         cursor.vector_bytes += (batch.vector_slots * batch.dim) as u64 * elem;
         cursor.next = next_start as u64;
-        after_batch(target, &batch, cursor)?;
+        let after = *cursor;
+        let (read, written) = rayon::join(
+            || read_hashed(next_start),
+            || {
+                write_batch(target, &batch, placeholder, fresh_from)?;
+                after_batch(target, &batch, &hashes, &after)
+            },
+        );
+        written?;
         progress(&Progress {
             phase: Phase::Copy,
             done: cursor.next,
@@ -129,7 +139,6 @@ where
             bytes: cursor.vector_bytes + cursor.payload_bytes,
         });
         pending = read?;
-        start = next_start;
     }
     Ok(())
 }
@@ -173,7 +182,7 @@ where
         0,
         options,
         progress,
-        &mut |_, _, _| Ok(()),
+        &mut |_, _, _, _| Ok(()),
     )?;
     target.version = target.version.max(source.version);
     target.flush()?;
@@ -201,8 +210,8 @@ pub type MmapSegment<T = f32> = Segment<MmapVectorStorage<T>, MmapPayloadStorage
 /// Build an immutable mmap segment in `dir` (`vectors/`, `payloads/`,
 /// `ids/`, `segment.json`) from any `source` segment: the buildable-target
 /// path. Each storage is built from the source's storage of the same
-/// concern (sequential reads), its files written to temporaries, fsynced
-/// and renamed; `segment.json` is written last. Verify the result with
+/// concern (sequential reads; the vector storage in parallel with the other
+/// two), its files written to temporaries, fsynced and renamed; `segment.json` is written last. Verify the result with
 /// [`verify`] before trusting it.
 pub fn build_mmap<SV, SP, SI>(
     source: &Segment<SV, SP, SI>,
@@ -228,11 +237,19 @@ where
     report(0);
     let layout = super::layout::SegmentLayout::new(dir);
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
-    let vectors = MmapVectorStorage::build(&layout.vectors(), &source.vectors, options.clone())?;
-    report(1);
-    let payloads = MmapPayloadStorage::build(&layout.payloads(), &source.payloads, total as usize)?;
-    report(2);
-    let ids = MmapIdMapper::build(&layout.ids(), &source.ids)?;
+    // The vector file on one thread, payloads then ids on the other: the
+    // three builds read and write disjoint files.
+    let (vectors, rest) = rayon::join(
+        || MmapVectorStorage::build(&layout.vectors(), &source.vectors, options.clone()),
+        || -> Result<_> {
+            let payloads =
+                MmapPayloadStorage::build(&layout.payloads(), &source.payloads, total as usize)?;
+            let ids = MmapIdMapper::build(&layout.ids(), &source.ids)?;
+            Ok((payloads, ids))
+        },
+    );
+    let vectors = vectors?;
+    let (payloads, ids) = rest?;
     report(3);
     // `create` writes `segment.json` naming the mmap types; the flush then
     // records the source's version in it.

@@ -129,24 +129,7 @@ fn names<V, P, I>() -> [String; 3] {
     ]
 }
 
-/// `std::any::type_name` without module paths (the same spelling
-/// `segment.json` uses; a test keeps the two in step).
-pub fn short_type_name<T: ?Sized>() -> String {
-    let full = std::any::type_name::<T>();
-    let mut out = String::with_capacity(full.len());
-    let mut token = String::new();
-    for c in full.chars() {
-        if c.is_alphanumeric() || c == '_' || c == ':' {
-            token.push(c);
-        } else {
-            out.push_str(token.rsplit("::").next().unwrap_or(&token));
-            token.clear();
-            out.push(c);
-        }
-    }
-    out.push_str(token.rsplit("::").next().unwrap_or(&token));
-    out
-}
+pub use crate::segment::short_type_name;
 
 /// Which kind of segment `state` describes, and its element type name
 /// (`f32`, `u8`), or `None` for combinations migration does not handle.

@@ -27,11 +27,11 @@ mod verify;
 use std::time::Duration;
 
 pub use checksum::Checksum;
-pub use copy::{build_mmap, copy_range, migrate, BatchReader, CopyCursor, MmapSegment};
+pub use copy::{build_mmap, copy_range, migrate, AfterBatch, BatchReader, CopyCursor, MmapSegment};
 pub use layout::{ChunkedSegment, RocksSegment, SegmentKind, SegmentLayout};
 pub use slots::{read_batch, slot_count, write_batch, SlotBatch};
 pub use upgrade::{upgrade_segment_dir, UpgradeOptions, UpgradeOutcome, UpgradeReport};
-pub use verify::{verify, verify_with, VerifyOptions, VerifyReport};
+pub use verify::{verify, verify_hashes, verify_with, VerifyOptions, VerifyReport};
 
 /// Slots per batch when none is configured.
 pub const DEFAULT_BATCH_SLOTS: usize = 8192;

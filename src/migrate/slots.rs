@@ -55,20 +55,28 @@ impl<T: VectorElement> SlotBatch<T> {
         (i < self.vector_slots).then(|| &self.vectors[i * self.dim..(i + 1) * self.dim])
     }
 
+    /// The [`Checksum::slot_hash`] of every slot, in offset order, and the
+    /// bytes of JSON payload seen.
+    pub fn slot_hashes(&self) -> (Vec<u64>, u64) {
+        let mut payload_bytes = 0u64;
+        let hashes = (0..self.len())
+            .map(|i| {
+                let o = self.start + i as PointOffset;
+                let vector = self.vector(i);
+                let deleted = self.deleted.get(i).copied().unwrap_or(false);
+                let mapping = self.mappings.get(i).copied().flatten();
+                let (h, json) = Checksum::slot_hash(o, vector, deleted, &self.payloads[i], mapping);
+                payload_bytes += json;
+                h
+            })
+            .collect();
+        (hashes, payload_bytes)
+    }
+
     /// Mix every slot into `checksum`; returns the bytes of JSON payload seen.
     pub fn checksum_into(&self, checksum: &mut Checksum) -> u64 {
-        let mut payload_bytes = 0u64;
-        for i in 0..self.len() {
-            let o = self.start + i as PointOffset;
-            let vector = self.vector(i);
-            let deleted = self.deleted.get(i).copied().unwrap_or(false);
-            let mapping = self.mappings.get(i).copied().flatten();
-            checksum.slot(o, vector, deleted, &self.payloads[i], mapping);
-            if !self.payloads[i].is_empty() {
-                payload_bytes +=
-                    serde_json::to_vec(&self.payloads[i]).map_or(0, |v| v.len() as u64);
-            }
-        }
+        let (hashes, payload_bytes) = self.slot_hashes();
+        hashes.iter().for_each(|&h| checksum.mix(h));
         payload_bytes
     }
 

@@ -10,18 +10,26 @@
 //! `payloads/`, `ids/`, which a RocksDB segment does not use.
 //!
 //! 1. **Copy** every slot of the source into a chunked segment under
-//!    `migration/chunked/`, batch by batch. After each batch the staging
-//!    segment is flushed, the batch is read back and compared with what was
-//!    read from the source, and `migration/state.json` (written atomically)
-//!    records the next offset and the running source checksum. A re-run
-//!    resumes from there.
+//!    `migration/chunked/`, batch by batch. The slot hash
+//!    ([`Checksum::slot_hash`]) of everything read from the source is
+//!    recorded in `migration/slot_hashes.bin` (8 bytes per offset). After
+//!    each batch the staging segment is flushed, the batch is read back and
+//!    compared with what was read from the source, its slot hashes are
+//!    written and synced, and `migration/state.json` (written atomically)
+//!    records the next offset and the running source checksum (the fold of
+//!    the recorded hashes). A re-run resumes from there.
 //! 2. **Build** (mmap target only) the immutable storages from the staging
-//!    segment into `migration/mmap/` (files fsynced and renamed).
+//!    segment into `migration/mmap/` (files fsynced and renamed). The staging
+//!    copy is then no longer needed and is removed in the background.
 //! 3. **Place**: rename the three storage directories to `vectors/`,
 //!    `payloads/`, `ids/` and fsync the segment directory.
-//! 4. **Verify** the placed storages against the source: every slot, ordered
-//!    id iteration, reverse lookups, and the checksum recorded while copying.
-//!    On a mismatch everything new is removed and
+//! 4. **Verify** the placed storages against what was read from the source:
+//!    the recorded hashes must fold to the recorded checksum; every slot of
+//!    the target is read and its hash compared with the recorded one;
+//!    reverse lookups, ordered id iteration and the source's counts are
+//!    checked ([`super::verify_hashes`]). With [`UpgradeOptions::paranoid`]
+//!    the source is also read a second time and compared slot by slot
+//!    ([`super::verify_with`]). On a mismatch everything new is removed and
 //!    [`StorageError::VerificationFailed`] returned; the source is intact.
 //! 5. **Commit**: write the new `segment.json` (temp file, fsync, rename,
 //!    directory fsync).
@@ -35,7 +43,8 @@
 //! area is discarded and the copy starts over.
 
 use std::fs;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -53,15 +62,19 @@ use super::layout::{
     read_rocks_batch, state_for_kind, RocksSegment, SegmentKind, SegmentLayout,
 };
 use super::slots::{read_batch, slot_count};
-use super::verify::{verify_with, VerifyOptions, VerifyReport};
+use super::verify::{verify_hashes, verify_with, VerifyOptions, VerifyReport};
 use super::{Checksum, MigrateOptions, MigrationReport, Phase, Progress, DEFAULT_BATCH_SLOTS};
 use crate::segment::SegmentState;
 use crate::Segment;
 
 /// File name of the upgrade's progress marker inside the staging directory.
 pub const MARKER_FILE: &str = "state.json";
-/// Format version of the marker.
-pub const MARKER_VERSION: u32 = 1;
+/// Format version of the marker (2: slot hashes recorded in
+/// [`HASH_FILE`]; the checksum folds them).
+pub const MARKER_VERSION: u32 = 2;
+/// File of the slot hashes recorded while copying, inside the staging
+/// directory: one little-endian `u64` per offset.
+pub const HASH_FILE: &str = "slot_hashes.bin";
 
 /// How [`upgrade_segment_dir`] runs.
 #[derive(Debug, Clone)]
@@ -77,6 +90,10 @@ pub struct UpgradeOptions {
     pub rocks: RocksOptions,
     /// Options for the mmap vector storage.
     pub mmap: MmapVectorOptions,
+    /// Besides comparing the target with the slot hashes recorded while
+    /// copying, read the source a second time and compare both sides slot
+    /// by slot (slower; the pre-hash behaviour).
+    pub paranoid: bool,
 }
 
 impl Default for UpgradeOptions {
@@ -87,6 +104,7 @@ impl Default for UpgradeOptions {
             verify_only: false,
             rocks: RocksOptions::default(),
             mmap: MmapVectorOptions::default(),
+            paranoid: false,
         }
     }
 }
@@ -113,6 +131,13 @@ pub struct UpgradeReport {
     pub copy: MigrationReport,
     /// The final verification, when one ran in this call.
     pub verify: Option<VerifyReport>,
+    /// Wall time until the new `segment.json` was durable (the commit), or
+    /// until verification for `verify_only`: the upgrade is complete from
+    /// here on, a re-run after a kill only removes leftovers.
+    pub until_commit: Duration,
+    /// Wall time of the clean-up after the commit (removing `rocksdb/` and
+    /// the staging area).
+    pub cleanup: Duration,
 }
 
 /// What the marker ties the staging area to.
@@ -216,7 +241,10 @@ pub fn upgrade_segment_dir(
         ))
     })?;
     if kind == options.target {
-        return finish_committed(dir, &state, options, element);
+        let started = Instant::now();
+        let mut report = finish_committed(dir, &state, options, element)?;
+        report.cleanup = started.elapsed();
+        return Ok(report);
     }
     if kind != SegmentKind::Rocks {
         return Err(StorageError::Unsupported(format!(
@@ -261,6 +289,8 @@ fn finish_committed(
             resumed_from: 0,
         },
         verify: None,
+        until_commit: Duration::ZERO,
+        cleanup: Duration::ZERO,
     })
 }
 
@@ -296,11 +326,15 @@ fn upgrade_typed<T: VectorElement>(
         Some(m) if m.source == fp && m.target == options.target.name() => m,
         _ => start_fresh(&layout, &source, fp, options)?,
     };
-    let resumed_from = marker.next;
+    let mut resumed_from = marker.next;
 
     if marker.step == Step::Copying {
-        copy_to_staging(&layout, &source, &mut marker, total, options, progress)?;
+        resumed_from = copy_to_staging(&layout, &source, &mut marker, total, options, progress)?;
     }
+    // Once built, the chunked staging copy of an mmap upgrade is dead
+    // weight (a re-run resumes from `migration/mmap/`): remove it while the
+    // rest runs, out of the critical path.
+    let background = (options.target == SegmentKind::Mmap).then(|| remove_in_background(&staging));
     let staged_dir = match options.target {
         SegmentKind::Mmap => staging.join("mmap"),
         _ => staging.join("chunked"),
@@ -312,11 +346,12 @@ fn upgrade_typed<T: VectorElement>(
     }
     let mut verify_report = None;
     if marker.step == Step::Placed {
-        let result = verify_placed::<T>(&layout, &source, &marker, options, progress);
+        let result = verify_placed::<T>(&layout, &source, &marker, total, options, progress);
         match result {
             Ok(report) => verify_report = Some(report),
             Err(e) => {
                 // Never leave a copy that does not match: drop everything new.
+                join_background(background)?;
                 discard(&layout)?;
                 return Err(e);
             }
@@ -324,6 +359,7 @@ fn upgrade_typed<T: VectorElement>(
         marker.step = Step::Verified;
         marker.save(&staging)?;
     }
+    join_background(background)?;
     let mut report = UpgradeReport {
         outcome: UpgradeOutcome::VerifiedOnly,
         target: options.target,
@@ -338,9 +374,12 @@ fn upgrade_typed<T: VectorElement>(
             resumed_from,
         },
         verify: verify_report,
+        until_commit: Duration::ZERO,
+        cleanup: Duration::ZERO,
     };
     if options.verify_only {
         report.copy.elapsed = started.elapsed();
+        report.until_commit = report.copy.elapsed;
         return Ok(report);
     }
 
@@ -353,6 +392,7 @@ fn upgrade_typed<T: VectorElement>(
     });
     let new_state = state_for_kind::<T>(state, options.target)?;
     new_state.write(dir)?;
+    report.until_commit = started.elapsed();
     progress(&Progress {
         phase: Phase::Switch,
         done: 1,
@@ -360,6 +400,7 @@ fn upgrade_typed<T: VectorElement>(
         bytes: 0,
     });
     drop(source);
+    let cleanup_started = Instant::now();
     progress(&Progress {
         phase: Phase::Cleanup,
         done: 0,
@@ -376,6 +417,7 @@ fn upgrade_typed<T: VectorElement>(
         bytes: 0,
     });
     report.outcome = UpgradeOutcome::Upgraded;
+    report.cleanup = cleanup_started.elapsed();
     report.copy.elapsed = started.elapsed();
     Ok(report)
 }
@@ -395,6 +437,8 @@ fn start_fresh<T: VectorElement>(
     let seg =
         create_chunked_segment::<T>(&chunked, source.vectors.dim(), source.vectors.distance())?;
     drop(seg);
+    let hashes = staging.join(HASH_FILE);
+    fs::File::create(&hashes).at(&hashes)?;
     let cursor = CopyCursor::new();
     let mut marker = Marker {
         format_version: MARKER_VERSION,
@@ -422,6 +466,8 @@ fn discard(layout: &SegmentLayout) -> Result<()> {
     fsync_dir(layout.dir())
 }
 
+/// Copy (or resume copying) into the staging segment and build; returns
+/// the offset the copy started from in this run.
 fn copy_to_staging<T: VectorElement>(
     layout: &SegmentLayout,
     source: &RocksSegment<T>,
@@ -429,16 +475,20 @@ fn copy_to_staging<T: VectorElement>(
     total: usize,
     options: &UpgradeOptions,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<()> {
+) -> Result<u64> {
     let staging = layout.staging();
     let chunked = staging.join("chunked");
-    let (v, p, i) = match open_chunked_storages::<T>(&chunked) {
+    let (v, p, i, mut hashes) = match open_chunked_storages::<T>(&chunked)
+        .and_then(|(v, p, i)| Ok((v, p, i, open_hash_file(&staging, marker.next)?)))
+    {
         Ok(parts) => parts,
         Err(e) => {
-            // A staging copy that does not open is worth nothing: restart.
-            log::warn!("staging segment unusable ({e}); copying from the start");
+            // A staging copy that does not open, or whose recorded hashes
+            // do not cover the copied part, is worth nothing: restart.
+            log::warn!("staging area unusable ({e}); copying from the start");
             *marker = start_fresh(layout, source, marker.source.clone(), options)?;
-            open_chunked_storages::<T>(&chunked)?
+            let (v, p, i) = open_chunked_storages::<T>(&chunked)?;
+            (v, p, i, open_hash_file(&staging, 0)?)
         }
     };
     // No `Segment::open` here: the staging segment has no segment.json and
@@ -446,34 +496,64 @@ fn copy_to_staging<T: VectorElement>(
     let mut target = Segment::new(v, p, i);
     let fresh_from = slot_count(&target);
     let mut cursor = marker.cursor();
+    let resumed_from = cursor.next;
     let copy_options = MigrateOptions {
         batch_slots: options.batch_slots,
         verify: true,
     };
-    copy_range(
-        source,
-        &|r| read_rocks_batch(source, r),
-        &mut target,
-        &mut cursor,
-        total,
-        fresh_from,
-        &copy_options,
-        progress,
-        &mut |t, batch, c| {
-            t.flush()?;
-            let end = batch.start as usize + batch.len();
-            let back = read_batch(t, batch.start as usize..end)?;
-            if let Some(diff) = batch.diff(&back) {
-                return Err(StorageError::VerificationFailed(format!(
-                    "staging copy reads back differently: {diff}"
-                )));
+    // The slot hashes and the marker of a flushed, read-back batch are
+    // persisted (fsyncs) on a third thread while the next batch is written:
+    // in batch order, each batch's hashes before the marker that counts
+    // them, and a marker only ever names batches already flushed. A kill
+    // leaves the marker at most a batch or two behind the staging copy,
+    // whose extra slots a re-run overwrites.
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u64>, CopyCursor)>(1);
+        let persist_marker = &mut *marker;
+        let persist_hashes = &mut hashes;
+        let staging = &staging;
+        let persister = scope.spawn(move || -> Result<()> {
+            for (start, slot_hashes, c) in rx {
+                persist_hashes.record(start, &slot_hashes)?;
+                persist_marker.set_cursor(&c);
+                persist_marker.save(staging)?;
             }
-            marker.set_cursor(c);
-            marker.save(&staging)
-        },
-    )?;
+            Ok(())
+        });
+        let copied = copy_range(
+            source,
+            &|r| read_rocks_batch(source, r),
+            &mut target,
+            &mut cursor,
+            total,
+            fresh_from,
+            &copy_options,
+            progress,
+            &mut |t, batch, slot_hashes, c| {
+                t.flush()?;
+                let end = batch.start as usize + batch.len();
+                let back = read_batch(t, batch.start as usize..end)?;
+                if let Some(diff) = batch.diff(&back) {
+                    return Err(StorageError::VerificationFailed(format!(
+                        "staging copy reads back differently: {diff}"
+                    )));
+                }
+                tx.send((batch.start as u64, slot_hashes.to_vec(), *c))
+                    .map_err(|_| StorageError::InvalidArgument("the marker writer stopped".into()))
+            },
+        );
+        drop(tx);
+        let persisted = persister.join().unwrap_or_else(|_| {
+            Err(StorageError::InvalidArgument(
+                "the marker writer panicked".into(),
+            ))
+        });
+        // The persister's own error explains a "stopped" copy error.
+        persisted.and(copied)
+    })?;
     target.version = source.version;
     target.flush()?;
+    drop(hashes);
     if options.target == SegmentKind::Mmap {
         let out = staging.join("mmap");
         remove_dir_if_exists(&out)?;
@@ -482,7 +562,8 @@ fn copy_to_staging<T: VectorElement>(
         fsync_dir(&staging)?;
     }
     marker.step = Step::Built;
-    marker.save(&staging)
+    marker.save(&staging)?;
+    Ok(resumed_from)
 }
 
 /// Move the three storage directories of `staged` into the segment
@@ -508,13 +589,11 @@ fn verify_placed<T: VectorElement>(
     layout: &SegmentLayout,
     source: &RocksSegment<T>,
     marker: &Marker,
+    total: usize,
     options: &UpgradeOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<VerifyReport> {
-    let verify_options = VerifyOptions {
-        expected_checksum: Some(marker.checksum),
-        batch_slots: options.batch_slots,
-    };
+    let hashes = load_hashes(&layout.staging(), total)?;
     match options.target {
         SegmentKind::Mmap => {
             let mut target = Segment::new(
@@ -524,26 +603,129 @@ fn verify_placed<T: VectorElement>(
             );
             // The version lives in segment.json, carried over from the source.
             target.version = source.version;
-            verify_with(
-                source,
-                &|r| read_rocks_batch(source, r),
-                &target,
-                &verify_options,
-                progress,
-            )
+            verify_target(source, &target, &hashes, marker, options, progress)
         }
         _ => {
             let (v, p, i) = open_chunked_storages::<T>(layout.dir())?;
             let mut target = Segment::new(v, p, i);
             // The version lives in segment.json, carried over from the source.
             target.version = source.version;
-            verify_with(
-                source,
-                &|r| read_rocks_batch(source, r),
-                &target,
-                &verify_options,
-                progress,
-            )
+            verify_target(source, &target, &hashes, marker, options, progress)
         }
+    }
+}
+
+/// Compare `target` with the slot hashes recorded from the source and, when
+/// `paranoid`, with a second full read of the source.
+fn verify_target<T, TV, TP, TI>(
+    source: &RocksSegment<T>,
+    target: &Segment<TV, TP, TI>,
+    hashes: &[u64],
+    marker: &Marker,
+    options: &UpgradeOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<VerifyReport>
+where
+    T: VectorElement,
+    TV: VectorStorageRead<Element = T>,
+    TP: PayloadStorageRead,
+    TI: IdMapperRead,
+{
+    let report = verify_hashes(
+        source,
+        hashes,
+        marker.checksum,
+        target,
+        options.batch_slots,
+        progress,
+    )?;
+    if options.paranoid {
+        let verify_options = VerifyOptions {
+            expected_checksum: Some(marker.checksum),
+            batch_slots: options.batch_slots,
+        };
+        verify_with(
+            source,
+            &|r| read_rocks_batch(source, r),
+            target,
+            &verify_options,
+            progress,
+        )?;
+    }
+    Ok(report)
+}
+
+/// The slot-hash file of the staging area, open for recording.
+struct HashFile {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl HashFile {
+    /// Write the hashes of the slots from offset `start` and make them durable.
+    fn record(&mut self, start: u64, hashes: &[u64]) -> Result<()> {
+        let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+        self.file.write_all_at(&bytes, start * 8).at(&self.path)?;
+        self.file.sync_data().at(&self.path)
+    }
+}
+
+/// Open the staging area's hash file for resuming at offset `next`: it must
+/// hold the hashes of `0..next`; anything a killed run wrote past them is cut.
+fn open_hash_file(staging: &Path, next: u64) -> Result<HashFile> {
+    let path = staging.join(HASH_FILE);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
+    let len = file.metadata().at(&path)?.len();
+    if len < next * 8 {
+        return Err(StorageError::corrupted(
+            &path,
+            format!("holds {len} bytes, the copy recorded {next} slots"),
+        ));
+    }
+    file.set_len(next * 8).at(&path)?;
+    Ok(HashFile { file, path })
+}
+
+/// The recorded slot hashes (all of them; [`verify_hashes`] checks that they
+/// cover `total` slots and fold to the recorded checksum).
+fn load_hashes(staging: &Path, total: usize) -> Result<Vec<u64>> {
+    let path = staging.join(HASH_FILE);
+    let bytes = fs::read(&path).at(&path)?;
+    if bytes.len() % 8 != 0 {
+        return Err(StorageError::VerificationFailed(format!(
+            "{} holds {} bytes, not whole slot hashes ({total} expected)",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// Move the chunked staging copy (no longer needed once the mmap storages
+/// are built) out of the way and delete it on another thread. A kill in
+/// between leaves `migration/discarded`, which goes with `migration/`.
+fn remove_in_background(staging: &Path) -> Option<std::thread::JoinHandle<Result<()>>> {
+    let from = staging.join("chunked");
+    let to = staging.join("discarded");
+    if from.exists() && fs::rename(&from, &to).is_err() {
+        return None;
+    }
+    to.exists()
+        .then(|| std::thread::spawn(move || remove_dir_if_exists(&to)))
+}
+
+fn join_background(handle: Option<Option<std::thread::JoinHandle<Result<()>>>>) -> Result<()> {
+    match handle.flatten() {
+        Some(h) => h
+            .join()
+            .map_err(|_| StorageError::InvalidArgument("clean-up thread panicked".into()))?,
+        None => Ok(()),
     }
 }
