@@ -62,6 +62,17 @@ fn bench(c: &mut Criterion) {
             black_box(best)
         })
     });
+    group.bench_function("dot_kernel_over_flat_runtime_dim", |b| {
+        let q = Rng::new(2).vector(DIM);
+        let dim = black_box(DIM);
+        b.iter(|| {
+            let mut best = f32::MIN;
+            for v in black_box(&flat).chunks_exact(dim) {
+                best = best.max(vecseg::distance::dot_f32(&q, v));
+            }
+            black_box(best)
+        })
+    });
     let one_thread = ScanOptions { parallel: false };
     for distance in [Distance::Dot, Distance::Euclid] {
         let seg = if distance == Distance::Dot {

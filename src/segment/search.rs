@@ -6,8 +6,8 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 use vecseg_traits::{
-    Filter, IdMapperRead, PayloadStorageRead, PointOffset, Result, ScoredPoint, Sequential,
-    VectorElement, VectorStorageRead,
+    Distance, Filter, IdMapperRead, PayloadStorageRead, PointOffset, Result, ScoredPoint,
+    Sequential, VectorElement, VectorStorageRead,
 };
 
 use super::Segment;
@@ -168,11 +168,22 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         let distance = self.vectors.distance();
         let mut top = TopK::new(k);
         match filter {
-            None => self
-                .vectors
-                .scan_live::<Sequential, _>(range, |offset, v| {
-                    top.push(V::Element::score(distance, q, v), offset)
+            // One monomorphised loop per distance, so the kernel is chosen
+            // once per scan instead of once per vector.
+            None => match distance {
+                Distance::Cosine => self.scan_scored(range, &mut top, |v| {
+                    V::Element::score(Distance::Cosine, q, v)
                 })?,
+                Distance::Dot => {
+                    self.scan_scored(range, &mut top, |v| V::Element::score(Distance::Dot, q, v))?
+                }
+                Distance::Euclid => self.scan_scored(range, &mut top, |v| {
+                    V::Element::score(Distance::Euclid, q, v)
+                })?,
+                Distance::Manhattan => self.scan_scored(range, &mut top, |v| {
+                    V::Element::score(Distance::Manhattan, q, v)
+                })?,
+            },
             Some(f) => {
                 let mut failed = None;
                 self.vectors
@@ -192,6 +203,26 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             }
         }
         Ok(top)
+    }
+
+    /// Score every live vector of `range` with `score` into `top`.
+    #[inline]
+    fn scan_scored(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        top: &mut TopK,
+        score: impl Fn(&[V::Element]) -> f32,
+    ) -> Result<()> {
+        // A local copy of the admission threshold stays in a register; the
+        // heap is only touched when a score beats it.
+        let mut threshold = top.threshold;
+        self.vectors.scan_live::<Sequential, _>(range, |offset, v| {
+            let s = score(v);
+            if s > threshold {
+                top.push(s, offset);
+                threshold = top.threshold;
+            }
+        })
     }
 }
 
