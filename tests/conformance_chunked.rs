@@ -2,12 +2,15 @@
 //! memory-mapped) backend: once with small chunks/pages so every check
 //! crosses file boundaries, and once in `InRam` (populated) mode.
 
+mod common;
+
 use std::path::Path;
 
+use common::{fill_ids, fill_payloads, fill_vectors};
 use vecseg::testing::*;
 use vecseg::{
-    AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, Distance, IdMapper,
-    Payload, PayloadStorage, PointId, PointOffset, Result, Segment, VectorStorage, Version,
+    Distance, IdMapper, Payload, PayloadStorage, PointId, PointOffset, Result, Segment,
+    VectorStorage, Version,
 };
 use vecseg_chunked::{
     ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
@@ -35,12 +38,7 @@ impl VectorFactory for Vectors {
     type Storage = ChunkedVectorStorage<f32>;
     fn build(&self, dir: &Path, data: &VectorData) -> Result<Self::Storage> {
         let mut s = self.create(dir, data.dim, data.distance)?;
-        for (i, v) in data.vectors.iter().enumerate() {
-            s.insert(i as PointOffset, v)?;
-            if data.deleted[i] {
-                s.delete(i as PointOffset)?;
-            }
-        }
+        fill_vectors(&mut s, data)?;
         Ok(s)
     }
     fn reopen(&self, dir: &Path, mut s: Self::Storage) -> Result<Self::Storage> {
@@ -67,9 +65,7 @@ impl PayloadFactory for Payloads {
         _: usize,
     ) -> Result<Self::Storage> {
         let mut s = self.create(dir)?;
-        for (o, p) in entries {
-            s.overwrite(*o, p)?;
-        }
+        fill_payloads(&mut s, entries)?;
         Ok(s)
     }
     fn reopen(&self, dir: &Path, mut s: Self::Storage) -> Result<Self::Storage> {
@@ -94,17 +90,7 @@ impl IdMapperFactory for Ids {
         total: usize,
     ) -> Result<Self::Mapper> {
         let mut m = ChunkedIdMapper::create(dir)?;
-        // Allocate every offset, then drop the placeholders that have no link.
-        for o in 0..total as PointOffset {
-            m.set_link(PointId::Num(u64::MAX - o as u64), o)?;
-        }
-        for o in 0..total as PointOffset {
-            m.drop_id(PointId::Num(u64::MAX - o as u64))?;
-        }
-        for (id, o, v) in links {
-            m.set_link(*id, *o)?;
-            m.set_version(*o, *v)?;
-        }
+        fill_ids(&mut m, links, total)?;
         Ok(m)
     }
     fn reopen(&self, dir: &Path, mut m: Self::Mapper) -> Result<Self::Mapper> {

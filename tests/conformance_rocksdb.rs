@@ -1,14 +1,17 @@
 //! The shared conformance suite, instantiated for the RocksDB backend, plus
 //! RocksDB-specific reopen and corruption tests.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::{fill_ids, fill_payloads, fill_vectors};
 use vecseg::testing::*;
 use vecseg::{
-    AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, Distance, IdMapper,
-    IdMapperRead, Payload, PayloadStorageRead, PointId, PointOffset, Random, Result, Segment,
-    SegmentEntry, Sequential, StorageError, VectorStorage, VectorStorageRead, Version,
+    AppendableIdMapper, AppendableVectorStorage, Distance, IdMapper, IdMapperRead, Payload,
+    PayloadStorageRead, PointId, PointOffset, Random, Result, Segment, SegmentEntry, Sequential,
+    StorageError, VectorStorage, VectorStorageRead, Version,
 };
 use vecseg_rocksdb::{
     create_storages, open_storages, RocksDb, RocksIdMapper, RocksOptions, RocksPayloadStorage,
@@ -27,12 +30,7 @@ impl VectorFactory for Vectors {
     type Storage = RocksVectorStorage<f32>;
     fn build(&self, dir: &Path, data: &VectorData) -> Result<Self::Storage> {
         let mut s = self.create(dir, data.dim, data.distance)?;
-        for (i, v) in data.vectors.iter().enumerate() {
-            s.insert(i as PointOffset, v)?;
-            if data.deleted[i] {
-                s.delete(i as PointOffset)?;
-            }
-        }
+        fill_vectors(&mut s, data)?;
         Ok(s)
     }
     fn reopen(&self, dir: &Path, mut s: Self::Storage) -> Result<Self::Storage> {
@@ -57,9 +55,7 @@ impl PayloadFactory for Payloads {
         _: usize,
     ) -> Result<Self::Storage> {
         let mut s = self.create(dir)?;
-        for (o, p) in entries {
-            s.overwrite(*o, p)?;
-        }
+        fill_payloads(&mut s, entries)?;
         Ok(s)
     }
     fn reopen(&self, dir: &Path, mut s: Self::Storage) -> Result<Self::Storage> {
@@ -84,17 +80,7 @@ impl IdMapperFactory for Ids {
         total: usize,
     ) -> Result<Self::Mapper> {
         let mut m = self.create(dir)?;
-        // Allocate every offset, then drop the placeholders that have no link.
-        for o in 0..total as PointOffset {
-            m.set_link(PointId::Num(u64::MAX - o as u64), o)?;
-        }
-        for o in 0..total as PointOffset {
-            m.drop_id(PointId::Num(u64::MAX - o as u64))?;
-        }
-        for (id, o, v) in links {
-            m.set_link(*id, *o)?;
-            m.set_version(*o, *v)?;
-        }
+        fill_ids(&mut m, links, total)?;
         Ok(m)
     }
     fn reopen(&self, dir: &Path, mut m: Self::Mapper) -> Result<Self::Mapper> {
