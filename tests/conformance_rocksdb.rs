@@ -291,3 +291,20 @@ fn id_lookups_read_the_database() {
         [(PointId::Num(5), 0)]
     );
 }
+
+#[test]
+fn reads_after_dropping_caches_are_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = VectorData::random(500, 16, Distance::Dot, 9);
+    let mut s =
+        RocksVectorStorage::<f32>::create(RocksDb::open(dir.path()).unwrap(), 16, Distance::Dot)
+            .unwrap();
+    fill_vectors(&mut s, &data).unwrap();
+    assert!(
+        s.drop_page_cache().unwrap(),
+        "RocksDB supports cold-cache reads"
+    );
+    for (i, v) in data.vectors.iter().enumerate() {
+        assert_eq!(&*s.get::<Random>(i as PointOffset).unwrap(), v.as_slice());
+    }
+}

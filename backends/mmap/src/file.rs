@@ -13,6 +13,13 @@ use vecseg_traits::{IoResultExt, Result};
 use crate::advice::{self, Advice};
 use crate::raw;
 
+/// Evict `path` from the OS page cache (`posix_fadvise(DONTNEED)`), for
+/// cold-read measurements of storages that do not map their files.
+pub fn evict_file_from_page_cache(path: &Path) -> Result<()> {
+    let file = File::open(path).at(path)?;
+    raw::advice::evict_file_cache(&file, path)
+}
+
 /// A read-only mapping of a whole file.
 #[derive(Debug)]
 pub struct MmapFile {

@@ -89,6 +89,9 @@ pub struct RocksDb {
     db: DB,
     path: PathBuf,
     write_opts: WriteOptions,
+    /// The block cache shared by every column family, and its capacity.
+    cache: Cache,
+    cache_bytes: usize,
 }
 
 impl std::fmt::Debug for RocksDb {
@@ -150,6 +153,8 @@ impl RocksDb {
             db,
             path: path.to_path_buf(),
             write_opts,
+            cache,
+            cache_bytes: options.block_cache_bytes,
         };
         this.check_format()?;
         Ok(Arc::new(this))
@@ -191,6 +196,24 @@ impl RocksDb {
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Make the next reads cold: flush memtables to SST files, empty the
+    /// block cache (shrink it to zero and back) and evict every file of the
+    /// database from the OS page cache.
+    pub fn drop_caches(&self) -> Result<()> {
+        self.flush_memtables()?;
+        let mut cache = self.cache.clone();
+        cache.set_capacity(0);
+        cache.set_capacity(self.cache_bytes);
+        let entries = std::fs::read_dir(&self.path).map_err(|e| StorageError::io(&self.path, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                vecseg_mmap::file::evict_file_from_page_cache(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// The underlying RocksDB handle (for tools and benchmarks).

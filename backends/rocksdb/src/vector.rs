@@ -316,6 +316,11 @@ impl<T: VectorElement> VectorStorageRead for RocksVectorStorage<T> {
         &self.deleted
     }
 
+    fn drop_page_cache(&self) -> Result<bool> {
+        self.db.drop_caches()?;
+        Ok(true)
+    }
+
     fn disk_bytes(&self) -> u64 {
         self.db.sst_bytes(CF_VECTORS) + self.db.sst_bytes(CF_DELETED) + self.db.overhead_bytes()
     }
