@@ -73,6 +73,10 @@ fn compare_runs_every_configuration_on_a_tiny_dataset() {
         assert_eq!(c["recall_at_k"].as_f64().unwrap(), 1.0, "{}", c["name"]);
         assert!(table.contains(c["name"].as_str().unwrap()));
     }
+    assert!(
+        !out.path().join("segments").exists(),
+        "segment directories are cleaned up"
+    );
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("chart-search_qps"));
     assert!(!html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""));

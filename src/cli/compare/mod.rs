@@ -152,6 +152,9 @@ pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
             .map_err(|e| format!("configuration {name}: unreadable worker output: {e}"))?;
         reports.push(report);
     }
+    // Workers delete their own segment directories unless --keep; drop the
+    // then empty parent too (fails harmlessly when something is left).
+    let _ = std::fs::remove_dir(args.out.join("segments"));
     print!("{}", report::table(&reports));
     let report = Report {
         dataset: data.info(),
