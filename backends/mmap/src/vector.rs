@@ -608,6 +608,18 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         self.deleted.as_bitslice()
     }
 
+    /// One checked cast of the whole matrix, then the shared block scan
+    /// (instead of a header check and cast per vector through `get`).
+    fn scan_live<P: AccessPattern, F: FnMut(PointOffset, &[T])>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: F,
+    ) -> Result<()> {
+        let data = self.data(self.map_for::<P>())?;
+        vecseg_traits::vector::scan_flat(data, self.dim, 0, self.deleted.as_bitslice(), range, f);
+        Ok(())
+    }
+
     fn disk_bytes(&self) -> u64 {
         self.random.len() as u64 + self.deleted.file_len()
     }
