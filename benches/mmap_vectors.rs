@@ -5,8 +5,12 @@
 //!   mapping populated) — throughput in vectors/s;
 //! * `random_get_dot`: `get::<Random>` + dot for 4,096 random offsets;
 //! * `cold_4096`: the page cache dropped (`clear_cache`) before each batch of
-//!   4,096 random offsets, read through io_uring (64 in flight), through
-//!   plain mmap page faults, and with one `pread` per vector.
+//!   4,096 random offsets, read through io_uring (64 in flight) with the
+//!   default read coalescing and with one request per vector, through plain
+//!   mmap page faults, and with `pread`;
+//! * `cold_coalescing`: the io_uring batch under other coalescing rules
+//!   (largest gap read through / largest request), to tune
+//!   `ReadCoalescing` for a device.
 //!
 //! Run: `cargo bench --bench mmap_vectors -- --warm-up-time 1 --measurement-time 3`.
 //! Set `VECSEG_BENCH_N` to change the number of vectors.
@@ -24,7 +28,7 @@ use vecseg::memory::MemoryVectorStorage;
 use vecseg::{
     AppendableVectorStorage, Distance, PointOffset, Random, Sequential, VectorStorageRead,
 };
-use vecseg_mmap::{MmapVectorOptions, MmapVectorStorage, ReadBackend};
+use vecseg_mmap::{MmapVectorOptions, MmapVectorStorage, ReadBackend, ReadCoalescing};
 
 const DIM: usize = 128;
 const BATCH: usize = 4096;
@@ -86,9 +90,19 @@ fn random_gets<S: VectorStorageRead<Element = f32>>(s: &S, ids: &[PointOffset], 
 }
 
 fn open(dir: &Path, backend: Option<ReadBackend>, populate: bool) -> MmapVectorStorage<f32> {
+    open_coalescing(dir, backend, populate, ReadCoalescing::default())
+}
+
+fn open_coalescing(
+    dir: &Path,
+    backend: Option<ReadBackend>,
+    populate: bool,
+    read_coalescing: ReadCoalescing,
+) -> MmapVectorStorage<f32> {
     let options = MmapVectorOptions {
         populate,
         read_backend: backend,
+        read_coalescing,
         ..Default::default()
     };
     MmapVectorStorage::open(dir, options).expect("open mmap storage")
@@ -136,6 +150,7 @@ fn benches(c: &mut Criterion) {
     drop(memory);
 
     let uring = open(dir.path(), None, false);
+    let uring_single = open_coalescing(dir.path(), None, false, ReadCoalescing::OFF);
     let pread = open(dir.path(), Some(ReadBackend::Pread), false);
     // The same file mapped with the kernel's default read-ahead (no
     // MADV_RANDOM, single mapping): what a naive mmap reader gets.
@@ -155,6 +170,7 @@ fn benches(c: &mut Criterion) {
     );
     let clear = || {
         uring.clear_cache().expect("clear cache");
+        uring_single.clear_cache().expect("clear cache");
         pread.clear_cache().expect("clear cache");
         default_advice.clear_cache().expect("clear cache");
     };
@@ -166,13 +182,14 @@ fn benches(c: &mut Criterion) {
     g.bench_function("io_uring", |b| {
         b.iter_batched(
             clear,
-            |()| {
-                let mut sum = 0.0;
-                uring
-                    .read_batch_uring(&ids, &mut |_, v| sum += dot_f32(v, &query))
-                    .expect("batch read");
-                black_box(sum)
-            },
+            |()| black_box(cold_batch(&uring, &ids, &query)),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("io_uring_one_request_per_vector", |b| {
+        b.iter_batched(
+            clear,
+            |()| black_box(cold_batch(&uring_single, &ids, &query)),
             BatchSize::PerIteration,
         )
     });
@@ -193,17 +210,50 @@ fn benches(c: &mut Criterion) {
     g.bench_function("pread", |b| {
         b.iter_batched(
             clear,
-            |()| {
-                let mut sum = 0.0;
-                pread
-                    .read_batch_uring(&ids, &mut |_, v| sum += dot_f32(v, &query))
-                    .expect("batch read");
-                black_box(sum)
-            },
+            |()| black_box(cold_batch(&pread, &ids, &query)),
             BatchSize::PerIteration,
         )
     });
     g.finish();
+    for s in [&uring, &uring_single] {
+        let c = s.io_counts();
+        eprintln!(
+            "cold_4096: {} vectors read with {} requests ({:.2} vectors per request)",
+            c.io_uring + c.pread,
+            c.requests,
+            (c.io_uring + c.pread) as f64 / c.requests.max(1) as f64
+        );
+    }
+    drop((uring, uring_single, pread, default_advice));
+
+    let mut g = c.benchmark_group("cold_coalescing");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(500));
+    for (gap_kib, request_kib) in [(4, 64), (8, 64), (16, 64), (32, 64), (16, 128), (64, 256)] {
+        let rules = ReadCoalescing {
+            max_gap: gap_kib * 1024,
+            max_request: request_kib * 1024,
+        };
+        let s = open_coalescing(dir.path(), None, false, rules);
+        g.bench_function(format!("gap_{gap_kib}k_request_{request_kib}k"), |b| {
+            b.iter_batched(
+                || s.clear_cache().expect("clear cache"),
+                |()| black_box(cold_batch(&s, &ids, &query)),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// One batch through [`MmapVectorStorage::read_batch_uring`].
+fn cold_batch(s: &MmapVectorStorage<f32>, ids: &[PointOffset], q: &[f32]) -> f32 {
+    let mut sum = 0.0;
+    s.read_batch_uring(ids, &mut |_, v| sum += dot_f32(v, q))
+        .expect("batch read");
+    sum
 }
 
 criterion_group!(mmap_vectors, benches);

@@ -196,3 +196,96 @@ fn inspect_describes_a_segment_and_rejects_non_segments() {
         "{err}"
     );
 }
+
+#[test]
+fn cold_reads_measures_every_read_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cold.json");
+    let r = vecseg()
+        .args([
+            "cold-reads",
+            "--quiet",
+            "--points",
+            "3000",
+            "--dim",
+            "16",
+            "--batch",
+            "300",
+            "--rounds",
+            "2",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("mmap_page_faults"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["batch"], 300);
+    let methods = report["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "io_uring",
+            "io_uring_one_request_per_vector",
+            "pread",
+            "mmap_page_faults",
+            "mmap_page_faults_default_readahead"
+        ]
+    );
+    for m in methods {
+        assert!(m["median_batch_ms"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["median_speedup_vs_page_faults"].as_f64().unwrap() > 0.0);
+    }
+    // 300 of 3000 vectors of 64 B: close neighbours share requests.
+    let requests = |i: usize| methods[i]["requests_per_batch"].as_f64().unwrap();
+    assert_eq!(requests(1), 300.0);
+    assert!(requests(0) < 300.0 && requests(0) >= 1.0);
+    assert_eq!(requests(0), requests(2));
+    assert!(methods[3]["requests_per_batch"].is_null());
+    // The scratch directory is gone; only the JSON report is left.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    // Vectors from an .fvecs file: 500 × 8.
+    let fvecs = dir.path().join("v.fvecs");
+    let mut bytes = Vec::new();
+    for i in 0..500u32 {
+        bytes.extend_from_slice(&8u32.to_le_bytes());
+        for k in 0..8u32 {
+            bytes.extend_from_slice(&((i * 8 + k) as f32).to_le_bytes());
+        }
+    }
+    std::fs::write(&fvecs, bytes).unwrap();
+    let r = vecseg()
+        .args(["cold-reads", "--quiet", "--batch", "50", "--rounds", "1"])
+        .arg("--data")
+        .arg(&fvecs)
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        (report["points"].clone(), report["dim"].clone()),
+        (500.into(), 8.into())
+    );
+
+    let r = vecseg()
+        .args(["cold-reads", "--quiet", "--batch", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("must be positive"));
+}

@@ -7,7 +7,6 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::migrate::{
     upgrade_segment_dir, Progress, SegmentKind, UpgradeOptions, UpgradeOutcome, UpgradeReport,
@@ -73,18 +72,10 @@ pub fn run(args: &MigrateArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
         paranoid: args.paranoid,
         ..UpgradeOptions::default()
     };
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:<8} [{bar:30}] {pos}/{len} {per_sec} ({eta})",
-            )?
-            .progress_chars("=> "),
-        );
-        bar
-    };
+    let bar = super::progress::bar(
+        quiet,
+        "{spinner} {msg:<8} [{bar:30}] {pos}/{len} {per_sec} ({eta})",
+    )?;
     let mut phase = None;
     let mut on_progress = |p: &Progress| {
         if phase != Some(p.phase) {

@@ -1,8 +1,10 @@
-//! The `vecseg` command line: `compare`, `migrate`, `inspect`.
+//! The `vecseg` command line: `compare`, `migrate`, `inspect`, `cold-reads`.
 
+pub mod cold_reads;
 pub mod compare;
 pub mod inspect;
 pub mod migrate;
+pub mod progress;
 
 use std::error::Error;
 
@@ -29,6 +31,8 @@ pub enum CliCommand {
     Migrate(migrate::MigrateArgs),
     /// Show what a segment directory holds: backends, counts, versions, files.
     Inspect(inspect::InspectArgs),
+    /// Measure random reads that miss the page cache: io_uring, pread and mmap page faults.
+    ColdReads(cold_reads::ColdReadsArgs),
 }
 
 /// Run a parsed command line.
@@ -37,5 +41,6 @@ pub fn run(cli: &Cli) -> Result<(), Box<dyn Error>> {
         CliCommand::Compare(args) => compare::run(args, cli.quiet),
         CliCommand::Inspect(args) => inspect::run(args),
         CliCommand::Migrate(args) => migrate::run(args, cli.quiet),
+        CliCommand::ColdReads(args) => cold_reads::run(args, cli.quiet),
     }
 }

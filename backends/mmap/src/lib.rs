@@ -11,6 +11,7 @@
 //! | `header.rs` | [`FilePrefix`], header validation, checked `bytemuck` casts       |
 //! | `advice.rs` | [`Advice`], process-wide default, populate                        |
 //! | `bitslice.rs` | `MmapBitSlice`: mapped, growable deleted flags (`deleted.dat`)  |
+//! | `coalesce.rs` | [`ReadCoalescing`]: merging close records into one read request |
 //! | `uring.rs`  | io_uring batch reader with a visible `pread` fallback              |
 //! | `vector.rs` | [`MmapVectorStorage`] (`matrix.dat`, `deleted.dat`)               |
 //! | `payload.rs`| `MmapPayloadStorage` (packed payloads + offsets)                  |
@@ -21,6 +22,7 @@
 
 pub mod advice;
 pub mod bitslice;
+pub mod coalesce;
 pub mod file;
 pub mod header;
 pub mod id_map;
@@ -31,6 +33,7 @@ pub mod vector;
 
 pub use advice::{set_global_advice, Advice};
 pub use bitslice::MmapBitSlice;
+pub use coalesce::ReadCoalescing;
 pub use file::{MmapFile, MmapFileMut};
 pub use header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
 pub use id_map::MmapIdMapper;

@@ -41,6 +41,7 @@ use vecseg_traits::{
 
 use crate::advice::Advice;
 use crate::bitslice::MmapBitSlice;
+use crate::coalesce::ReadCoalescing;
 use crate::file::MmapFile;
 use crate::header::{cast_slice, read_header, FilePrefix};
 use crate::uring::{BatchReader, ReadBackend, ReadCounts, DEFAULT_QUEUE_DEPTH};
@@ -128,6 +129,9 @@ pub struct MmapVectorOptions {
     /// Serve `get_batch` of scattered offsets through the io_uring reader
     /// instead of the mapping (for storages expected to be cold on disk).
     pub batch_reads_via_uring: bool,
+    /// When vectors close together in `matrix.dat` are fetched with one
+    /// read request by [`MmapVectorStorage::read_batch_uring`].
+    pub read_coalescing: ReadCoalescing,
 }
 
 impl Default for MmapVectorOptions {
@@ -139,6 +143,7 @@ impl Default for MmapVectorOptions {
             read_backend: None,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             batch_reads_via_uring: false,
+            read_coalescing: ReadCoalescing::default(),
         }
     }
 }
@@ -173,6 +178,7 @@ pub struct MmapVectorStorage<T: VectorElement = f32> {
     reader_uses_uring: AtomicBool,
     uring_reads: AtomicU64,
     pread_reads: AtomicU64,
+    read_requests: AtomicU64,
     _element: PhantomData<fn() -> T>,
 }
 
@@ -335,7 +341,8 @@ impl<T: VectorElement> MmapVectorStorage<T> {
         let backend = options
             .read_backend
             .unwrap_or_else(crate::uring::detected_backend);
-        let reader = BatchReader::with_backend(backend, options.queue_depth);
+        let mut reader = BatchReader::with_backend(backend, options.queue_depth);
+        reader.set_coalescing(options.read_coalescing);
         let reader_uses_uring = AtomicBool::new(reader.backend() == ReadBackend::IoUring);
         let storage = MmapVectorStorage {
             dir: dir.to_path_buf(),
@@ -354,6 +361,7 @@ impl<T: VectorElement> MmapVectorStorage<T> {
             reader_uses_uring,
             uring_reads: AtomicU64::new(0),
             pread_reads: AtomicU64::new(0),
+            read_requests: AtomicU64::new(0),
             _element: PhantomData,
         };
         // Size and alignment of the data as `[T]`, checked once up front.
@@ -426,6 +434,7 @@ impl<T: VectorElement> MmapVectorStorage<T> {
         ReadCounts {
             io_uring: self.uring_reads.load(Ordering::Relaxed),
             pread: self.pread_reads.load(Ordering::Relaxed),
+            requests: self.read_requests.load(Ordering::Relaxed),
         }
     }
 
@@ -435,7 +444,9 @@ impl<T: VectorElement> MmapVectorStorage<T> {
     /// where io_uring is unavailable (see [`MmapVectorStorage::io_backend`]).
     ///
     /// Meant for data that is not in the page cache: one batch costs about
-    /// one disk round trip per `queue_depth` vectors instead of one per vector.
+    /// one disk round trip per `queue_depth` requests instead of one per
+    /// vector, and vectors close together in the file share a request
+    /// ([`MmapVectorOptions::read_coalescing`]).
     pub fn read_batch_uring(
         &self,
         offsets: &[PointOffset],
@@ -468,6 +479,7 @@ impl<T: VectorElement> MmapVectorStorage<T> {
                 // rather than wait.
                 shared = false;
                 temp = BatchReader::with_backend(self.reader_backend(), self.options.queue_depth);
+                temp.set_coalescing(self.options.read_coalescing);
                 &mut temp
             }
         };
@@ -492,6 +504,8 @@ impl<T: VectorElement> MmapVectorStorage<T> {
         self.uring_reads
             .fetch_add(counts.io_uring, Ordering::Relaxed);
         self.pread_reads.fetch_add(counts.pread, Ordering::Relaxed);
+        self.read_requests
+            .fetch_add(counts.requests, Ordering::Relaxed);
         match cast_error {
             Some(e) => Err(StorageError::corrupted(
                 path,

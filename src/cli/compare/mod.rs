@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use vecseg_traits::Distance;
 
 use dataset::Dataset;
@@ -209,16 +209,8 @@ fn worker_args(args: &CompareArgs, name: &str, quiet: bool) -> Vec<String> {
 }
 
 fn run_worker(args: &CompareArgs, name: &str, quiet: bool) -> Result<(), Box<dyn Error>> {
-    let progress = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:<32} [{bar:30}] {pos}/{len} ({eta})")?
-                .progress_chars("=> "),
-        );
-        bar
-    };
+    let progress =
+        crate::cli::progress::bar(quiet, "{spinner} {msg:<32} [{bar:30}] {pos}/{len} ({eta})")?;
     progress.set_message(format!("{name}: data"));
     let data = args.dataset()?;
     progress.set_message(format!("{name}: exact ground truth"));

@@ -1,8 +1,9 @@
 //! io_uring submission for batched positioned reads (Linux).
 //!
-//! [`RingReader`] owns a ring and a slot buffer of `depth` slots. A batch
-//! keeps up to `depth` `IORING_OP_READ` requests in flight, each reading one
-//! record into its own slot; completed records are handed to a callback as
+//! [`RingReader`] owns a ring and a slot buffer of `depth` slots, each as
+//! long as the longest request seen. A batch keeps up to `depth`
+//! `IORING_OP_READ` requests in flight, each reading one (position, length)
+//! range into its own slot; completed ranges are handed to a callback as
 //! `&[u8]` and the slot is reused.
 //!
 //! Soundness rests on one rule: **the slot buffer outlives every request
@@ -238,18 +239,18 @@ impl RingReader {
         unsafe { std::slice::from_raw_parts(self.slot_ptr(slot, 0), len) }
     }
 
-    /// Read `len` bytes at each file position in `positions` from `file`,
-    /// calling `f(i, bytes)` once per record as it completes (in any order).
+    /// Perform the reads in `requests` (file position, length) on `file`,
+    /// calling `f(i, bytes)` once per request as it completes (in any
+    /// order), with all `requests[i].1` bytes.
     ///
-    /// Short reads are resumed; a read at or past the end of the file is an
-    /// `UnexpectedEof` error for that record. On a read error no further
+    /// Short reads are resumed; a read reaching past the end of the file is
+    /// an `UnexpectedEof` error for that request. On a read error no further
     /// callbacks are made; every request still in flight is waited for
     /// before returning.
     pub fn read_batch(
         &mut self,
         file: &File,
-        positions: &[u64],
-        len: usize,
+        requests: &[(u64, usize)],
         f: &mut dyn FnMut(usize, &[u8]),
     ) -> Result<(), BatchError> {
         if self.broken {
@@ -259,23 +260,18 @@ impl RingReader {
         }
         // Leftovers of a batch whose callback panicked.
         self.drain().map_err(BatchError::Ring)?;
-        if len == 0 {
-            for i in 0..positions.len() {
-                f(i, &[]);
-            }
-            return Ok(());
-        }
-        if u32::try_from(len).is_err() {
+        let longest = requests.iter().map(|r| r.1).max().unwrap_or(0);
+        if u32::try_from(longest).is_err() {
             return Err(BatchError::Ring(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "record too large for one io_uring read",
+                "request too large for one io_uring read",
             )));
         }
-        self.ensure_slots(len);
+        self.ensure_slots(longest);
         let fd = file.as_raw_fd();
-        let n = positions.len();
+        let n = requests.len();
         let depth = self.depth.min(n);
-        // Per slot: (record index, bytes already read).
+        // Per slot: (request index, bytes already read).
         let mut slots = vec![(0usize, 0usize); depth];
         let mut free: Vec<usize> = (0..depth).rev().collect();
         let mut next = 0;
@@ -283,9 +279,15 @@ impl RingReader {
         let mut completions = Vec::with_capacity(self.depth);
         loop {
             while error.is_none() && next < n {
+                let (pos, len) = requests[next];
+                if len == 0 {
+                    f(next, &[]);
+                    next += 1;
+                    continue;
+                }
                 let Some(slot) = free.pop() else { break };
                 slots[slot] = (next, 0);
-                if let Err(e) = self.push_read(fd, slot, 0, positions[next], len) {
+                if let Err(e) = self.push_read(fd, slot, 0, pos, len) {
                     free.push(slot);
                     error = Some(BatchError::Ring(e));
                     break;
@@ -307,16 +309,13 @@ impl RingReader {
                 let Some(&(index, done)) = slots.get(slot) else {
                     continue;
                 };
+                let (pos, len) = requests[index];
                 if res < 0 {
                     let errno = -res;
                     if (errno == libc::EINTR || errno == libc::EAGAIN) && error.is_none() {
-                        if let Err(e) = self.push_read(
-                            fd,
-                            slot,
-                            done,
-                            positions[index] + done as u64,
-                            len - done,
-                        ) {
+                        if let Err(e) =
+                            self.push_read(fd, slot, done, pos + done as u64, len - done)
+                        {
                             free.push(slot);
                             error = Some(BatchError::Ring(e));
                         }
@@ -335,7 +334,7 @@ impl RingReader {
                         index,
                         error: io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            "record lies past the end of the file",
+                            "read reaches past the end of the file",
                         ),
                     });
                     continue;
@@ -343,9 +342,7 @@ impl RingReader {
                 let done = done + res as usize;
                 if done < len && error.is_none() {
                     slots[slot].1 = done;
-                    if let Err(e) =
-                        self.push_read(fd, slot, done, positions[index] + done as u64, len - done)
-                    {
+                    if let Err(e) = self.push_read(fd, slot, done, pos + done as u64, len - done) {
                         free.push(slot);
                         error = Some(BatchError::Ring(e));
                     }
@@ -406,20 +403,28 @@ mod tests {
         let mut r = RingReader::new(8).unwrap();
         let positions: Vec<u64> = (0..500u64).map(|i| (i * 7919) % 99_000).collect();
         for len in [12usize, 100, 3] {
-            let mut seen = vec![0; positions.len()];
-            r.read_batch(&f, &positions, len, &mut |i, b| {
+            // Mixed lengths in one batch, including an empty request.
+            let requests: Vec<(u64, usize)> = positions
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (p, if i % 5 == 0 { len * 9 } else { len * (i % 3) }))
+                .collect();
+            let mut seen = vec![0; requests.len()];
+            r.read_batch(&f, &requests, &mut |i, b| {
                 seen[i] += 1;
-                let p = positions[i] as usize;
-                assert_eq!(b, &data[p..p + len]);
+                let (p, l) = (requests[i].0 as usize, requests[i].1);
+                assert_eq!(b, &data[p..p + l]);
             })
             .unwrap();
             assert!(seen.iter().all(|&n| n == 1));
         }
         // Past the end: an error, and the reader stays usable.
-        let e = r.read_batch(&f, &[0, 200_000], 4, &mut |_, _| {});
+        let e = r.read_batch(&f, &[(0, 4), (200_000, 4)], &mut |_, _| {});
         assert!(matches!(e, Err(BatchError::Read { index: 1, .. })));
+        let e = r.read_batch(&f, &[(99_990, 20)], &mut |_, _| {});
+        assert!(matches!(e, Err(BatchError::Read { index: 0, .. })));
         let mut got = 0;
-        r.read_batch(&f, &[5], 4, &mut |_, b| {
+        r.read_batch(&f, &[(5, 4)], &mut |_, b| {
             assert_eq!(b, &data[5..9]);
             got += 1;
         })
@@ -435,9 +440,9 @@ mod tests {
         let data = vec![7u8; 64 * 1024];
         let (_d, f) = file_with(&data);
         let mut r = RingReader::new(16).unwrap();
-        let positions: Vec<u64> = (0..64u64).map(|i| i * 1000).collect();
+        let requests: Vec<(u64, usize)> = (0..64u64).map(|i| (i * 1000, 32)).collect();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.read_batch(&f, &positions, 32, &mut |i, _| {
+            r.read_batch(&f, &requests, &mut |i, _| {
                 if i == 3 {
                     panic!("callback failure");
                 }
@@ -445,7 +450,7 @@ mod tests {
         }));
         assert!(res.is_err());
         let mut count = 0;
-        r.read_batch(&f, &positions, 32, &mut |_, b| {
+        r.read_batch(&f, &requests, &mut |_, b| {
             assert!(b.iter().all(|&x| x == 7));
             count += 1;
         })
