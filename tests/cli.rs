@@ -23,6 +23,7 @@ const REPORT_KEYS: &[&str] = &[
     "filtered_search_qps",
     "id_lookup_ns",
     "cold_random_get_us",
+    "cold_batch_get_us",
     "recall_at_k",
 ];
 

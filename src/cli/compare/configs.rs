@@ -169,10 +169,19 @@ fn load_chunked(
 /// segment, as the optimizer does.
 pub struct Mmap;
 
+/// Vector options of the `mmap` configuration: scattered `get_batch` calls
+/// read through io_uring, as for a segment expected to be cold on disk.
+fn mmap_vector_options() -> MmapVectorOptions {
+    MmapVectorOptions {
+        batch_reads_via_uring: true,
+        ..Default::default()
+    }
+}
+
 impl Config for Mmap {
     const NAME: &'static str = "mmap";
     const DESCRIPTION: &'static str =
-        "MmapVectorStorage / MmapPayloadStorage / MmapIdMapper (built from chunked)";
+        "MmapVectorStorage / MmapPayloadStorage / MmapIdMapper (built from chunked; batches via io_uring)";
     const PERSISTENT: bool = true;
     type V = MmapVectorStorage<f32>;
     type P = MmapPayloadStorage;
@@ -185,8 +194,7 @@ impl Config for Mmap {
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         let staging = dir.with_extension("staging");
         let source = ChunkedOnDisk::load(&staging, data, progress)?;
-        let built =
-            crate::migrate::build_mmap(&source, dir, &MmapVectorOptions::default(), &mut |_| {})?;
+        let built = crate::migrate::build_mmap(&source, dir, &mmap_vector_options(), &mut |_| {})?;
         drop(source);
         std::fs::remove_dir_all(&staging)
             .map_err(|e| vecseg_traits::StorageError::io(&staging, e))?;
@@ -198,7 +206,7 @@ impl Config for Mmap {
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         drop(segment);
-        layout::open_mmap_segment(dir, &MmapVectorOptions::default())
+        layout::open_mmap_segment(dir, &mmap_vector_options())
     }
 }
 

@@ -56,6 +56,9 @@ pub struct ConfigReport {
     /// Mean random vector read latency right after the storage dropped its
     /// pages from the page cache (`None` when the storage is not file-backed).
     pub cold_random_get_us: Option<f64>,
+    /// Mean time per vector of one `get_batch::<Random>` of the same
+    /// vectors after dropping the pages again (`None` when not file-backed).
+    pub cold_batch_get_us: Option<f64>,
     /// Fraction of the exact top-k found (1.0 for exact configurations).
     pub recall_at_k: f64,
 }
@@ -174,6 +177,13 @@ pub fn measure<C: Config>(
             std::hint::black_box(v.get::<Random>(o)?[0]);
         }
         r.cold_random_get_us = Some(t.elapsed().as_secs_f64() * 1e6 / offsets.len() as f64);
+        if v.drop_page_cache()? {
+            let t = Instant::now();
+            let mut sum = 0.0;
+            v.get_batch::<Random>(&offsets, &mut |_, x| sum += x[0])?;
+            std::hint::black_box(sum);
+            r.cold_batch_get_us = Some(t.elapsed().as_secs_f64() * 1e6 / offsets.len() as f64);
+        }
     }
     Ok(r)
 }

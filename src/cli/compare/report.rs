@@ -158,6 +158,13 @@ const COLUMNS: &[Column] = &[
         decimals: 1,
     },
     Column {
+        header: "cold batch µs",
+        key: "cold_batch_get_us",
+        higher_is_better: false,
+        value: |r| r.cold_batch_get_us,
+        decimals: 1,
+    },
+    Column {
         header: "recall",
         key: "recall_at_k",
         higher_is_better: true,
