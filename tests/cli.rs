@@ -115,18 +115,23 @@ fn compare_rejects_bad_arguments_with_usage_errors() {
     );
 }
 
+/// Write `n` vectors of `dim` distinct positive values as an `.fvecs` file.
+fn write_fvecs(path: &std::path::Path, n: usize, dim: usize) {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        bytes.extend((dim as i32).to_le_bytes());
+        for k in 0..dim {
+            bytes.extend(((i * dim + k) as f32 * 0.01 + 0.1).to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 #[test]
 fn compare_reads_fvecs_input() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = Vec::new();
-    for i in 0..50 {
-        bytes.extend(4i32.to_le_bytes());
-        for k in 0..4 {
-            bytes.extend(((i * 4 + k) as f32 * 0.01 + 0.1).to_le_bytes());
-        }
-    }
     let data = dir.path().join("v.fvecs");
-    std::fs::write(&data, bytes).unwrap();
+    write_fvecs(&data, 50, 4);
     let r = vecseg()
         .args([
             "compare",
@@ -198,25 +203,15 @@ fn inspect_describes_a_segment_and_rejects_non_segments() {
     );
 }
 
-#[test]
-fn cold_reads_measures_every_read_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("cold.json");
+/// Run `vecseg cold-reads --quiet ARGS --dir DIR --json DIR/cold.json`
+/// and return the JSON report.
+fn cold_reads(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let json = dir.join("cold.json");
     let r = vecseg()
-        .args([
-            "cold-reads",
-            "--quiet",
-            "--points",
-            "3000",
-            "--dim",
-            "16",
-            "--batch",
-            "300",
-            "--rounds",
-            "2",
-        ])
+        .args(["cold-reads", "--quiet"])
+        .args(args)
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .arg("--json")
         .arg(&json)
         .output()
@@ -224,8 +219,16 @@ fn cold_reads_measures_every_read_path() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let stdout = String::from_utf8_lossy(&r.stdout);
     assert!(stdout.contains("mmap_page_faults"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn cold_reads_measures_every_read_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--points", "3000", "--dim", "16", "--batch", "300", "--rounds", "2",
+    ];
+    let report = cold_reads(dir.path(), &args);
     assert_eq!(report["batch"], 300);
     let methods = report["methods"].as_array().unwrap();
     let names: Vec<&str> = methods
@@ -257,31 +260,14 @@ fn cold_reads_measures_every_read_path() {
 
     // Vectors from an .fvecs file: 500 × 8.
     let fvecs = dir.path().join("v.fvecs");
-    let mut bytes = Vec::new();
-    for i in 0..500u32 {
-        bytes.extend_from_slice(&8u32.to_le_bytes());
-        for k in 0..8u32 {
-            bytes.extend_from_slice(&((i * 8 + k) as f32).to_le_bytes());
-        }
-    }
-    std::fs::write(&fvecs, bytes).unwrap();
-    let r = vecseg()
-        .args(["cold-reads", "--quiet", "--batch", "50", "--rounds", "1"])
-        .arg("--data")
-        .arg(&fvecs)
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(
-        (report["points"].clone(), report["dim"].clone()),
-        (500.into(), 8.into())
+    write_fvecs(&fvecs, 500, 8);
+    let data = fvecs.to_str().unwrap();
+    let report = cold_reads(
+        dir.path(),
+        &["--batch", "50", "--rounds", "1", "--data", data],
     );
+    assert_eq!(report["points"], 500);
+    assert_eq!(report["dim"], 8);
 
     let r = vecseg()
         .args(["cold-reads", "--quiet", "--batch", "0"])
