@@ -130,7 +130,9 @@ pub struct MmapVectorOptions {
     /// instead of the mapping (for storages expected to be cold on disk).
     pub batch_reads_via_uring: bool,
     /// When vectors close together in `matrix.dat` are fetched with one
-    /// read request by [`MmapVectorStorage::read_batch_uring`].
+    /// read request by [`MmapVectorStorage::read_batch_uring`]. The reader
+    /// keeps `queue_depth` buffers as long as the longest request it has
+    /// issued (at most 64 × 64 KiB = 4 MiB with the defaults).
     pub read_coalescing: ReadCoalescing,
 }
 
