@@ -34,6 +34,14 @@
 //! copied into the mapped `deleted.dat` during `flush`; the file grows by
 //! doubling.
 //!
+//! ## Advice
+//!
+//! Chunk mappings get [`Advice::Normal`] (read-ahead helps cold scans)
+//! unless [`ChunkedVectorStorage::set_advice`] picks another or a
+//! process-wide default is set with [`vecseg_mmap::set_global_advice`].
+//! [`Advice::Random`] suits storages read mostly by random point reads
+//! while cold.
+//!
 //! ## In-RAM mode
 //!
 //! [`ChunkedConfig::in_ram`] uses the same files but populates every chunk
@@ -46,8 +54,9 @@ use std::path::{Path, PathBuf};
 use bitvec::vec::BitVec;
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
+use vecseg_mmap::advice::effective_advice;
 use vecseg_mmap::header::{read_header, FilePrefix};
-use vecseg_mmap::MmapFileMut;
+use vecseg_mmap::{Advice, MmapFileMut};
 use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::fsutil::dir_size;
 use vecseg_traits::vector::scan_flat;
@@ -69,6 +78,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Default chunk size: 32 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 32 << 20;
 
+/// Advice of the chunk mappings unless [`ChunkedVectorStorage::set_advice`]
+/// or a process-wide default says otherwise.
+const DEFAULT_ADVICE: Advice = Advice::Normal;
 const CHUNK_MAGIC: [u8; 8] = *b"VSCHUNK1";
 const STATUS_MAGIC: [u8; 8] = *b"VSCSTATS";
 const DELETED_MAGIC: [u8; 8] = *b"VSCDELET";
@@ -177,6 +189,8 @@ pub struct ChunkedVectorStorage<T = f32> {
     /// log2 of the vectors per chunk.
     chunk_shift: u32,
     populate: bool,
+    /// Advice of every chunk mapping (the process-wide default wins).
+    advice: Advice,
     chunks: Vec<MmapFileMut>,
     /// Chunks written since the last flush.
     dirty_chunks: Vec<usize>,
@@ -314,6 +328,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             }
             let chunk = MmapFileMut::open(&path)?;
             validate_chunk::<T>(&path, &chunk, chunks.len(), &config, vector_bytes)?;
+            chunk.advise(effective_advice(DEFAULT_ADVICE));
             if populate {
                 chunk.populate();
             }
@@ -360,6 +375,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             vector_bytes,
             chunk_shift,
             populate,
+            advice: DEFAULT_ADVICE,
             chunks,
             dirty_chunks: Vec::new(),
             count,
@@ -390,6 +406,25 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
     /// Whether the storage runs in `InRam` mode (chunks populated).
     pub fn is_populated(&self) -> bool {
         self.populate
+    }
+
+    /// The advice of the chunk mappings: the process-wide default
+    /// ([`vecseg_mmap::set_global_advice`]) if one is set, else the one given
+    /// to [`ChunkedVectorStorage::set_advice`] (default [`Advice::Normal`]:
+    /// scans get read-ahead).
+    pub fn advice(&self) -> Advice {
+        effective_advice(self.advice)
+    }
+
+    /// Advise every chunk mapping, and the ones created later, with
+    /// `advice` (unless a process-wide default is set). [`Advice::Random`]
+    /// makes a cold point read fetch one page instead of the kernel's
+    /// read-around window; [`Advice::Normal`] keeps read-ahead for cold scans.
+    pub fn set_advice(&mut self, advice: Advice) {
+        self.advice = advice;
+        for c in &self.chunks {
+            c.advise(self.advice());
+        }
     }
 
     /// Fault every chunk page in now.
@@ -443,6 +478,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             len as u64,
             bytemuck::bytes_of(&header),
         )?;
+        chunk.advise(self.advice());
         if self.populate {
             chunk.populate();
         }
