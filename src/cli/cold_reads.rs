@@ -13,7 +13,7 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -114,62 +114,87 @@ pub struct ColdReadsReport {
     pub methods: Vec<MethodResult>,
 }
 
-/// The read paths, each over its own handle of the same file.
-struct Methods {
-    /// io_uring (or its fallback) with the default coalescing.
-    coalesced: MmapVectorStorage<f32>,
-    /// io_uring with one request per vector.
-    single: MmapVectorStorage<f32>,
-    /// `pread`, coalesced like the default.
-    pread: MmapVectorStorage<f32>,
-    /// Mapping advised `MADV_RANDOM`: one page per fault.
-    faults: MmapVectorStorage<f32>,
-    /// Mapping with the kernel's default read-around.
-    faults_readahead: MmapVectorStorage<f32>,
+/// How a method reads a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadPath {
+    /// `read_batch_uring` (io_uring, or `pread` when forced).
+    Batched,
+    /// One `get::<Random>` per vector through the mapping.
+    Faults,
 }
 
-const NAMES: [&str; 5] = [
-    "io_uring",
-    "io_uring_one_request_per_vector",
-    "pread",
-    "mmap_page_faults",
-    "mmap_page_faults_default_readahead",
-];
-const FAULTS: usize = 3;
+/// One read path over its own handle of the scratch file.
+struct Method {
+    name: &'static str,
+    path: ReadPath,
+    storage: MmapVectorStorage<f32>,
+}
 
-impl Methods {
-    fn storages(&self) -> [&MmapVectorStorage<f32>; 5] {
-        [
-            &self.coalesced,
-            &self.single,
-            &self.pread,
-            &self.faults,
-            &self.faults_readahead,
-        ]
-    }
+/// Name of the baseline every method is compared with.
+const BASELINE: &str = "mmap_page_faults";
 
-    /// Drop the file's pages from every mapping and from the page cache
-    /// (a page still mapped by any handle would stay cached).
-    fn clear_cache(&self) -> Result<(), Box<dyn Error>> {
-        for s in self.storages() {
-            s.clear_cache()?;
-        }
-        Ok(())
-    }
-
-    /// Read `ids` with method `m`; returns a checksum so no read is optimised away.
-    fn read(&self, m: usize, ids: &[PointOffset], q: &[f32]) -> Result<f32, Box<dyn Error>> {
-        let s = self.storages()[m];
+impl Method {
+    /// Read `ids`; returns a checksum so no read is optimised away.
+    fn read(&self, ids: &[PointOffset], q: &[f32]) -> Result<f32, Box<dyn Error>> {
         let mut sum = 0.0;
-        if m < FAULTS {
-            s.read_batch_uring(ids, &mut |_, v| sum += dot_f32(v, q))?;
-        } else {
-            for &o in ids {
-                sum += dot_f32(s.get::<Random>(o)?, q);
+        match self.path {
+            ReadPath::Batched => {
+                self.storage
+                    .read_batch_uring(ids, &mut |_, v| sum += dot_f32(v, q))?;
+            }
+            ReadPath::Faults => {
+                for &o in ids {
+                    sum += dot_f32(self.storage.get::<Random>(o)?, q);
+                }
             }
         }
         Ok(sum)
     }
+}
+
+/// Open every read path on the storage in `dir`.
+fn open_methods(dir: &Path, coalescing: ReadCoalescing) -> Result<Vec<Method>, Box<dyn Error>> {
+    let batched = |backend, read_coalescing| MmapVectorOptions {
+        read_backend: Some(backend),
+        read_coalescing,
+        ..Default::default()
+    };
+    let mapped = |advice| MmapVectorOptions {
+        advice,
+        multi_mmap: false,
+        ..Default::default()
+    };
+    // io_uring where this process can use it (else its pread fallback, which
+    // the report names).
+    let uring = vecseg_mmap::detected_backend();
+    [
+        ("io_uring", ReadPath::Batched, batched(uring, coalescing)),
+        (
+            "io_uring_one_request_per_vector",
+            ReadPath::Batched,
+            batched(uring, ReadCoalescing::OFF),
+        ),
+        (
+            "pread",
+            ReadPath::Batched,
+            batched(ReadBackend::Pread, coalescing),
+        ),
+        (BASELINE, ReadPath::Faults, mapped(Advice::Random)),
+        (
+            "mmap_page_faults_default_readahead",
+            ReadPath::Faults,
+            mapped(Advice::Normal),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, path, options)| {
+        Ok(Method {
+            name,
+            path,
+            storage: MmapVectorStorage::open(dir, options)?,
+        })
+    })
+    .collect()
 }
 
 /// Run `vecseg cold-reads` and print a table.
@@ -204,48 +229,27 @@ pub fn measure(args: &ColdReadsArgs, quiet: bool) -> Result<ColdReadsReport, Box
         MmapVectorStorage::build(scratch.path(), &source, MmapVectorOptions::default())?;
         (points, dim)
     };
-    let open = |options: MmapVectorOptions| MmapVectorStorage::<f32>::open(scratch.path(), options);
     let coalescing = args.coalescing();
-    let methods = Methods {
-        coalesced: open(MmapVectorOptions {
-            read_coalescing: coalescing,
-            ..Default::default()
-        })?,
-        single: open(MmapVectorOptions {
-            read_coalescing: ReadCoalescing::OFF,
-            ..Default::default()
-        })?,
-        pread: open(MmapVectorOptions {
-            read_backend: Some(ReadBackend::Pread),
-            read_coalescing: coalescing,
-            ..Default::default()
-        })?,
-        faults: open(MmapVectorOptions {
-            advice: Advice::Random,
-            multi_mmap: false,
-            ..Default::default()
-        })?,
-        faults_readahead: open(MmapVectorOptions {
-            advice: Advice::Normal,
-            multi_mmap: false,
-            ..Default::default()
-        })?,
-    };
+    let methods = open_methods(scratch.path(), coalescing)?;
     let query: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let progress = super::progress::bar(quiet, "{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")?;
     progress.set_message("cold batches");
-    progress.set_length((args.rounds * NAMES.len()) as u64);
-    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(args.rounds); NAMES.len()];
+    progress.set_length((args.rounds * methods.len()) as u64);
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(args.rounds); methods.len()];
     let mut checksum = 0.0f32;
     for round in 0..args.rounds {
         let ids: Vec<PointOffset> = (0..args.batch)
             .map(|_| rng.gen_range(0..points) as PointOffset)
             .collect();
-        for k in 0..NAMES.len() {
-            let m = (round + k) % NAMES.len();
-            methods.clear_cache()?;
+        for k in 0..methods.len() {
+            let m = (round + k) % methods.len();
+            // Every handle drops its pages: a page still mapped by any of
+            // them would stay in the page cache.
+            for other in &methods {
+                other.storage.clear_cache()?;
+            }
             let t = Instant::now();
-            checksum += methods.read(m, &ids, &query)?;
+            checksum += methods[m].read(&ids, &query)?;
             times[m].push(t.elapsed());
             progress.inc(1);
         }
@@ -253,25 +257,24 @@ pub fn measure(args: &ColdReadsArgs, quiet: bool) -> Result<ColdReadsReport, Box
     progress.finish_and_clear();
     std::hint::black_box(checksum);
 
-    let batched_backend = methods.coalesced.io_backend().name();
-    let requests: Vec<Option<f64>> = methods
-        .storages()
+    let baseline = methods
         .iter()
-        .enumerate()
-        .map(|(m, s)| (m < FAULTS).then(|| s.io_counts().requests as f64 / args.rounds as f64))
-        .collect();
-    let methods = (0..NAMES.len())
-        .map(|m| {
-            let ratios: Vec<f64> = times[FAULTS]
+        .position(|m| m.name == BASELINE)
+        .ok_or("the page-fault baseline is missing")?;
+    let results = methods
+        .iter()
+        .zip(&times)
+        .map(|(m, t)| {
+            let ratios = times[baseline]
                 .iter()
-                .zip(&times[m])
-                .map(|(f, t)| f.as_secs_f64() / t.as_secs_f64())
-                .collect();
+                .zip(t)
+                .map(|(f, t)| f.as_secs_f64() / t.as_secs_f64());
             MethodResult {
-                method: NAMES[m],
-                median_batch_ms: median(times[m].iter().map(|d| d.as_secs_f64() * 1e3)),
-                median_speedup_vs_page_faults: median(ratios.into_iter()),
-                requests_per_batch: requests[m],
+                method: m.name,
+                median_batch_ms: median(t.iter().map(|d| d.as_secs_f64() * 1e3)),
+                median_speedup_vs_page_faults: median(ratios),
+                requests_per_batch: (m.path == ReadPath::Batched)
+                    .then(|| m.storage.io_counts().requests as f64 / args.rounds as f64),
             }
         })
         .collect();
@@ -280,10 +283,10 @@ pub fn measure(args: &ColdReadsArgs, quiet: bool) -> Result<ColdReadsReport, Box
         dim,
         batch: args.batch,
         rounds: args.rounds,
-        batched_backend,
+        batched_backend: methods[0].storage.io_backend().name(),
         max_gap_bytes: coalescing.max_gap,
         max_request_bytes: coalescing.max_request,
-        methods,
+        methods: results,
     })
 }
 

@@ -150,6 +150,16 @@ impl Default for MmapVectorOptions {
     }
 }
 
+/// A batch reader configured by `options` (backend, queue depth, coalescing).
+fn batch_reader(options: &MmapVectorOptions) -> BatchReader {
+    let backend = options
+        .read_backend
+        .unwrap_or_else(crate::uring::detected_backend);
+    let mut reader = BatchReader::with_backend(backend, options.queue_depth);
+    reader.set_coalescing(options.read_coalescing);
+    reader
+}
+
 fn multi_mmap_disabled_by_env() -> bool {
     std::env::var(NO_MULTI_MMAP_ENV).is_ok_and(|v| v == "1")
 }
@@ -340,11 +350,7 @@ impl<T: VectorElement> MmapVectorStorage<T> {
                 path.display()
             );
         }
-        let backend = options
-            .read_backend
-            .unwrap_or_else(crate::uring::detected_backend);
-        let mut reader = BatchReader::with_backend(backend, options.queue_depth);
-        reader.set_coalescing(options.read_coalescing);
+        let reader = batch_reader(&options);
         let reader_uses_uring = AtomicBool::new(reader.backend() == ReadBackend::IoUring);
         let storage = MmapVectorStorage {
             dir: dir.to_path_buf(),
@@ -480,8 +486,7 @@ impl<T: VectorElement> MmapVectorStorage<T> {
                 // Another thread is reading: use a reader of our own
                 // rather than wait.
                 shared = false;
-                temp = BatchReader::with_backend(self.reader_backend(), self.options.queue_depth);
-                temp.set_coalescing(self.options.read_coalescing);
+                temp = batch_reader(&self.options);
                 &mut temp
             }
         };
@@ -515,12 +520,6 @@ impl<T: VectorElement> MmapVectorStorage<T> {
             )),
             None => Ok(()),
         }
-    }
-
-    fn reader_backend(&self) -> ReadBackend {
-        self.options
-            .read_backend
-            .unwrap_or_else(crate::uring::detected_backend)
     }
 
     fn check_offsets(&self, offsets: &[PointOffset]) -> Result<()> {
