@@ -77,7 +77,7 @@ fn chunk_mappings_follow_the_storage_and_process_advice() {
     assert_eq!(chunk_flag(&s, "sr"), Some(true));
     assert_eq!(chunk_flag(&s, "rr"), Some(false));
     for o in 0..20 {
-        assert_eq!(&*s.get::<Random>(o as PointOffset).unwrap(), &vector(o));
+        assert_eq!(s.get::<Random>(o as PointOffset).unwrap(), &vector(o));
     }
     s.flush().unwrap();
     drop(s);
@@ -97,6 +97,6 @@ fn chunk_mappings_follow_the_storage_and_process_advice() {
     assert_eq!(s.advice(), Advice::Random);
     assert_eq!(chunk_flag(&s, "rr"), Some(true));
     for o in 0..20 {
-        assert_eq!(&*s.get::<Random>(o as PointOffset).unwrap(), &vector(o));
+        assert_eq!(s.get::<Random>(o as PointOffset).unwrap(), &vector(o));
     }
 }
