@@ -41,18 +41,19 @@ struct SortedSource<'a> {
 }
 
 impl IdMapperRead for SortedSource<'_> {
-    fn internal(&self, id: PointId) -> Option<PointOffset> {
-        let PointId::Num(n) = id else { return None };
-        self.sorted
+    fn internal(&self, id: PointId) -> vecseg::Result<Option<PointOffset>> {
+        let PointId::Num(n) = id else { return Ok(None) };
+        Ok(self
+            .sorted
             .binary_search_by_key(&n, |p| p.0)
             .ok()
-            .map(|i| self.sorted[i].1)
+            .map(|i| self.sorted[i].1))
     }
-    fn external(&self, _: PointOffset) -> Option<PointId> {
-        None
+    fn external(&self, _: PointOffset) -> vecseg::Result<Option<PointId>> {
+        Ok(None)
     }
-    fn version(&self, _: PointOffset) -> Option<Version> {
-        Some(1)
+    fn version(&self, _: PointOffset) -> vecseg::Result<Option<Version>> {
+        Ok(Some(1))
     }
     fn total_count(&self) -> usize {
         self.sorted.len()
@@ -63,7 +64,7 @@ impl IdMapperRead for SortedSource<'_> {
     fn iter_from(
         &self,
         from: Option<PointId>,
-    ) -> Box<dyn Iterator<Item = (PointId, PointOffset)> + '_> {
+    ) -> Box<dyn Iterator<Item = vecseg::Result<(PointId, PointOffset)>> + '_> {
         let start = match from {
             Some(PointId::Num(n)) => self.sorted.partition_point(|p| p.0 < n),
             Some(PointId::Uuid(_)) => self.sorted.len(),
@@ -72,7 +73,7 @@ impl IdMapperRead for SortedSource<'_> {
         Box::new(
             self.sorted[start..]
                 .iter()
-                .map(|&(id, o)| (PointId::Num(id), o)),
+                .map(|&(id, o)| Ok((PointId::Num(id), o))),
         )
     }
 }
@@ -161,7 +162,7 @@ fn id_lookup(c: &mut Criterion) {
     // Sanity: all three agree.
     for &k in probes.iter().take(10_000) {
         let want = hash.get(&k).copied();
-        assert_eq!(mapper.internal(PointId::Num(k)), want);
+        assert_eq!(mapper.internal(PointId::Num(k)).unwrap(), want);
         let b = f
             .sorted
             .binary_search_by_key(&k, |p| p.0)
@@ -179,7 +180,7 @@ fn id_lookup(c: &mut Criterion) {
             if i == len {
                 i = 0;
             }
-            black_box(mapper.internal(PointId::Num(black_box(k))))
+            black_box(mapper.internal(PointId::Num(black_box(k))).unwrap())
         })
     });
     let mut i = 0usize;

@@ -269,10 +269,145 @@ fn cold_reads_measures_every_read_path() {
     assert_eq!(report["points"], 500);
     assert_eq!(report["dim"], 8);
 
-    let r = vecseg()
-        .args(["cold-reads", "--quiet", "--batch", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(r.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("must be positive"));
+    usage_error(
+        &["cold-reads", "--quiet", "--batch", "0"],
+        &["--batch 0", "between 1 and"],
+    );
+}
+
+/// Run `vecseg ARGS` expecting a usage error: exit code 2, every needle in
+/// stderr, no panic.
+fn usage_error(args: &[&str], needles: &[&str]) {
+    let r = vecseg().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} lacks {needle:?}"
+        );
+    }
+}
+
+/// An `.npy` v1 float32 file of shape `(rows, dim)` holding `rows * dim` ones.
+fn write_npy(path: &std::path::Path, rows: usize, dim: usize) {
+    let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for _ in 0..rows * dim {
+        bytes.extend(1.0f32.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn compare_rejects_sizes_beyond_its_limits_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_npy(&dir.path().join("empty.npy"), 0, 16);
+    write_npy(&dir.path().join("flat.npy"), 4, 0);
+    write_npy(&dir.path().join("small.npy"), 5, 3);
+    std::fs::write(dir.path().join("empty.fvecs"), b"").unwrap();
+    std::fs::write(dir.path().join("zero.fvecs"), [0u8; 8]).unwrap();
+    let (empty_npy, flat_npy, small_npy) = (file("empty.npy"), file("flat.npy"), file("small.npy"));
+    let (empty_fvecs, zero_fvecs) = (file("empty.fvecs"), file("zero.fvecs"));
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--top", "1000000000"],
+            &["--top 1000000000", "--points 100000"],
+        ),
+        (
+            &["--dim", "1000000000", "--points", "1"],
+            &["--dim 1000000000", "65536"],
+        ),
+        (
+            &["--points", "1000000000000"],
+            &["--points 1000000000000", "4294967295"],
+        ),
+        (&["--points", "0"], &["--points 0"]),
+        (&["--dim", "0"], &["--dim 0", "65536"]),
+        (&["--queries", "0"], &["--queries 0", "1000000"]),
+        (
+            &["--queries", "1000000000"],
+            &["--queries 1000000000", "1000000"],
+        ),
+        (&["--tenants", "0"], &["--tenants"]),
+        (
+            &["--points", "10", "--tenants", "11", "--top", "1"],
+            &["--tenants 11", "--points 10"],
+        ),
+        // Within the fixed limits, but more memory than any machine has.
+        (
+            &["--points", "4000000000", "--dim", "65536"],
+            &["needs about", "available"],
+        ),
+        (&["--data", &empty_npy], &[&empty_npy, "holds no vectors"]),
+        (&["--data", &flat_npy], &[&flat_npy, "dimension 0", "65536"]),
+        (
+            &["--data", &empty_fvecs],
+            &[&empty_fvecs, "holds no vectors"],
+        ),
+        (&["--data", &zero_fvecs], &[&zero_fvecs, "dimension 0"]),
+        (
+            &["--data", &small_npy, "--top", "6", "--tenants", "1"],
+            &["--top 6", "5 points read from"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec![
+            "compare",
+            "--quiet",
+            "--configs",
+            "memory",
+            "--out",
+            out_arg,
+        ];
+        args.extend_from_slice(extra);
+        usage_error(&args, needles);
+        assert!(!out.exists(), "{args:?} created {}", out.display());
+    }
+}
+
+#[test]
+fn cold_reads_rejects_sizes_beyond_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.npy");
+    write_npy(&empty, 0, 16);
+    let empty = empty.to_str().unwrap();
+    let scratch = dir.path().to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--points", "1000000000000"],
+            &["--points 1000000000000", "4294967295"],
+        ),
+        (
+            &["--dim", "1000000000", "--points", "1"],
+            &["--dim 1000000000", "65536"],
+        ),
+        (
+            &["--rounds", "18446744073709551615"],
+            &["--rounds 18446744073709551615", "100000"],
+        ),
+        (
+            &["--batch", "1000000000000"],
+            &["--batch 1000000000000", "16777216"],
+        ),
+        (
+            &["--max-gap-kib", "18446744073709551615"],
+            &["--max-gap-kib", "1 GiB"],
+        ),
+        (&["--data", empty], &[empty, "holds no vectors"]),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["cold-reads", "--quiet", "--dir", scratch];
+        args.extend_from_slice(extra);
+        usage_error(&args, needles);
+    }
+    // Nothing was written but the input file.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

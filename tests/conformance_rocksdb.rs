@@ -284,10 +284,10 @@ fn id_lookups_read_the_database() {
     let db = RocksDb::open(dir.path()).unwrap();
     let mut a = RocksIdMapper::open(db.clone()).unwrap();
     let b = RocksIdMapper::open(db).unwrap();
-    a.set_link(PointId::Num(5), 0).unwrap();
-    assert_eq!(b.internal(PointId::Num(5)), Some(0));
+    a.set_link(PointId::Num(5), 0, 1).unwrap();
+    assert_eq!(b.internal(PointId::Num(5)).unwrap(), Some(0));
     assert_eq!(
-        b.iter_from(None).collect::<Vec<_>>(),
+        b.iter_from(None).map(Result::unwrap).collect::<Vec<_>>(),
         [(PointId::Num(5), 0)]
     );
 }

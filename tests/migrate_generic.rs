@@ -201,6 +201,7 @@ fn rocks_to_chunked_and_mmap_then_tamper_is_caught() {
     let offset = open_chunked_segment::<f32>(&chunked_dir)
         .unwrap()
         .offset_of(some)
+        .unwrap()
         .unwrap();
     {
         let (_, mut payloads, _) =

@@ -230,8 +230,7 @@ fn payload_damaged_offsets_and_values_fail_reads_not_the_process() {
 fn id_source(ids: &[PointId]) -> MemoryIdMapper {
     let mut m = MemoryIdMapper::new();
     for (o, id) in ids.iter().enumerate() {
-        m.set_link(*id, o as PointOffset).unwrap();
-        m.set_version(o as PointOffset, o as u64 + 1).unwrap();
+        m.set_link(*id, o as PointOffset, o as u64 + 1).unwrap();
     }
     m
 }
@@ -271,10 +270,10 @@ fn check_mapper(m: &MmapIdMapper, model: &BTreeMap<PointId, PointOffset>, total:
     assert_eq!(m.total_count(), total);
     assert_eq!(m.available_count(), model.len());
     for (id, o) in model {
-        assert_eq!(m.internal(*id), Some(*o), "internal({id})");
-        assert_eq!(m.external(*o), Some(*id), "external({o})");
+        assert_eq!(m.internal(*id).unwrap(), Some(*o), "internal({id})");
+        assert_eq!(m.external(*o).unwrap(), Some(*id), "external({o})");
     }
-    let all: Vec<_> = m.iter_from(None).collect();
+    let all: Vec<_> = m.iter_from(None).map(Result::unwrap).collect();
     let want: Vec<_> = model.iter().map(|(a, b)| (*a, *b)).collect();
     assert_eq!(all, want);
 }
@@ -297,7 +296,11 @@ fn ids_mixed_u64_and_uuid_lookups_drops_and_reopen() {
             PointId::Num(n) => PointId::Uuid(uuid::Uuid::from_u128(*n as u128)),
             PointId::Uuid(u) => PointId::Num(u.as_u128() as u64),
         };
-        assert_eq!(m.internal(twin), model.get(&twin).copied(), "{twin}");
+        assert_eq!(
+            m.internal(twin).unwrap(),
+            model.get(&twin).copied(),
+            "{twin}"
+        );
     }
     for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
         assert_eq!(m.drop_id(*id).unwrap(), Some(i as PointOffset));
@@ -307,7 +310,7 @@ fn ids_mixed_u64_and_uuid_lookups_drops_and_reopen() {
     m.set_version(5, 777).unwrap();
     check_mapper(&m, &model, ids.len());
     let from = *model.keys().nth(model.len() / 3).unwrap();
-    let tail: Vec<_> = m.iter_from(Some(from)).collect();
+    let tail: Vec<_> = m.iter_from(Some(from)).map(Result::unwrap).collect();
     let want: Vec<_> = model.range(from..).map(|(a, b)| (*a, *b)).collect();
     assert_eq!(tail, want);
     m.flush_mappings().unwrap();
@@ -315,9 +318,9 @@ fn ids_mixed_u64_and_uuid_lookups_drops_and_reopen() {
     drop(m);
     let m = MmapIdMapper::open(dir.path()).unwrap();
     check_mapper(&m, &model, ids.len());
-    assert_eq!(m.version(5), Some(777));
-    assert_eq!(m.version(6), Some(7));
-    assert_eq!(m.version(ids.len() as PointOffset), None);
+    assert_eq!(m.version(5).unwrap(), Some(777));
+    assert_eq!(m.version(6).unwrap(), Some(7));
+    assert_eq!(m.version(ids.len() as PointOffset).unwrap(), None);
 }
 
 #[test]
@@ -333,15 +336,15 @@ fn ids_unknown_ids_at_scale_are_absent() {
         if known.contains(&id) {
             continue;
         }
-        assert_eq!(m.internal(id), None, "unknown {id}");
+        assert_eq!(m.internal(id).unwrap(), None, "unknown {id}");
         probes += 1;
     }
     for _ in 0..100_000 {
         let id = PointId::Uuid(uuid::Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()));
-        assert_eq!(m.internal(id), None);
+        assert_eq!(m.internal(id).unwrap(), None);
     }
     for (o, id) in ids.iter().enumerate().step_by(97) {
-        assert_eq!(m.internal(*id), Some(o as PointOffset));
+        assert_eq!(m.internal(*id).unwrap(), Some(o as PointOffset));
     }
 }
 
@@ -362,8 +365,8 @@ fn ids_empty_and_all_dropped_mappers() {
     let dir = tmp();
     let m = MmapIdMapper::build(dir.path(), &MemoryIdMapper::new()).unwrap();
     assert_eq!(m.total_count(), 0);
-    assert_eq!(m.internal(PointId::Num(0)), None);
-    assert_eq!(m.iter_from(None).count(), 0);
+    assert_eq!(m.internal(PointId::Num(0)).unwrap(), None);
+    assert_eq!(m.iter_from(None).map(Result::unwrap).count(), 0);
     drop(m);
     MmapIdMapper::open(dir.path()).unwrap();
 
@@ -373,8 +376,8 @@ fn ids_empty_and_all_dropped_mappers() {
     src.drop_id(PointId::Num(2)).unwrap();
     let m = MmapIdMapper::build(dir.path(), &src).unwrap();
     assert_eq!((m.total_count(), m.available_count()), (2, 0));
-    assert_eq!(m.external(0), None);
-    assert_eq!(m.version(1), Some(2));
+    assert_eq!(m.external(0).unwrap(), None);
+    assert_eq!(m.version(1).unwrap(), Some(2));
 }
 
 #[test]
@@ -478,7 +481,7 @@ fn ids_out_of_range_entries_do_not_panic() {
     let m = MmapIdMapper::open(dir.path()).unwrap();
     let victim = ids
         .iter()
-        .position(|id| m.internal(*id) == Some(1))
+        .position(|id| m.internal(*id).unwrap() == Some(1))
         .unwrap();
     drop(m);
     let p = dir.path().join(id_map::IDS_SLOTS_FILE);
@@ -490,8 +493,8 @@ fn ids_out_of_range_entries_do_not_panic() {
     b[24 + slot * 4..28 + slot * 4].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
     fs::write(&p, b).unwrap();
     let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(ids[victim]), None);
-    assert_eq!(m.internal(ids[0]), Some(0));
+    assert_eq!(m.internal(ids[victim]).unwrap(), None);
+    assert_eq!(m.internal(ids[0]).unwrap(), Some(0));
 }
 
 /// Flags file layout: 32-byte header (dirty word at 24), deleted bitmap,
@@ -520,8 +523,8 @@ fn ids_interrupted_drops_are_reconciled_at_open() {
     drop(m);
     set_dirty_and_bit(dir.path(), 40, false);
     let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(PointId::Num(40)), None);
-    assert_eq!(m.external(40), None);
+    assert_eq!(m.internal(PointId::Num(40)).unwrap(), None);
+    assert_eq!(m.external(40).unwrap(), None);
     assert_eq!(m.available_count(), 99);
     drop(m);
     // And the dirty word was cleared: opening again is a plain open.
@@ -533,10 +536,10 @@ fn ids_interrupted_drops_are_reconciled_at_open() {
     MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
     set_dirty_and_bit(dir.path(), 7, true);
     let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(PointId::Num(7)), None);
-    assert_eq!(m.external(7), None);
+    assert_eq!(m.internal(PointId::Num(7)).unwrap(), None);
+    assert_eq!(m.external(7).unwrap(), None);
     assert_eq!(m.available_count(), 99);
-    assert_eq!(m.iter_from(None).count(), 99);
+    assert_eq!(m.iter_from(None).map(Result::unwrap).count(), 99);
 
     // Unflushed drops still in the page cache are applied on reopen.
     let dir = tmp();
@@ -544,6 +547,6 @@ fn ids_interrupted_drops_are_reconciled_at_open() {
     m.drop_id(PointId::Num(3)).unwrap();
     drop(m);
     let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(PointId::Num(3)), None);
+    assert_eq!(m.internal(PointId::Num(3)).unwrap(), None);
     assert_eq!(m.available_count(), 99);
 }

@@ -24,26 +24,28 @@ use vecseg_memory::MemoryVectorStorage;
 use vecseg_mmap::{Advice, MmapVectorOptions, MmapVectorStorage, ReadBackend, ReadCoalescing};
 use vecseg_traits::{AppendableVectorStorage, Distance, PointOffset, Random, VectorStorageRead};
 
-use super::compare::dataset::Dataset;
+use super::compare::dataset::{file_shape, Dataset};
+use super::limits::{self, ColdReadsSizes, MemoryBudget, VectorSource};
 use crate::distance::dot_f32;
 
 /// Arguments of `vecseg cold-reads`.
 #[derive(Debug, Clone, Args)]
 pub struct ColdReadsArgs {
-    /// Vectors in the scratch file (with `--data`: at most this many are used).
+    /// Vectors in the scratch file (with `--data`: at most this many are
+    /// used); twice their size must fit in the available memory.
     #[arg(long, default_value_t = 200_000)]
     pub points: usize,
     /// Read the vectors from a `.fvecs` or `.npy` (float32, 2-D) file
     /// instead of generating random ones; `--dim` is then the file's.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Dimension of the f32 vectors.
+    /// Dimension of the f32 vectors (1 to 65,536).
     #[arg(long, default_value_t = 128)]
     pub dim: usize,
-    /// Random vectors read per batch.
+    /// Random vectors read per batch (1 to 16,777,216).
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
-    /// Rounds; every method reads one batch per round.
+    /// Rounds; every method reads one batch per round (1 to 100,000).
     #[arg(long, default_value_t = 15)]
     pub rounds: usize,
     /// Directory on the disk to measure (a scratch directory is created
@@ -57,24 +59,54 @@ pub struct ColdReadsArgs {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Coalescing of the `io_uring` and `pread` methods: largest gap (KiB)
-    /// between two vectors still read with one request. Default: the
-    /// library default.
+    /// between two vectors still read with one request (at most 1 GiB).
+    /// Default: the library default.
     #[arg(long)]
     pub max_gap_kib: Option<usize>,
-    /// Coalescing: largest single request in KiB (0: one request per vector).
+    /// Coalescing: largest single request in KiB (0: one request per
+    /// vector; at most 1 GiB).
     #[arg(long)]
     pub max_request_kib: Option<usize>,
 }
 
 impl ColdReadsArgs {
+    /// Check every size against the limits of [`crate::cli::limits`] and
+    /// `budget`, reading only the header of `--data`: a
+    /// [`UsageError`](crate::cli::limits::UsageError) naming the flag or
+    /// file and the limit, before anything big is allocated.
+    pub fn check_sizes(&self, budget: &MemoryBudget) -> Result<(), Box<dyn Error>> {
+        let source = match &self.data {
+            Some(path) => VectorSource::File {
+                path,
+                shape: file_shape(path)?,
+                points: self.points,
+            },
+            None => VectorSource::Generated {
+                points: self.points,
+                dim: self.dim,
+            },
+        };
+        let sizes = ColdReadsSizes {
+            source,
+            batch: self.batch,
+            rounds: self.rounds,
+            max_gap_kib: self.max_gap_kib,
+            max_request_kib: self.max_request_kib,
+        };
+        limits::check_cold_reads(&sizes, budget)?;
+        Ok(())
+    }
+
     /// The coalescing rules the `io_uring` and `pread` methods use.
     pub fn coalescing(&self) -> ReadCoalescing {
         let default = ReadCoalescing::default();
         ReadCoalescing {
-            max_gap: self.max_gap_kib.map_or(default.max_gap, |k| k * 1024),
+            max_gap: self
+                .max_gap_kib
+                .map_or(default.max_gap, |k| k.saturating_mul(1024)),
             max_request: self
                 .max_request_kib
-                .map_or(default.max_request, |k| k * 1024),
+                .map_or(default.max_request, |k| k.saturating_mul(1024)),
         }
     }
 }
@@ -209,9 +241,7 @@ pub fn run(args: &ColdReadsArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
 
 /// Build the scratch file and measure every read path.
 pub fn measure(args: &ColdReadsArgs, quiet: bool) -> Result<ColdReadsReport, Box<dyn Error>> {
-    if args.points == 0 || args.dim == 0 || args.batch == 0 || args.rounds == 0 {
-        return Err("--points, --dim, --batch and --rounds must be positive".into());
-    }
+    args.check_sizes(&MemoryBudget::detect())?;
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = tempfile::Builder::new()
         .prefix("vecseg-cold-reads-")

@@ -1,4 +1,5 @@
-//! `vecseg inspect <segment-dir>`: what a segment directory holds.
+//! `vecseg inspect <segment-dir> [--verify]`: what a segment directory
+//! holds; with `--verify`, also a full read pass ([`Segment::verify`]).
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -8,7 +9,7 @@ use clap::Args;
 use vecseg_mmap::{FilePrefix, MmapVectorOptions};
 use vecseg_rocksdb::RocksOptions;
 use vecseg_traits::{
-    IdMapperRead, PayloadStorageRead, StorageError, VectorElement, VectorStorageRead,
+    IdMapperRead, PayloadStorageRead, Result, StorageError, VectorElement, VectorStorageRead,
 };
 
 use crate::migrate::layout::{self, SegmentKind};
@@ -20,16 +21,20 @@ use crate::Segment;
 pub struct InspectArgs {
     /// The segment directory (the one holding `segment.json`).
     pub segment_dir: PathBuf,
+    /// Also read every point and check every checksum and invariant the
+    /// segment has (exits non-zero on the first problem).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Run `vecseg inspect`: print backends, counts, versions and files.
 pub fn run(args: &InspectArgs) -> Result<(), Box<dyn Error>> {
-    print!("{}", inspect(&args.segment_dir)?);
+    print!("{}", inspect(&args.segment_dir, args.verify)?);
     Ok(())
 }
 
-/// The report `vecseg inspect` prints.
-pub fn inspect(dir: &Path) -> Result<String, Box<dyn Error>> {
+/// The report `vecseg inspect` prints (`verify`: with the full read pass).
+pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()).into());
     }
@@ -60,8 +65,8 @@ pub fn inspect(dir: &Path) -> Result<String, Box<dyn Error>> {
         )
     })?;
     let counts = match (kind, element) {
-        (kind, "f32") => counts::<f32>(dir, kind)?,
-        (kind, _) => counts::<u8>(dir, kind)?,
+        (kind, "f32") => counts::<f32>(dir, kind, verify)?,
+        (kind, _) => counts::<u8>(dir, kind, verify)?,
     };
     out.push_str(&counts);
     let _ = writeln!(out, "files");
@@ -76,27 +81,45 @@ pub fn inspect(dir: &Path) -> Result<String, Box<dyn Error>> {
     Ok(out)
 }
 
-fn counts<T: VectorElement>(dir: &Path, kind: SegmentKind) -> Result<String, StorageError> {
+fn counts<T: VectorElement>(
+    dir: &Path,
+    kind: SegmentKind,
+    verify: bool,
+) -> Result<String, StorageError> {
     match kind {
-        SegmentKind::Rocks => Ok(summary(&layout::open_rocks_segment::<T>(
-            dir,
-            &RocksOptions::default(),
-        )?)),
-        SegmentKind::Chunked => Ok(summary(&layout::open_chunked_segment::<T>(dir)?)),
-        SegmentKind::Mmap => Ok(summary(&layout::open_mmap_segment::<T>(
-            dir,
-            &MmapVectorOptions::default(),
-        )?)),
+        SegmentKind::Rocks => summary(
+            &layout::open_rocks_segment::<T>(dir, &RocksOptions::default())?,
+            verify,
+        ),
+        SegmentKind::Chunked => summary(&layout::open_chunked_segment::<T>(dir)?, verify),
+        SegmentKind::Mmap => summary(
+            &layout::open_mmap_segment::<T>(dir, &MmapVectorOptions::default())?,
+            verify,
+        ),
     }
 }
 
 fn summary<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
     s: &Segment<V, P, I>,
-) -> String {
+    verify: bool,
+) -> Result<String> {
     let mut out = String::new();
+    if verify {
+        let r = s.verify()?;
+        let _ = writeln!(
+            out,
+            "verified    {} points, {} vector slots, {} payloads: every check passed",
+            r.points, r.slots, r.payloads
+        );
+    }
     let ids = s.ids();
-    let versions = ids.iter_from(None).filter_map(|(_, o)| ids.version(o));
-    let (min, max) = versions.fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (mut min, mut max) = (u64::MAX, 0);
+    for entry in ids.iter_from(None) {
+        let (_, o) = entry?;
+        if let Some(v) = ids.version(o)? {
+            (min, max) = (min.min(v), max.max(v));
+        }
+    }
     let _ = writeln!(
         out,
         "points      {} live, {} slots, {} deleted vectors",
@@ -108,7 +131,7 @@ fn summary<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
     if min <= max {
         let _ = writeln!(out, "point vers. {min} ..= {max}");
     }
-    out
+    Ok(out)
 }
 
 /// Every regular file under `dir`, sorted, with its size.

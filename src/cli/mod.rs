@@ -1,8 +1,12 @@
 //! The `vecseg` command line: `compare`, `migrate`, `inspect`, `cold-reads`.
+//!
+//! Errors are returned to `main`, which prints them and exits with code 1,
+//! or with code 2 (like the argument parser) for a [`limits::UsageError`].
 
 pub mod cold_reads;
 pub mod compare;
 pub mod inspect;
+pub mod limits;
 pub mod migrate;
 pub mod progress;
 

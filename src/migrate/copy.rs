@@ -103,13 +103,13 @@ where
 {
     check_compatible(&source.vectors, &target.vectors)?;
     let batch_len = options.batch_slots.max(1);
-    let placeholder = placeholder_id(source);
+    let placeholder = placeholder_id(source)?;
     let elem = std::mem::size_of::<SV::Element>() as u64;
     let read_hashed = |start: usize| -> Result<Option<Hashed<SV::Element>>> {
         if start >= end {
             return Ok(None);
         }
-        let batch = reader(start..(start + batch_len).min(end))?;
+        let batch = reader(start..start.saturating_add(batch_len).min(end))?;
         let (hashes, payload_bytes) = batch.slot_hashes();
         Ok(Some((batch, hashes, payload_bytes)))
     };

@@ -175,9 +175,12 @@ where
     let mappings = (range.start..id_end)
         .map(|o| {
             let o = o as PointOffset;
-            s.ids.external(o).map(|id| (id, s.ids.version(o)))
+            Ok(match s.ids.external(o)? {
+                Some(id) => Some((id, s.ids.version(o)?)),
+                None => None,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(SlotBatch {
         start,
         dim,
@@ -191,12 +194,12 @@ where
 
 /// An external id no point of `s` uses, for allocating unmapped offsets
 /// (link, then drop at once).
-pub fn placeholder_id<V, P, I: IdMapperRead>(s: &Segment<V, P, I>) -> PointId {
+pub fn placeholder_id<V, P, I: IdMapperRead>(s: &Segment<V, P, I>) -> Result<PointId> {
     let mut n = u64::MAX;
-    while s.ids.internal(PointId::Num(n)).is_some() {
+    while s.ids.internal(PointId::Num(n))?.is_some() {
         n -= 1;
     }
-    PointId::Num(n)
+    Ok(PointId::Num(n))
 }
 
 /// Write `batch` into the same offsets of `target`, overwriting whatever a
@@ -232,16 +235,15 @@ where
         match batch.mappings.get(i) {
             None => {}
             Some(Some((id, version))) => {
-                target.ids.set_link(*id, o)?;
-                if let Some(v) = version {
-                    target.ids.set_version(o, *v)?;
-                }
+                // A mapped source point always has a version (repair drops
+                // the ones that lack it); 0 is only a fallback.
+                target.ids.set_link(*id, o, version.unwrap_or(0))?;
             }
             Some(None) => {
                 if o as usize >= target.ids.total_count() {
-                    target.ids.set_link(placeholder, o)?;
+                    target.ids.set_link(placeholder, o, 0)?;
                     target.ids.drop_id(placeholder)?;
-                } else if let Some(stale) = target.ids.external(o) {
+                } else if let Some(stale) = target.ids.external(o)? {
                     target.ids.drop_id(stale)?;
                 }
             }

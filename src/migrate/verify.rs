@@ -92,10 +92,10 @@ fn check_reverse<T: vecseg_traits::VectorElement, I: IdMapperRead>(
     for (i, m) in batch.mappings.iter().enumerate() {
         if let Some((id, _)) = m {
             let o = batch.start + i as u32;
-            if ids.internal(*id) != Some(o) {
+            let got = ids.internal(*id)?;
+            if got != Some(o) {
                 return Err(fail(format!(
-                    "target does not map {id} to offset {o} (got {:?})",
-                    ids.internal(*id)
+                    "target does not map {id} to offset {o} (got {got:?})"
                 )));
             }
         }
@@ -179,7 +179,7 @@ where
     let elem = std::mem::size_of::<SV::Element>() as u64;
     let mut start = 0;
     while start < total {
-        let range = start..(start + batch_len).min(total);
+        let range = start..start.saturating_add(batch_len).min(total);
         let (a, b) = rayon::join(
             || source_reader(range.clone()),
             || read_batch(target, range.clone()),
@@ -205,7 +205,7 @@ where
     let mut ti = target.ids.iter_from(None);
     let mut n = 0usize;
     loop {
-        match (si.next(), ti.next()) {
+        match (si.next().transpose()?, ti.next().transpose()?) {
             (None, None) => break,
             (a, b) if a == b => n += 1,
             (a, b) => {
@@ -286,7 +286,7 @@ where
     };
     let read = |start: usize| {
         (start < total)
-            .then(|| read_batch(target, start..(start + batch_len).min(total)))
+            .then(|| read_batch(target, start..start.saturating_add(batch_len).min(total)))
             .transpose()
     };
     let mut pending = read(0)?;
@@ -335,17 +335,18 @@ where
     // the lockstep comparison without reading the source's ids again.
     let mut n = 0usize;
     let mut prev: Option<PointId> = None;
-    for (id, o) in target.ids.iter_from(None) {
+    for entry in target.ids.iter_from(None) {
+        let (id, o) = entry?;
         if prev.is_some_and(|p| p >= id) {
             return Err(fail(format!(
                 "ordered id iteration of the target is not increasing at position {n}: \
                  {prev:?} then {id}"
             )));
         }
-        if target.ids.external(o) != Some(id) {
+        let held = target.ids.external(o)?;
+        if held != Some(id) {
             return Err(fail(format!(
-                "ordered id iteration yields {id} at offset {o}, whose slot holds {:?}",
-                target.ids.external(o)
+                "ordered id iteration yields {id} at offset {o}, whose slot holds {held:?}"
             )));
         }
         prev = Some(id);

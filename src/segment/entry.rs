@@ -36,7 +36,7 @@ where
         self.ids.available_count()
     }
 
-    fn point_version(&self, id: PointId) -> Option<Version> {
+    fn point_version(&self, id: PointId) -> Result<Option<Version>> {
         Segment::point_version(self, id)
     }
 

@@ -9,21 +9,54 @@
 //! | `search.rs` | exact top-k search (bounded heap, rayon across chunks)        |
 //! | `state.rs`  | `segment.json`: the persisted segment version and backend kinds |
 //! | `entry.rs`  | the object-safe [`SegmentEntry`] impls                        |
+//! | `verify.rs` | the full read pass of `vecseg inspect --verify`               |
 //!
 //! Invariant: an offset is live exactly when its vector is not flagged
 //! deleted and the id mapper maps it; every write keeps both in step, and
 //! [`Segment::open`] repairs what a crash between two flushes can leave.
+//!
+//! ## Crash consistency
+//!
+//! A process can die at any instant, and whatever it wrote into a shared
+//! mapping or a file survives. Three rules make a reopened segment equal to
+//! its last completed flush plus, per point, nothing or whole later
+//! operations:
+//!
+//! 1. **Durable offsets are never overwritten.** An upsert of a point whose
+//!    offset is durable (below the id count of the last flush) writes the
+//!    new version to a fresh offset and retires the old one (copy-on-write
+//!    inside the segment); only a point first written since the last flush
+//!    is overwritten in place. Payload-only changes stay in place: payload
+//!    storages write new bytes elsewhere and switch a pointer at flush.
+//! 2. **Vouchers after the data they vouch for.** [`Segment::flush`] makes
+//!    durable, in order: vectors (data and count), payloads, versions, id
+//!    mappings, deleted flags, then clears the payloads of retired offsets,
+//!    then writes `segment.json`. Storages buffer versions, mappings,
+//!    counts, tracker pointers and deleted flags in RAM until their step.
+//!    A backend whose writes are durable at once (RocksDB) gets the same
+//!    order from the write path: data, then mapping and version together
+//!    ([`vecseg_traits::AppendableIdMapper::set_link`]), then the retired offset's flag.
+//! 3. **Open repairs the leftovers** of a flush that did not complete (see
+//!    [`Segment::open`]).
+//!
+//! So a version on disk implies the point's vector and payload of at least
+//! that version are on disk. A kill during a flush can leave a point whose
+//! payload change reached disk while its version did not (content of a
+//! whole later operation, older version): replaying the WAL from the
+//! persisted version re-applies it, and every operation is idempotent.
 
 mod entry;
 mod read;
 mod search;
 mod state;
+mod verify;
 mod write;
 
 use std::path::{Path, PathBuf};
 
 pub use search::ScanOptions;
 pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
+pub use verify::VerifyReport;
 
 use vecseg_traits::{
     Distance, IdMapper, IdMapperRead, PayloadStorage, PayloadStorageRead, PointOffset, Result,
@@ -43,6 +76,12 @@ pub struct Segment<V, P, I> {
     pub(crate) version: Version,
     pub(crate) persisted_version: Version,
     pub(crate) dir: Option<PathBuf>,
+    /// Id offsets that were durable at the last flush (or open): never
+    /// overwritten in place.
+    pub(crate) durable_offsets: usize,
+    /// Offsets unmapped since the last flush whose payloads are cleared
+    /// only once the mappings that stopped pointing at them are durable.
+    pub(crate) retired: Vec<PointOffset>,
 }
 
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
@@ -56,6 +95,8 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             version: 0,
             persisted_version: 0,
             dir: None,
+            durable_offsets: 0,
+            retired: Vec::new(),
         }
     }
 
@@ -117,9 +158,21 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
 
     /// Open a persistent segment whose storages were opened from `dir`.
     ///
-    /// Reads the persisted version from `segment.json`, then repairs what an
-    /// interrupted flush can leave behind: a point with a mapping but no
-    /// version is dropped, and a vector with no mapping is flagged deleted.
+    /// Reads `segment.json` (the persisted version, and the offset counts
+    /// of the last flush: a storage holding fewer lost flushed data, an
+    /// error), then repairs what a flush that did not complete leaves:
+    ///
+    /// * a mapping to an offset past the vector count is dropped (its data
+    ///   never became durable);
+    /// * a live vector without a mapping is flagged deleted and its
+    ///   payload cleared (an upsert whose mapping never became durable, or
+    ///   an offset retired by a flushed mapping change);
+    /// * a mapping to a vector flagged deleted, or without a version,
+    ///   cannot come from a crash (flags are written after mappings,
+    ///   versions before them): that is corruption, an error.
+    ///
+    /// Stale versions of unmapped offsets need no repair: a mapping is
+    /// always created together with its version.
     pub fn open(dir: &Path, vectors: V, payloads: P, ids: I) -> Result<Self> {
         let state = SegmentState::read(dir)?;
         let state_path = dir.join(STATE_FILE);
@@ -148,6 +201,40 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 ),
             ));
         }
+        for (what, now, flushed) in [
+            ("id mapper", ids.total_count(), state.id_total),
+            ("vector storage", vectors.total_count(), state.vector_total),
+        ] {
+            if (now as u64) < flushed {
+                return Err(StorageError::corrupted(
+                    dir,
+                    format!(
+                        "flushed data missing: the {what} holds {now} offsets, the last flush recorded {flushed}"
+                    ),
+                ));
+            }
+        }
+        let now = [
+            vectors.durable_sequence(),
+            payloads.durable_sequence(),
+            ids.durable_sequence(),
+        ];
+        for (what, (now, flushed)) in ["vector", "payload", "id"]
+            .iter()
+            .zip(now.iter().zip(state.durable_sequences))
+        {
+            if let (Some(now), Some(flushed)) = (now, flushed) {
+                if *now < flushed {
+                    return Err(StorageError::corrupted(
+                        dir,
+                        format!(
+                            "flushed data missing: the {what} storage is at sequence {now}, the last flush recorded {flushed}"
+                        ),
+                    ));
+                }
+            }
+        }
+        let durable_offsets = ids.total_count();
         let mut segment = Segment {
             vectors,
             payloads,
@@ -155,34 +242,51 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             version: state.version,
             persisted_version: state.version,
             dir: Some(dir.to_path_buf()),
+            durable_offsets,
+            retired: Vec::new(),
         };
         segment.repair()?;
         Ok(segment)
     }
 
     fn repair(&mut self) -> Result<()> {
-        let unversioned: Vec<_> = self
-            .ids
-            .iter_from(None)
-            .filter(|(_, o)| self.ids.version(*o).is_none())
-            .map(|(id, _)| id)
-            .collect();
-        for id in unversioned {
-            if let Some(o) = self.ids.drop_id(id)? {
-                self.clear_slot(o)?;
+        let vector_total = self.vectors.total_count();
+        let mut orphaned = Vec::new();
+        for entry in self.ids.iter_from(None) {
+            let (id, o) = entry?;
+            if o as usize >= vector_total {
+                log::warn!("repair: point {id} maps to offset {o} past the {vector_total} vectors; dropped");
+                orphaned.push(id);
+            } else if self.ids.version(o)?.is_none() {
+                return Err(StorageError::corrupted(
+                    self.dir.as_deref().unwrap_or(Path::new("")),
+                    format!("point {id} at offset {o} has no version (a mapping is always written after its version)"),
+                ));
+            } else if self.vectors.is_deleted(o) {
+                return Err(StorageError::corrupted(
+                    self.dir.as_deref().unwrap_or(Path::new("")),
+                    format!("point {id} maps to offset {o}, whose vector is flagged deleted"),
+                ));
             }
         }
-        let total = self.vectors.total_count() as PointOffset;
-        for o in 0..total {
-            if !self.vectors.is_deleted(o) && self.ids.external(o).is_none() {
-                self.vectors.delete(o)?;
+        for id in orphaned {
+            if let Some(o) = self.ids.drop_id(id)? {
+                self.discard_slot(o)?;
+            }
+        }
+        for o in 0..vector_total as PointOffset {
+            if !self.vectors.is_deleted(o) && self.ids.external(o)?.is_none() {
+                self.discard_slot(o)?;
             }
         }
         Ok(())
     }
 
-    /// Flag the vector deleted and drop the payload of a slot whose mapping is gone.
-    pub(crate) fn clear_slot(&mut self, o: PointOffset) -> Result<()> {
+    /// Flag the vector deleted and clear the payload of a slot that no
+    /// mapping on disk points at, at once. Repair uses it: such a slot may
+    /// be handed out again (it can lie past the id mapper's count), so its
+    /// payload must not be cleared later.
+    fn discard_slot(&mut self, o: PointOffset) -> Result<()> {
         if (o as usize) < self.vectors.total_count() {
             self.vectors.delete(o)?;
         }
@@ -190,20 +294,46 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
         Ok(())
     }
 
-    /// Persist everything in crash-safe order: id mappings, vectors,
-    /// payloads, versions, then the segment version in `segment.json`.
-    /// Returns the persisted version.
+    /// Flag the vector deleted and, once the next flush has made the
+    /// unmapping durable, clear the payload of a slot whose mapping is gone.
+    pub(crate) fn clear_slot(&mut self, o: PointOffset) -> Result<()> {
+        if (o as usize) < self.vectors.total_count() {
+            self.vectors.delete(o)?;
+        }
+        self.retired.push(o);
+        Ok(())
+    }
+
+    /// Persist everything in crash-safe order (see the module docs):
+    /// vectors, payloads, versions, id mappings, deleted flags, payloads of
+    /// retired offsets, then `segment.json`. Returns the persisted version.
     pub fn flush(&mut self) -> Result<Version> {
         let version = self.version;
-        self.ids.flush_mappings()?;
-        self.vectors.flush()?;
+        self.vectors.flush_data()?;
         self.payloads.flush()?;
         self.ids.flush_versions()?;
+        self.ids.flush_mappings()?;
+        self.vectors.flush_deleted()?;
+        if !self.retired.is_empty() {
+            for o in std::mem::take(&mut self.retired) {
+                self.payloads.clear(o)?;
+            }
+            self.payloads.flush()?;
+        }
         if self.dir.is_some() {
             self.write_state_with(version)?;
         }
         self.persisted_version = version;
+        self.durable_offsets = self.ids.total_count();
         Ok(version)
+    }
+
+    fn durable_sequences(&self) -> [Option<u64>; 3] {
+        [
+            self.vectors.durable_sequence(),
+            self.payloads.durable_sequence(),
+            self.ids.durable_sequence(),
+        ]
     }
 
     fn write_state(&self) -> Result<()> {
@@ -218,6 +348,9 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 dim: self.vectors.dim(),
                 distance: self.vectors.distance(),
                 backends: state::BackendNames::of::<V, P, I>(),
+                id_total: self.ids.total_count() as u64,
+                vector_total: self.vectors.total_count() as u64,
+                durable_sequences: self.durable_sequences(),
             }
             .write(dir)?;
         }

@@ -10,24 +10,27 @@ use super::Segment;
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
     /// The whole point `id`, or `None` if it is not in the segment.
     pub fn get(&self, id: PointId) -> Result<Option<Record<V::Element>>> {
-        let Some(offset) = self.ids.internal(id) else {
+        let Some(offset) = self.ids.internal(id)? else {
             return Ok(None);
         };
         Ok(Some(Record {
             id,
-            version: self.ids.version(offset).unwrap_or(0),
+            version: self.ids.version(offset)?.unwrap_or(0),
             vector: self.vectors.get::<Random>(offset)?.to_vec(),
             payload: self.payloads.get(offset)?,
         }))
     }
 
     /// Version of point `id`, if present.
-    pub fn point_version(&self, id: PointId) -> Option<Version> {
-        self.ids.internal(id).and_then(|o| self.ids.version(o))
+    pub fn point_version(&self, id: PointId) -> Result<Option<Version>> {
+        match self.ids.internal(id)? {
+            Some(o) => self.ids.version(o),
+            None => Ok(None),
+        }
     }
 
     /// Internal offset of point `id`, if present.
-    pub fn offset_of(&self, id: PointId) -> Option<PointOffset> {
+    pub fn offset_of(&self, id: PointId) -> Result<Option<PointOffset>> {
         self.ids.internal(id)
     }
 
@@ -39,10 +42,11 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         filter: Option<&Filter>,
     ) -> Result<Vec<PointId>> {
         let mut out = Vec::new();
-        for (id, offset) in self.ids.iter_from(from) {
+        for entry in self.ids.iter_from(from) {
             if out.len() >= limit {
                 break;
             }
+            let (id, offset) = entry?;
             if self.passes(filter, id, offset)? {
                 out.push(id);
             }

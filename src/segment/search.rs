@@ -126,10 +126,13 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         V::Element::validate(query, self.vectors.dim())?;
         let mut q = query.to_vec();
         V::Element::preprocess(self.vectors.distance(), &mut q)?;
+        let total = self.vectors.total_count().min(self.ids.total_count());
+        // At most `total` points can be returned: clamp `k` before it sizes
+        // anything, so a huge `k` (even `usize::MAX`) just means "all".
+        let k = k.min(total);
         if k == 0 {
             return Ok(Vec::new());
         }
-        let total = self.vectors.total_count().min(self.ids.total_count());
         let chunks = total.div_ceil(CHUNK);
         let scan = |c: usize| {
             let range = (c * CHUNK) as PointOffset..((c + 1) * CHUNK).min(total) as PointOffset;
@@ -145,12 +148,13 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                 Ok::<_, vecseg_traits::StorageError>(acc.merge(scan(c)?))
             })?
         };
-        let mut out = Vec::with_capacity(k);
-        for (score, offset) in top.into_sorted() {
-            if let Some(id) = self.ids.external(offset) {
+        let sorted = top.into_sorted();
+        let mut out = Vec::with_capacity(sorted.len());
+        for (score, offset) in sorted {
+            if let Some(id) = self.ids.external(offset)? {
                 out.push(ScoredPoint {
                     id,
-                    version: self.ids.version(offset).unwrap_or(0),
+                    version: self.ids.version(offset)?.unwrap_or(0),
                     score,
                 });
             }
@@ -188,8 +192,13 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                 let mut failed = None;
                 self.vectors
                     .scan_live::<Sequential, _>(range, |offset, v| {
-                        let Some(id) = self.ids.external(offset) else {
-                            return;
+                        let id = match self.ids.external(offset) {
+                            Ok(Some(id)) => id,
+                            Ok(None) => return,
+                            Err(e) => {
+                                failed = failed.take().or(Some(e));
+                                return;
+                            }
                         };
                         match self.passes(Some(f), id, offset) {
                             Ok(true) => top.push(V::Element::score(distance, q, v), offset),
@@ -229,6 +238,63 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+    use vecseg_traits::{Condition, PointId};
+
+    type MemorySegment = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
+
+    /// Points 1..=6 at distance `i` from the origin (point 3 deleted), so a
+    /// query at the origin ranks them 1, 2, 4, 5, 6; even ids are tagged.
+    fn line_segment() -> MemorySegment {
+        let vectors = MemoryVectorStorage::<f32>::new(2, Distance::Euclid).unwrap();
+        let mut s = Segment::new(vectors, MemoryPayloadStorage::new(), MemoryIdMapper::new());
+        for i in 1..=6u64 {
+            let payload = serde_json::json!({ "even": if i % 2 == 0 { "yes" } else { "no" } });
+            let payload = payload.as_object().unwrap().clone();
+            s.upsert(i, PointId::Num(i), &[i as f32, 0.0], &payload)
+                .unwrap();
+        }
+        assert!(s.delete(10, PointId::Num(3)).unwrap());
+        s
+    }
+
+    fn ids(hits: &[ScoredPoint]) -> Vec<PointId> {
+        hits.iter().map(|h| h.id).collect()
+    }
+
+    #[test]
+    fn huge_k_returns_every_live_point_best_first() {
+        let s = line_segment();
+        let all: Vec<PointId> = [1, 2, 4, 5, 6].map(PointId::Num).to_vec();
+        let even = Filter::must(Condition::keyword("even", "yes"));
+        for k in [usize::MAX, 1_000_000_000_000, 1 << 40, 7, 6, 5] {
+            for parallel in [true, false] {
+                let options = ScanOptions { parallel };
+                let hits = s.search_with(&[0.0, 0.0], k, None, options).unwrap();
+                assert_eq!(ids(&hits), all, "k = {k}");
+                let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+                assert_eq!(scores, [-1.0, -2.0, -4.0, -5.0, -6.0], "k = {k}");
+                assert!(hits.iter().all(|h| h.id == PointId::Num(h.version)));
+                let hits = s.search_with(&[0.0, 0.0], k, Some(&even), options).unwrap();
+                assert_eq!(ids(&hits), [2, 4, 6].map(PointId::Num), "k = {k}");
+            }
+        }
+        assert_eq!(ids(&s.search(&[0.0, 0.0], 2, None).unwrap()), all[..2]);
+        assert!(s.search(&[0.0, 0.0], 0, None).unwrap().is_empty());
+        // The query is still validated whatever k is.
+        assert!(s.search(&[0.0], usize::MAX, None).is_err());
+        assert!(s.search(&[0.0], 0, None).is_err());
+    }
+
+    #[test]
+    fn huge_k_on_an_empty_segment_is_empty() {
+        let vectors = MemoryVectorStorage::<f32>::new(2, Distance::Dot).unwrap();
+        let s: MemorySegment =
+            Segment::new(vectors, MemoryPayloadStorage::new(), MemoryIdMapper::new());
+        for k in [usize::MAX, 1_000_000_000_000, 0] {
+            assert!(s.search(&[1.0, 0.0], k, None).unwrap().is_empty());
+        }
+    }
 
     #[test]
     fn topk_keeps_the_best_and_breaks_ties_by_offset() {

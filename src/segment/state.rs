@@ -2,14 +2,19 @@
 //!
 //! It holds the segment's persisted version (the last step of every flush),
 //! the dimension and distance, and the names of the three storage types so
-//! `vecseg inspect` and migration know what the directory contains. It is
-//! replaced atomically (temp file, rename, directory fsync).
+//! `vecseg inspect` and migration know what the directory contains. It also
+//! records how many offsets the id mapper and the vector storage held at
+//! that flush: offsets are never reused, so a storage that opens with fewer
+//! lost flushed data (e.g. a RocksDB `MANIFEST` cut back to an older state)
+//! and the segment refuses to open. It is replaced atomically (temp file,
+//! rename, directory fsync) and sealed with a CRC-32C line
+//! ([`vecseg_traits::fsutil::seal`]).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use vecseg_traits::fsutil::write_atomic;
-use vecseg_traits::{Distance, IoResultExt, Result, StorageError, Version};
+use vecseg_traits::fsutil::{read_sealed, write_sealed};
+use vecseg_traits::{Distance, Result, StorageError, Version};
 
 /// File name of the state file inside a segment directory.
 pub const STATE_FILE: &str = "segment.json";
@@ -69,13 +74,23 @@ pub struct SegmentState {
     pub distance: Distance,
     /// Storage types.
     pub backends: BackendNames,
+    /// Offsets the id mapper held at the last flush (0 in files of older builds).
+    #[serde(default)]
+    pub id_total: u64,
+    /// Slots the vector storage held at the last flush (0 in older files).
+    #[serde(default)]
+    pub vector_total: u64,
+    /// The storages' durable sequence numbers at the last flush (vectors,
+    /// payloads, ids; `None` for backends without one).
+    #[serde(default)]
+    pub durable_sequences: [Option<u64>; 3],
 }
 
 impl SegmentState {
     /// Read and validate `dir/segment.json`.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(STATE_FILE);
-        let bytes = std::fs::read(&path).at(&path)?;
+        let bytes = read_sealed(&path)?;
         let state: SegmentState = serde_json::from_slice(&bytes)
             .map_err(|e| StorageError::corrupted(&path, format!("invalid JSON: {e}")))?;
         if state.format_version != FORMAT_VERSION {
@@ -92,7 +107,7 @@ impl SegmentState {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let bytes =
             serde_json::to_vec_pretty(self).map_err(|e| StorageError::Codec(Box::new(e)))?;
-        write_atomic(&dir.join(STATE_FILE), &bytes)
+        write_sealed(&dir.join(STATE_FILE), &bytes)
     }
 }
 
@@ -118,6 +133,9 @@ mod tests {
             dim: 8,
             distance: Distance::Cosine,
             backends: BackendNames::of::<u8, u16, u32>(),
+            id_total: 3,
+            vector_total: 4,
+            durable_sequences: [None, Some(7), None],
         };
         state.write(dir.path()).unwrap();
         assert_eq!(SegmentState::read(dir.path()).unwrap(), state);

@@ -47,14 +47,13 @@ pub fn fill_ids<M: AppendableIdMapper>(
 ) -> Result<()> {
     // Allocate every offset with a placeholder, then drop the placeholders.
     for o in 0..total as PointOffset {
-        m.set_link(PointId::Num(u64::MAX - o as u64), o)?;
+        m.set_link(PointId::Num(u64::MAX - o as u64), o, 0)?;
     }
     for o in 0..total as PointOffset {
         m.drop_id(PointId::Num(u64::MAX - o as u64))?;
     }
     for (id, o, v) in links {
-        m.set_link(*id, *o)?;
-        m.set_version(*o, *v)?;
+        m.set_link(*id, *o, *v)?;
     }
     Ok(())
 }

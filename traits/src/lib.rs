@@ -54,6 +54,7 @@ pub mod payload;
 pub mod segment;
 pub mod types;
 pub mod vector;
+pub mod version_slot;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -65,7 +66,10 @@ pub use element::VectorElement;
 pub use error::{IoResultExt, Result, StorageError};
 pub use filter::{Condition, Filter, Range};
 pub use id_map::{AppendableIdMapper, IdMapper, IdMapperRead};
-pub use payload::{AppendablePayloadStorage, PayloadStorage, PayloadStorageRead};
+pub use payload::{
+    payload_depth, validate_payload, AppendablePayloadStorage, PayloadStorage, PayloadStorageRead,
+    MAX_PAYLOAD_DEPTH,
+};
 pub use segment::{AppendableSegmentEntry, SegmentEntry};
 pub use types::{Payload, PointId, PointOffset, Record, ScoredPoint, Version};
 pub use vector::{AppendableVectorStorage, VectorStorage, VectorStorageRead};

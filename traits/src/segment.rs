@@ -28,7 +28,7 @@ pub trait SegmentEntry<T: VectorElement = f32>: Send + Sync {
     /// Number of live points.
     fn point_count(&self) -> usize;
     /// Version of point `id`, if present.
-    fn point_version(&self, id: PointId) -> Option<Version>;
+    fn point_version(&self, id: PointId) -> Result<Option<Version>>;
     /// The whole point `id`, if present.
     fn get(&self, id: PointId) -> Result<Option<Record<T>>>;
     /// Up to `limit` live ids in increasing order, starting at `from`

@@ -79,6 +79,15 @@ pub trait VectorStorageRead: Send + Sync {
     /// Deleted flags, one bit per slot; may be longer than `total_count()`.
     fn deleted_bits(&self) -> &BitSlice<u64>;
 
+    /// A number that grows with every write the backend makes durable, for
+    /// backends that have one (RocksDB's sequence number). The segment
+    /// records it at each flush and refuses to open a storage whose number
+    /// went backwards: flushed writes were lost (e.g. a damaged RocksDB
+    /// `MANIFEST` recovered an older state).
+    fn durable_sequence(&self) -> Option<u64> {
+        None
+    }
+
     /// Bytes this storage occupies on disk (0 for purely in-memory ones).
     fn disk_bytes(&self) -> u64 {
         0
@@ -103,11 +112,29 @@ pub trait VectorStorageRead: Send + Sync {
 }
 
 /// Deleting and persisting; what immutable storages support.
+///
+/// Durability comes in two steps because a deleted flag vouches for
+/// something else: the segment retires an offset (upsert moves a point to a
+/// new offset, delete drops it) and the flag must not reach disk before the
+/// id mapping that stops pointing at the offset does. So the segment calls
+/// [`VectorStorage::flush_data`] first (new vectors and the count; deleted
+/// flags of offsets that existed at the last flush stay as they were on
+/// disk), then the id mappings, then [`VectorStorage::flush_deleted`].
 pub trait VectorStorage: VectorStorageRead {
-    /// Flag `offset` deleted; returns whether it was live before.
+    /// Flag `offset` deleted; returns whether it was live before. Reads see
+    /// it at once; disk only at [`VectorStorage::flush_deleted`].
     fn delete(&mut self, offset: PointOffset) -> Result<bool>;
-    /// Make every change durable.
-    fn flush(&mut self) -> Result<()>;
+    /// Make the stored vectors and the vector count durable, without the
+    /// deleted flags of offsets that were already durable.
+    fn flush_data(&mut self) -> Result<()>;
+    /// Make the deleted flags durable.
+    fn flush_deleted(&mut self) -> Result<()>;
+    /// Make every change durable: [`VectorStorage::flush_data`], then
+    /// [`VectorStorage::flush_deleted`].
+    fn flush(&mut self) -> Result<()> {
+        self.flush_data()?;
+        self.flush_deleted()
+    }
 }
 
 /// Storages that accept new vectors.

@@ -5,20 +5,21 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use vecseg_traits::fsutil::write_atomic;
+use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::{IoResultExt, Result, StorageError};
 
-/// Read and parse a JSON file; bad JSON is `Corrupted` naming the file.
+/// Read a sealed JSON file (see `vecseg_traits::fsutil::seal`) and parse
+/// it; a checksum mismatch or bad JSON is `Corrupted` naming the file.
 pub(crate) fn read_json<C: DeserializeOwned>(path: &Path) -> Result<C> {
-    let bytes = std::fs::read(path).at(path)?;
+    let bytes = read_sealed(path)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| StorageError::corrupted(path, format!("invalid JSON: {e}")))
 }
 
-/// Write a JSON file atomically.
+/// Write a sealed JSON file atomically.
 pub(crate) fn write_json<C: Serialize>(path: &Path, value: &C) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| StorageError::Codec(Box::new(e)))?;
-    write_atomic(path, &bytes)
+    write_sealed(path, &bytes)
 }
 
 /// `UnsupportedVersion` unless `found == supported`.

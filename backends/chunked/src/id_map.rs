@@ -10,8 +10,12 @@
 //!
 //! ### `mappings.log`
 //!
-//! Every record is `tag: u8`, a tag-specific body, then `crc32c(tag ++ body)`
-//! as a little-endian `u32`:
+//! A 32-byte header — magic `VSIDMLOG`, format version `u32` (2), header
+//! length `u32` (32), **committed length** `u64` (bytes of the file, header
+//! included, that the last completed flush made durable), `crc32c` of the
+//! first 24 bytes `u32`, 4 zero bytes — then records. Every record is
+//! `tag: u8`, a tag-specific body, then `crc32c(tag ++ body)` as a
+//! little-endian `u32`:
 //!
 //! | tag | record      | body                                    | total size |
 //! |----:|-------------|-----------------------------------------|-----------:|
@@ -21,34 +25,46 @@
 //! | 4   | drop UUID   | id 16 bytes                             | 21         |
 //! | 5   | total       | allocated offsets `u64`                 | 13         |
 //!
-//! Records are buffered in RAM and appended with one `write` + `fdatasync`
-//! in [`IdMapper::flush_mappings`]. At open the log is replayed into a
+//! Records are buffered in RAM; [`IdMapper::flush_mappings`] appends them
+//! with one `write` + `fdatasync`, then rewrites the header with the new
+//! committed length + `fdatasync`. At open the records up to the committed
+//! length must all decode (a bad one is corruption, an error naming the
+//! file and byte), and a file shorter than the committed length has lost
+//! flushed records (an error, never a silent cut). Bytes past the committed
+//! length are an append that no flush completed: they are cut. So a torn
+//! tail is told apart from a truncated file by the header, which a
+//! truncation cannot change. The log is replayed into a
 //! `BTreeMap<PointId, PointOffset>` (ordered iteration) and a
-//! `Vec<Option<PointId>>`. A bad record that runs to the end of the file,
-//! or is followed only by zero bytes or by less than one record's worth of
-//! bytes, is a torn tail from an interrupted append: the file is truncated
-//! to the last good record. A bad record followed by more data is
-//! corruption in the middle and an error. When the log holds many more
-//! records than live mappings it is compacted at open (a `total` record
-//! plus one link per live mapping, written to a temporary file and renamed
-//! over the log).
+//! `Vec<Option<PointId>>`. When the log holds many more records than live
+//! mappings it is compacted at open (written to a temporary file and
+//! renamed over the log). A format-1 log (16-byte header, no committed
+//! length) is read with the old torn-tail rules and compacted into format 2.
 //!
 //! ### `versions.dat`
 //!
-//! Slot `o` holds `version + 1` of offset `o`, `0` meaning "no version"
-//! (so the zero bytes of a grown file read as unset; `u64::MAX` cannot be
-//! stored). It is written in place through the mapping and msynced by
-//! [`IdMapper::flush_versions`]; it grows by doubling.
+//! Slot `o` holds the version of offset `o` encoded by
+//! [`vecseg_traits::version_slot`] (`0` = no version, so the zero bytes of
+//! a grown file read as unset; a CRC-8 check byte, so a flipped version is
+//! an error, never a different version; versions up to `2^56 - 2`). The file
+//! grows by doubling. A format-1 file (plain `version + 1`) is converted in
+//! place at open (idempotently, the header last). [`IdMapper::set_version`] only records
+//! the version in RAM (reads see it at once); [`IdMapper::flush_versions`]
+//! writes the buffered versions into the mapping and msyncs them. A version
+//! on disk vouches for the point's data, so it must not be written before
+//! the segment has flushed the vectors and payloads; the segment flushes
+//! versions before mappings. At open every mapped offset must have a slot
+//! in the file (a shorter file lost flushed versions: an error).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytemuck::{Pod, Zeroable};
 use vecseg_mmap::header::{read_header, FilePrefix};
 use vecseg_mmap::MmapFileMut;
 use vecseg_traits::fsutil::{dir_size, write_atomic};
+use vecseg_traits::version_slot;
 use vecseg_traits::{
     AppendableIdMapper, IdMapper, IdMapperRead, IoResultExt, PointId, PointOffset, Result,
     StorageError, Version,
@@ -60,12 +76,16 @@ use crate::common::{prepare_new_dir, read_u32, read_u64};
 pub const LOG_FILE: &str = "mappings.log";
 /// File name of the versions file.
 pub const VERSIONS_FILE: &str = "versions.dat";
-/// Format version of both files.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version of `mappings.log` this build writes (it also reads 1).
+pub const LOG_FORMAT_VERSION: u32 = 2;
+/// Format version of `versions.dat` this build writes (it converts 1).
+pub const FORMAT_VERSION: u32 = 2;
 
 const LOG_MAGIC: [u8; 8] = *b"VSIDMLOG";
 const VERSIONS_MAGIC: [u8; 8] = *b"VSIDVERS";
-const LOG_HEADER_LEN: usize = 16;
+/// Header length of a format-1 log (prefix only).
+const LOG_V1_HEADER_LEN: usize = 16;
+const LOG_HEADER_LEN: usize = 32;
 const VERSIONS_HEADER_LEN: usize = 32;
 const MIN_VERSION_SLOTS: usize = 1024;
 
@@ -83,6 +103,46 @@ const MAX_RECORD: usize = 25;
 struct VersionsHeader {
     prefix: FilePrefix,
     reserved: [u64; 2],
+}
+
+/// Header of `mappings.log` (format 2, 32 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct LogHeader {
+    prefix: FilePrefix,
+    /// Bytes of the file (header included) made durable by the last flush.
+    committed_len: u64,
+    /// `crc32c` of the 24 bytes before it.
+    crc: u32,
+    reserved: u32,
+}
+
+impl LogHeader {
+    fn new(committed_len: u64) -> Self {
+        let mut h = LogHeader {
+            prefix: FilePrefix::new::<LogHeader>(LOG_MAGIC, LOG_FORMAT_VERSION),
+            committed_len,
+            crc: 0,
+            reserved: 0,
+        };
+        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
+        h
+    }
+
+    /// Parse and check a format-2 header; returns the committed length.
+    fn read(path: &Path, bytes: &[u8]) -> Result<u64> {
+        let h: LogHeader = read_header(path, bytes, LOG_MAGIC, LOG_FORMAT_VERSION)?;
+        if crc32c::crc32c(&bytes[..24]) != h.crc {
+            return Err(StorageError::corrupted(path, "header checksum mismatch"));
+        }
+        if h.committed_len < LOG_HEADER_LEN as u64 {
+            return Err(StorageError::corrupted(
+                path,
+                format!("committed length {} is inside the header", h.committed_len),
+            ));
+        }
+        Ok(h.committed_len)
+    }
 }
 
 /// One decoded log record.
@@ -138,6 +198,16 @@ enum Bad {
     Tag(u8),
     Incomplete,
     Crc,
+}
+
+impl Bad {
+    fn describe(&self) -> String {
+        match self {
+            Bad::Tag(t) => format!("unknown record tag {t}"),
+            Bad::Crc => "checksum mismatch".to_string(),
+            Bad::Incomplete => "incomplete record".to_string(),
+        }
+    }
 }
 
 /// Decode the record at the start of `bytes`; returns it and its size.
@@ -218,10 +288,14 @@ pub struct ChunkedIdMapper {
     maps: Maps,
     log: File,
     log_path: PathBuf,
+    /// Committed length of the log (what its header says).
+    committed_len: u64,
     /// Encoded records not yet appended to the log.
     pending: Vec<u8>,
     versions: MmapFileMut,
-    versions_dirty: bool,
+    /// Raw slot values (`version + 1`, 0 = none) not yet written to
+    /// `versions.dat`, by offset.
+    pending_versions: BTreeMap<usize, u64>,
 }
 
 impl ChunkedIdMapper {
@@ -239,81 +313,68 @@ impl ChunkedIdMapper {
             bytemuck::bytes_of(&header),
         )?;
         // The log last: its presence marks a complete mapper.
-        let prefix = FilePrefix::new::<FilePrefix>(LOG_MAGIC, FORMAT_VERSION);
-        write_atomic(&dir.join(LOG_FILE), bytemuck::bytes_of(&prefix))?;
+        let header = LogHeader::new(LOG_HEADER_LEN as u64);
+        write_atomic(&dir.join(LOG_FILE), bytemuck::bytes_of(&header))?;
         Self::open(dir)
     }
 
     /// Open the mapper in `dir`: validate both files, replay the log
-    /// (cutting a torn tail), compact it when mostly dead.
+    /// (cutting an append no flush completed), compact it when mostly dead.
     pub fn open(dir: &Path) -> Result<Self> {
         let log_path = dir.join(LOG_FILE);
         let bytes = std::fs::read(&log_path).at(&log_path)?;
-        read_header::<FilePrefix>(&log_path, &bytes, LOG_MAGIC, FORMAT_VERSION)?;
-        let mut maps = Maps::default();
-        let mut pos = LOG_HEADER_LEN;
-        let mut records = 0usize;
-        while pos < bytes.len() {
-            let rest = &bytes[pos..];
-            match decode(rest) {
-                Ok((record, size)) => {
-                    apply(&mut maps, record).ok_or_else(|| {
-                        StorageError::corrupted(
-                            &log_path,
-                            format!("record at byte {pos} links past the allocated offsets"),
-                        )
-                    })?;
-                    records += 1;
-                    pos += size;
-                }
-                Err(bad) => {
-                    let torn = match bad {
-                        Bad::Incomplete => true,
-                        Bad::Crc => {
-                            let size = body_len(rest[0]).map_or(0, |b| 1 + b + 4);
-                            rest.len() <= size || rest[size..].iter().all(|&b| b == 0)
-                        }
-                        Bad::Tag(_) => rest.len() < MAX_RECORD || rest.iter().all(|&b| b == 0),
-                    };
-                    if !torn {
-                        let what = match bad {
-                            Bad::Tag(t) => format!("unknown record tag {t}"),
-                            Bad::Crc => "checksum mismatch".to_string(),
-                            Bad::Incomplete => "incomplete record".to_string(),
-                        };
-                        return Err(StorageError::corrupted(
-                            &log_path,
-                            format!(
-                                "{what} at byte {pos} with {} more bytes after it",
-                                rest.len()
-                            ),
-                        ));
-                    }
-                    log::warn!(
-                        "{}: cutting a torn tail of {} bytes at byte {pos}",
-                        log_path.display(),
-                        rest.len()
-                    );
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&log_path)
-                        .at(&log_path)?;
-                    f.set_len(pos as u64).at(&log_path)?;
-                    f.sync_all().at(&log_path)?;
-                    break;
-                }
+        let prefix_len = std::mem::size_of::<FilePrefix>();
+        let v1 = bytes.len() >= prefix_len
+            && bytemuck::pod_read_unaligned::<FilePrefix>(&bytes[..prefix_len]).format_version == 1;
+        let (maps, records) = if v1 {
+            read_header::<FilePrefix>(&log_path, &bytes, LOG_MAGIC, 1)?;
+            let (maps, records, _) = replay_v1(&log_path, &bytes)?;
+            compact(&log_path, &maps)?;
+            (maps, records)
+        } else {
+            let committed = LogHeader::read(&log_path, &bytes)?;
+            if (bytes.len() as u64) < committed {
+                return Err(StorageError::corrupted(
+                    &log_path,
+                    format!(
+                        "flushed records missing: the file is {} bytes, its header says {committed} were flushed",
+                        bytes.len()
+                    ),
+                ));
             }
-        }
+            let committed = committed as usize;
+            let (maps, records) = replay(&log_path, &bytes[..committed])?;
+            if bytes.len() > committed {
+                log::warn!(
+                    "{}: cutting {} bytes appended after the last completed flush",
+                    log_path.display(),
+                    bytes.len() - committed
+                );
+                truncate_file(&log_path, committed as u64)?;
+            }
+            (maps, records)
+        };
         if records > 4096 && records > 2 * maps.by_external.len() + 1 {
             compact(&log_path, &maps)?;
         }
+        // Not `O_APPEND`: Linux ignores `pwrite`'s offset on such files, and
+        // the header is rewritten in place.
         let log = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&log_path)
             .at(&log_path)?;
 
         let versions_path = dir.join(VERSIONS_FILE);
-        let versions = MmapFileMut::open(&versions_path)?;
+        let mut versions = MmapFileMut::open(&versions_path)?;
+        let prefix_len = std::mem::size_of::<FilePrefix>();
+        if versions.len() >= prefix_len
+            && bytemuck::pod_read_unaligned::<FilePrefix>(&versions.bytes()[..prefix_len])
+                .format_version
+                == 1
+        {
+            read_header::<VersionsHeader>(&versions_path, versions.bytes(), VERSIONS_MAGIC, 1)?;
+            convert_versions_v1(&mut versions)?;
+        }
         read_header::<VersionsHeader>(
             &versions_path,
             versions.bytes(),
@@ -329,14 +390,27 @@ impl ChunkedIdMapper {
                 ),
             ));
         }
+        let slots = (versions.len() - VERSIONS_HEADER_LEN) / 8;
+        if let Some(&last) = maps.by_external.values().max() {
+            if last as usize >= slots {
+                return Err(StorageError::corrupted(
+                    &versions_path,
+                    format!(
+                        "flushed versions missing: offset {last} is mapped, the file holds {slots} slots"
+                    ),
+                ));
+            }
+        }
+        let committed_len = std::fs::metadata(&log_path).at(&log_path)?.len();
         Ok(ChunkedIdMapper {
             dir: dir.to_path_buf(),
             maps,
             log,
             log_path,
+            committed_len,
             pending: Vec::new(),
             versions,
-            versions_dirty: false,
+            pending_versions: BTreeMap::new(),
         })
     }
 
@@ -354,23 +428,142 @@ impl ChunkedIdMapper {
         (self.versions.len() - VERSIONS_HEADER_LEN) / 8
     }
 
-    fn write_version_slot(&mut self, offset: usize, raw: u64) -> Result<()> {
-        if offset >= self.version_slots() {
-            if raw == 0 {
-                return Ok(()); // beyond the file everything reads as unset
-            }
+    /// Raw slot value of `offset` as `versions.dat` holds it (0 past the end).
+    fn stored_slot(&self, offset: usize) -> u64 {
+        read_u64(self.versions.bytes(), VERSIONS_HEADER_LEN + offset * 8).unwrap_or(0)
+    }
+
+    /// Write the buffered versions into the mapping (growing it) and msync them.
+    fn write_pending_versions(&mut self) -> Result<()> {
+        let Some((&last, _)) = self.pending_versions.last_key_value() else {
+            return Ok(());
+        };
+        if last >= self.version_slots() {
             let mut slots = self.version_slots().max(MIN_VERSION_SLOTS);
-            while slots <= offset {
+            while slots <= last {
                 slots *= 2;
             }
             self.versions
                 .resize((VERSIONS_HEADER_LEN + slots * 8) as u64)?;
         }
-        let at = VERSIONS_HEADER_LEN + offset * 8;
-        self.versions.bytes_mut()[at..at + 8].copy_from_slice(&raw.to_le_bytes());
-        self.versions_dirty = true;
+        let first = *self.pending_versions.keys().next().unwrap_or(&last);
+        let bytes = self.versions.bytes_mut();
+        for (&o, &raw) in &self.pending_versions {
+            let at = VERSIONS_HEADER_LEN + o * 8;
+            bytes[at..at + 8].copy_from_slice(&raw.to_le_bytes());
+        }
+        let from = VERSIONS_HEADER_LEN + first * 8;
+        self.versions.flush_range(from, (last - first + 1) * 8)?;
+        self.pending_versions.clear();
         Ok(())
     }
+}
+
+/// Replay the records of a format-2 log's committed part; every record in
+/// it must decode.
+fn replay(path: &Path, bytes: &[u8]) -> Result<(Maps, usize)> {
+    let mut maps = Maps::default();
+    let mut pos = LOG_HEADER_LEN;
+    let mut records = 0usize;
+    while pos < bytes.len() {
+        let (record, size) = decode(&bytes[pos..]).map_err(|bad| {
+            StorageError::corrupted(
+                path,
+                format!("{} at byte {pos} of the flushed records", bad.describe()),
+            )
+        })?;
+        apply(&mut maps, record).ok_or_else(|| {
+            StorageError::corrupted(
+                path,
+                format!("record at byte {pos} links past the allocated offsets"),
+            )
+        })?;
+        records += 1;
+        pos += size;
+    }
+    Ok((maps, records))
+}
+
+/// Replay a format-1 log (no committed length): a bad record that runs to
+/// the end of the file, or is followed only by zero bytes or by less than
+/// one record's worth of bytes, is a torn tail; a bad record followed by
+/// more data is corruption. Returns the maps, the record count and the
+/// length of the good part.
+fn replay_v1(path: &Path, bytes: &[u8]) -> Result<(Maps, usize, usize)> {
+    let mut maps = Maps::default();
+    let mut pos = LOG_V1_HEADER_LEN;
+    let mut records = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        match decode(rest) {
+            Ok((record, size)) => {
+                apply(&mut maps, record).ok_or_else(|| {
+                    StorageError::corrupted(
+                        path,
+                        format!("record at byte {pos} links past the allocated offsets"),
+                    )
+                })?;
+                records += 1;
+                pos += size;
+            }
+            Err(bad) => {
+                let torn = match bad {
+                    Bad::Incomplete => true,
+                    Bad::Crc => {
+                        let size = body_len(rest[0]).map_or(0, |b| 1 + b + 4);
+                        rest.len() <= size || rest[size..].iter().all(|&b| b == 0)
+                    }
+                    Bad::Tag(_) => rest.len() < MAX_RECORD || rest.iter().all(|&b| b == 0),
+                };
+                if !torn {
+                    return Err(StorageError::corrupted(
+                        path,
+                        format!(
+                            "{} at byte {pos} with {} more bytes after it",
+                            bad.describe(),
+                            rest.len()
+                        ),
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    Ok((maps, records, pos))
+}
+
+/// Convert a format-1 `versions.dat` (plain `version + 1`) in place: every
+/// slot whose top byte is 0 gets its check byte (a slot with one already
+/// was converted by an interrupted earlier run), then the header says 2.
+fn convert_versions_v1(file: &mut MmapFileMut) -> Result<()> {
+    let path = file.path().to_path_buf();
+    let bytes = file.bytes_mut();
+    let slots = (bytes.len().saturating_sub(VERSIONS_HEADER_LEN)) / 8;
+    for o in 0..slots {
+        let at = VERSIONS_HEADER_LEN + o * 8;
+        let raw = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+        if raw != 0 && raw >> 56 == 0 {
+            // A v1 slot holds `version + 1` < 2^56.
+            let value = version_slot::encode(o as PointOffset, raw - 1)?;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    file.flush()?;
+    let header = VersionsHeader {
+        prefix: FilePrefix::new::<VersionsHeader>(VERSIONS_MAGIC, FORMAT_VERSION),
+        reserved: [0; 2],
+    };
+    file.file()
+        .write_all_at(bytemuck::bytes_of(&header), 0)
+        .at(&path)?;
+    file.flush()
+}
+
+/// Cut `path` to `len` bytes durably.
+fn truncate_file(path: &Path, len: u64) -> Result<()> {
+    let f = OpenOptions::new().write(true).open(path).at(path)?;
+    f.set_len(len).at(path)?;
+    f.sync_all().at(path)
 }
 
 fn apply(maps: &mut Maps, record: Record) -> Option<()> {
@@ -395,41 +588,47 @@ fn apply(maps: &mut Maps, record: Record) -> Option<()> {
 /// Rewrite the log as a `total` record plus one link per live mapping.
 fn compact(path: &Path, maps: &Maps) -> Result<()> {
     let mut out = Vec::with_capacity(LOG_HEADER_LEN + 32 + maps.by_external.len() * MAX_RECORD);
-    out.extend_from_slice(bytemuck::bytes_of(&FilePrefix::new::<FilePrefix>(
-        LOG_MAGIC,
-        FORMAT_VERSION,
-    )));
+    out.extend_from_slice(bytemuck::bytes_of(&LogHeader::new(0)));
     encode(Record::Total(maps.by_internal.len() as u64), &mut out);
     for (o, id) in maps.by_internal.iter().enumerate() {
         if let Some(id) = id {
             encode(Record::Link(*id, o as PointOffset), &mut out);
         }
     }
+    let header = LogHeader::new(out.len() as u64);
+    out[..LOG_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
     write_atomic(path, &out)
 }
 
 impl IdMapperRead for ChunkedIdMapper {
-    fn internal(&self, id: PointId) -> Option<PointOffset> {
-        self.maps.by_external.get(&id).copied()
+    fn internal(&self, id: PointId) -> Result<Option<PointOffset>> {
+        Ok(self.maps.by_external.get(&id).copied())
     }
 
-    fn external(&self, offset: PointOffset) -> Option<PointId> {
-        self.maps
+    fn external(&self, offset: PointOffset) -> Result<Option<PointId>> {
+        Ok(self
+            .maps
             .by_internal
             .get(offset as usize)
             .copied()
-            .flatten()
+            .flatten())
     }
 
-    fn version(&self, offset: PointOffset) -> Option<Version> {
+    fn version(&self, offset: PointOffset) -> Result<Option<Version>> {
         let o = offset as usize;
         if o >= self.maps.by_internal.len() {
-            return None;
+            return Ok(None);
         }
-        match read_u64(self.versions.bytes(), VERSIONS_HEADER_LEN + o * 8) {
-            None | Some(0) => None,
-            Some(raw) => Some(raw - 1),
-        }
+        let raw = match self.pending_versions.get(&o) {
+            Some(&raw) => raw,
+            None => self.stored_slot(o),
+        };
+        version_slot::decode(offset, raw).map_err(|()| {
+            StorageError::corrupted(
+                self.versions.path(),
+                format!("version slot of offset {offset} fails its checksum"),
+            )
+        })
     }
 
     fn total_count(&self) -> usize {
@@ -443,10 +642,15 @@ impl IdMapperRead for ChunkedIdMapper {
     fn iter_from(
         &self,
         from: Option<PointId>,
-    ) -> Box<dyn Iterator<Item = (PointId, PointOffset)> + '_> {
+    ) -> Box<dyn Iterator<Item = Result<(PointId, PointOffset)>> + '_> {
         match from {
-            Some(start) => Box::new(self.maps.by_external.range(start..).map(|(k, v)| (*k, *v))),
-            None => Box::new(self.maps.by_external.iter().map(|(k, v)| (*k, *v))),
+            Some(start) => Box::new(
+                self.maps
+                    .by_external
+                    .range(start..)
+                    .map(|(k, v)| Ok((*k, *v))),
+            ),
+            None => Box::new(self.maps.by_external.iter().map(|(k, v)| Ok((*k, *v)))),
         }
     }
 
@@ -469,50 +673,49 @@ impl IdMapper for ChunkedIdMapper {
         if offset as usize >= total {
             return Err(StorageError::OffsetOutOfRange { offset, len: total });
         }
-        if version == u64::MAX {
-            return Err(StorageError::InvalidArgument(
-                "version u64::MAX cannot be stored".into(),
-            ));
-        }
-        self.write_version_slot(offset as usize, version + 1)
+        self.pending_versions
+            .insert(offset as usize, version_slot::encode(offset, version)?);
+        Ok(())
     }
 
-    /// Append the buffered records to `mappings.log` and `fdatasync` it.
+    /// Append the buffered records to `mappings.log` and `fdatasync` it,
+    /// then record the new committed length in the header and `fdatasync`.
     fn flush_mappings(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.log.write_all(&self.pending).at(&self.log_path)?;
+        self.log
+            .write_all_at(&self.pending, self.committed_len)
+            .at(&self.log_path)?;
         self.log.sync_data().at(&self.log_path)?;
+        let committed = self.committed_len + self.pending.len() as u64;
+        self.log
+            .write_all_at(bytemuck::bytes_of(&LogHeader::new(committed)), 0)
+            .at(&self.log_path)?;
+        self.log.sync_data().at(&self.log_path)?;
+        self.committed_len = committed;
         self.pending.clear();
         Ok(())
     }
 
-    /// msync `versions.dat`.
+    /// Write the buffered versions into `versions.dat` and msync them.
     fn flush_versions(&mut self) -> Result<()> {
-        if self.versions_dirty {
-            self.versions.flush()?;
-            self.versions_dirty = false;
-        }
-        Ok(())
+        self.write_pending_versions()
     }
 }
 
 impl AppendableIdMapper for ChunkedIdMapper {
-    fn set_link(&mut self, id: PointId, offset: PointOffset) -> Result<()> {
+    fn set_link(&mut self, id: PointId, offset: PointOffset, version: Version) -> Result<()> {
         let total = self.maps.by_internal.len();
         if offset as usize > total {
             return Err(StorageError::OffsetOutOfRange { offset, len: total });
         }
-        if offset as usize == total {
-            // A slot past the old end may hold a stale version from a
-            // mapping lost in a crash: clear it.
-            self.write_version_slot(total, 0)?;
-        }
+        let slot = version_slot::encode(offset, version)?;
         self.maps
             .link(id, offset)
             .ok_or(StorageError::OffsetOutOfRange { offset, len: total })?;
         encode(Record::Link(id, offset), &mut self.pending);
+        self.pending_versions.insert(offset as usize, slot);
         Ok(())
     }
 }

@@ -163,7 +163,25 @@ struct PageHeader {
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 struct TrackerHeader {
     prefix: FilePrefix,
-    reserved: [u64; 2],
+    /// Entries (offsets) that flushed pointers cover: the file must hold at
+    /// least this many. 0 with `crc` 0: written by an older build, unchecked.
+    entries: u64,
+    /// `crc32c` of the 24 bytes before it.
+    crc: u32,
+    reserved: u32,
+}
+
+impl TrackerHeader {
+    fn new(entries: u64) -> Self {
+        let mut h = TrackerHeader {
+            prefix: FilePrefix::new::<TrackerHeader>(TRACKER_MAGIC, FORMAT_VERSION),
+            entries,
+            crc: 0,
+            reserved: 0,
+        };
+        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
+        h
+    }
 }
 
 /// Where a value lives: `len` bytes from block `block` of page `page`.
@@ -245,10 +263,7 @@ impl ChunkedPayloadStorage {
             return Err(StorageError::InvalidArgument("page too large".into()));
         }
         prepare_new_dir(dir, CONFIG_FILE)?;
-        let header = TrackerHeader {
-            prefix: FilePrefix::new::<TrackerHeader>(TRACKER_MAGIC, FORMAT_VERSION),
-            reserved: [0; 2],
-        };
+        let header = TrackerHeader::new(0);
         MmapFileMut::create(
             &dir.join(TRACKER_FILE),
             (TRACKER_HEADER_LEN + MIN_TRACKER_ENTRIES * ENTRY_LEN) as u64,
@@ -373,7 +388,10 @@ impl ChunkedPayloadStorage {
             if used[words..].iter().any(|&w| w != 0) {
                 return Err(StorageError::corrupted(
                     &bitmask_path,
-                    format!("marks blocks past the {total_blocks} blocks of the page files"),
+                    format!(
+                        "marks blocks past the {total_blocks} blocks of the page files ({} is missing?)",
+                        page_path(dir, pages.len()).display()
+                    ),
                 ));
             }
             used.truncate(words);
@@ -393,7 +411,7 @@ impl ChunkedPayloadStorage {
         // Tracker.
         let tracker_path = dir.join(TRACKER_FILE);
         let tracker = MmapFileMut::open(&tracker_path)?;
-        read_header::<TrackerHeader>(
+        let header = read_header::<TrackerHeader>(
             &tracker_path,
             tracker.bytes(),
             TRACKER_MAGIC,
@@ -408,12 +426,29 @@ impl ChunkedPayloadStorage {
                 ),
             ));
         }
+        let legacy = header.entries == 0 && header.crc == 0;
+        if !legacy && crc32c::crc32c(&tracker.bytes()[..24]) != header.crc {
+            return Err(StorageError::corrupted(
+                &tracker_path,
+                "header checksum mismatch",
+            ));
+        }
+        let held = ((tracker.len() - TRACKER_HEADER_LEN) / ENTRY_LEN) as u64;
+        if held < header.entries {
+            return Err(StorageError::corrupted(
+                &tracker_path,
+                format!(
+                    "flushed entries missing: the file holds {held}, its header says {} were flushed",
+                    header.entries
+                ),
+            ));
+        }
         if populate {
             tracker.populate();
         }
         let count = tracker.bytes()[TRACKER_HEADER_LEN..]
             .chunks_exact(ENTRY_LEN)
-            .filter(|e| e[12] & FLAG_PRESENT as u8 != 0)
+            .filter(|e| e[12..16] != [0; 4])
             .count();
 
         Ok(ChunkedPayloadStorage {
@@ -532,7 +567,13 @@ impl ChunkedPayloadStorage {
         let Some(flags) = read_u32(bytes, at + 12) else {
             return Ok(None); // past the end: never written
         };
-        if flags & FLAG_PRESENT == 0 {
+        if flags == 0 {
+            if bytes[at..at + 12].iter().any(|&b| b != 0) {
+                return Err(StorageError::corrupted(
+                    self.tracker.path(),
+                    format!("entry {offset} has no flags but a pointer"),
+                ));
+            }
             return Ok(None);
         }
         if flags != FLAG_PRESENT {
@@ -781,6 +822,17 @@ impl ChunkedPayloadStorage {
         }
         self.tracker.flush_range(lo, hi - lo)?;
         self.pending.clear();
+        // Then the entry count the flushed pointers cover (a header on disk
+        // vouches for the entries it counts). One `pwrite`, so a kill never
+        // leaves half a header in the page cache.
+        let covered = (self.tracker.len() - TRACKER_HEADER_LEN) / ENTRY_LEN;
+        let header = TrackerHeader::new(covered as u64);
+        let path = self.tracker.path().to_path_buf();
+        self.tracker
+            .file()
+            .write_all_at(bytemuck::bytes_of(&header), 0)
+            .at(&path)?;
+        self.tracker.flush_range(0, TRACKER_HEADER_LEN)?;
         Ok(())
     }
 

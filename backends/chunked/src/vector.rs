@@ -19,20 +19,24 @@
 //! ## Durability
 //!
 //! Appends go to the slot after the last committed one, which no reader of
-//! the files on disk looks at. `flush` makes the chunks durable (msync),
-//! then the deleted flags, then advances the count in `status.dat` and
+//! the files on disk looks at. [`VectorStorage::flush_data`] makes the
+//! chunks durable (msync), then writes the flags that may safely precede
+//! the id mappings (those of appended offsets, and cleared ones), then
+//! advances the count in `status.dat` (CRC-checked, one `pwrite`) and
 //! msyncs it. On open the count in `status.dat` is trusted, so a crash never
 //! exposes a vector that was not fully written: at worst the appends since
 //! the last flush are lost. Chunk files are created whole and durably
 //! (temporary file, set length, fsync, rename, directory fsync) before they
 //! are written to. An in-place overwrite of an already committed slot is
-//! not atomic with respect to a crash before the next flush (the segment's
-//! WAL replays it).
+//! not atomic with respect to a crash before the next flush; the segment
+//! never does one (it moves a durable point to a new offset).
 //!
 //! The deleted flags are kept in RAM as a `BitVec<u64>` (that is what
-//! [`VectorStorageRead::deleted_bits`] returns) and the changed words are
-//! copied into the mapped `deleted.dat` during `flush`; the file grows by
-//! doubling.
+//! [`VectorStorageRead::deleted_bits`] returns). A newly set flag of an
+//! offset that was already durable would hide a point whose mapping on
+//! disk still points at it, so it is copied into the mapped `deleted.dat`
+//! only by [`VectorStorage::flush_deleted`], which the segment calls after
+//! the id mappings are durable; the file grows by doubling.
 //!
 //! ## Advice
 //!
@@ -49,6 +53,7 @@
 //! fault on a cold page.
 
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bitvec::vec::BitVec;
@@ -61,8 +66,8 @@ use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::fsutil::dir_size;
 use vecseg_traits::vector::scan_flat;
 use vecseg_traits::{
-    AccessPattern, AppendableVectorStorage, Distance, PointOffset, Result, StorageError,
-    VectorElement, VectorStorage, VectorStorageRead,
+    AccessPattern, AppendableVectorStorage, Distance, IoResultExt, PointOffset, Result,
+    StorageError, VectorElement, VectorStorage, VectorStorageRead,
 };
 
 use crate::common::{check_version, prepare_new_dir, read_json, write_json};
@@ -167,7 +172,22 @@ struct ChunkHeader {
 struct StatusHeader {
     prefix: FilePrefix,
     count: u64,
-    reserved: u64,
+    /// `crc32c` of the 24 bytes before it (0 in files of older builds).
+    crc: u32,
+    reserved: u32,
+}
+
+impl StatusHeader {
+    fn new(count: u64) -> Self {
+        let mut h = StatusHeader {
+            prefix: FilePrefix::new::<StatusHeader>(STATUS_MAGIC, FORMAT_VERSION),
+            count,
+            crc: 0,
+            reserved: 0,
+        };
+        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
+        h
+    }
 }
 
 /// Header of `deleted.dat` (32 bytes).
@@ -195,6 +215,8 @@ pub struct ChunkedVectorStorage<T = f32> {
     /// Chunks written since the last flush.
     dirty_chunks: Vec<usize>,
     count: usize,
+    /// The count `status.dat` holds (offsets at or past it are invisible on disk).
+    persisted_count: usize,
     status: MmapFileMut,
     deleted: BitVec<u64>,
     deleted_count: usize,
@@ -225,11 +247,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         // Largest power of two <= fit.
         let chunk_vectors = 1usize << (usize::BITS - 1 - fit.leading_zeros());
         prepare_new_dir(dir, CONFIG_FILE)?;
-        let status = StatusHeader {
-            prefix: FilePrefix::new::<StatusHeader>(STATUS_MAGIC, FORMAT_VERSION),
-            count: 0,
-            reserved: 0,
-        };
+        let status = StatusHeader::new(0);
         MmapFileMut::create(
             &dir.join(STATUS_FILE),
             STATUS_LEN as u64,
@@ -311,6 +329,10 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
                 format!("file is {} bytes, expected {STATUS_LEN}", status.len()),
             ));
         }
+        let legacy = header.crc == 0 && header.reserved == 0;
+        if !legacy && crc32c::crc32c(&status.bytes()[..24]) != header.crc {
+            return Err(StorageError::corrupted(&status_path, "checksum mismatch"));
+        }
         let count = usize::try_from(header.count)
             .ok()
             .filter(|&c| c <= u32::MAX as usize + 1)
@@ -379,6 +401,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             chunks,
             dirty_chunks: Vec::new(),
             count,
+            persisted_count: count,
             status,
             deleted,
             deleted_count,
@@ -486,12 +509,9 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         Ok(())
     }
 
-    fn flush_deleted(&mut self) -> Result<()> {
-        let Some((from, to)) = self.deleted_dirty else {
-            return Ok(());
-        };
-        let words = self.deleted.as_raw_slice();
-        let needed = DELETED_HEADER_LEN + words.len() * 8;
+    /// Grow `deleted.dat` (by doubling) to hold every flag word in RAM.
+    fn grow_deleted_file(&mut self) -> Result<()> {
+        let needed = DELETED_HEADER_LEN + self.deleted.as_raw_slice().len() * 8;
         if self.deleted_file.len() < needed {
             let mut cap = (self.deleted_file.len() - DELETED_HEADER_LEN) / 8;
             while DELETED_HEADER_LEN + cap * 8 < needed {
@@ -500,6 +520,42 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             self.deleted_file
                 .resize((DELETED_HEADER_LEN + cap * 8) as u64)?;
         }
+        Ok(())
+    }
+
+    /// The part of the flag changes that may reach disk before the id
+    /// mappings: the flags of offsets appended since the last flush (copied
+    /// as they are; no reader of the files looks past the old count) and
+    /// cleared flags of older offsets (a live flag on an unmapped offset is
+    /// repaired at open). Newly set flags of older offsets wait for
+    /// `flush_deleted`: on disk they would hide points whose mappings on
+    /// disk still point at them. Runs before the count is advanced.
+    fn write_safe_flags(&mut self) -> Result<()> {
+        let Some((from, to)) = self.deleted_dirty else {
+            return Ok(());
+        };
+        self.grow_deleted_file()?;
+        let (old_end, new_end) = (self.persisted_count, self.count);
+        let words = self.deleted.as_raw_slice();
+        let to = to.min(words.len());
+        let bytes = self.deleted_file.bytes_mut();
+        for (w, &ram) in words.iter().enumerate().take(to).skip(from) {
+            let at = DELETED_HEADER_LEN + w * 8;
+            let file = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+            let appended = bit_range_mask(w, old_end, new_end);
+            let word = (file & ram & !appended) | (ram & appended);
+            bytes[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        self.deleted_file
+            .flush_range(DELETED_HEADER_LEN + from * 8, to.saturating_sub(from) * 8)
+    }
+
+    fn write_deleted_words(&mut self) -> Result<()> {
+        let Some((from, to)) = self.deleted_dirty else {
+            return Ok(());
+        };
+        self.grow_deleted_file()?;
+        let words = self.deleted.as_raw_slice();
         let to = to.min(words.len());
         let bytes = self.deleted_file.bytes_mut();
         for (w, word) in words.iter().enumerate().take(to).skip(from) {
@@ -511,6 +567,17 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         self.deleted_dirty = None;
         Ok(())
     }
+}
+
+/// Bits of flag word `w` that belong to offsets in `start..end`.
+fn bit_range_mask(w: usize, start: usize, end: usize) -> u64 {
+    let (lo, hi) = (w * 64, w * 64 + 64);
+    let (a, b) = (start.clamp(lo, hi) - lo, end.clamp(lo, hi) - lo);
+    if a >= b {
+        return 0;
+    }
+    let upto = |n: usize| if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+    upto(b) & !upto(a)
 }
 
 fn cast<'a, T: VectorElement>(path: &Path, bytes: &'a [u8]) -> Result<&'a [T]> {
@@ -658,8 +725,9 @@ impl<T: VectorElement> VectorStorage for ChunkedVectorStorage<T> {
         Ok(was_live)
     }
 
-    /// Chunks (msync), then deleted flags, then the count in `status.dat`.
-    fn flush(&mut self) -> Result<()> {
+    /// Chunks (msync), then the flags of appended offsets, then the count
+    /// in `status.dat`.
+    fn flush_data(&mut self) -> Result<()> {
         self.dirty_chunks.sort_unstable();
         self.dirty_chunks.dedup();
         for &c in &self.dirty_chunks {
@@ -668,18 +736,24 @@ impl<T: VectorElement> VectorStorage for ChunkedVectorStorage<T> {
             }
         }
         self.dirty_chunks.clear();
-        self.flush_deleted()?;
-        let status = StatusHeader {
-            prefix: FilePrefix::new::<StatusHeader>(STATUS_MAGIC, FORMAT_VERSION),
-            count: self.count as u64,
-            reserved: 0,
-        };
-        let bytes = self.status.bytes_mut();
-        if bytes.len() >= STATUS_LEN && bytes[..STATUS_LEN] != *bytemuck::bytes_of(&status) {
-            bytes[..STATUS_LEN].copy_from_slice(bytemuck::bytes_of(&status));
+        self.write_safe_flags()?;
+        let status = StatusHeader::new(self.count as u64);
+        if self.status.bytes().get(..STATUS_LEN) != Some(bytemuck::bytes_of(&status)) {
+            // One `pwrite`, so a kill never leaves half a header behind.
+            let path = self.status.path().to_path_buf();
+            self.status
+                .file()
+                .write_all_at(bytemuck::bytes_of(&status), 0)
+                .at(&path)?;
             self.status.flush()?;
         }
+        self.persisted_count = self.count;
         Ok(())
+    }
+
+    /// The changed flag words into `deleted.dat`, msynced.
+    fn flush_deleted(&mut self) -> Result<()> {
+        self.write_deleted_words()
     }
 }
 
@@ -725,5 +799,29 @@ impl<T: VectorElement> AppendableVectorStorage for ChunkedVectorStorage<T> {
             self.mark_deleted_dirty(o);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bit_range_mask;
+
+    #[test]
+    fn bit_range_mask_covers_exactly_the_range() {
+        for w in 0..3usize {
+            for start in 0..200usize {
+                for end in [start, start + 1, start + 63, start + 64, 200] {
+                    let m = bit_range_mask(w, start, end);
+                    for b in 0..64 {
+                        let o = w * 64 + b;
+                        assert_eq!(
+                            m >> b & 1 == 1,
+                            o >= start && o < end,
+                            "w{w} {start}..{end} bit {b}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

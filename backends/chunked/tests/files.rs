@@ -192,8 +192,11 @@ fn vectors_stale_deleted_bits_after_crash_are_not_resurrected() {
     s.delete(40).unwrap();
     s.flush().unwrap();
     // Simulate: status.dat rolled back to 40 vectors (as if the crash hit
-    // after the flags were written but before the count).
-    patch(&dir.path().join("status.dat"), 16, &40u64.to_le_bytes());
+    // after the flags were written but before the count), with a valid CRC.
+    let status = dir.path().join("status.dat");
+    patch(&status, 16, &40u64.to_le_bytes());
+    let head = fs::read(&status).unwrap();
+    patch(&status, 24, &crc32c::crc32c(&head[..24]).to_le_bytes());
     drop(s);
     let mut s = ChunkedVectorStorage::<f32>::open(dir.path()).unwrap();
     assert_eq!(s.total_count(), 40);
@@ -386,8 +389,7 @@ fn id_store(dir: &Path) -> ChunkedIdMapper {
         } else {
             PointId::Uuid(uuid::Uuid::from_u128(o as u128))
         };
-        m.set_link(id, o).unwrap();
-        m.set_version(o, 100 + o as u64).unwrap();
+        m.set_link(id, o, 100 + o as u64).unwrap();
     }
     m.drop_id(PointId::Num(20)).unwrap();
     m.flush_mappings().unwrap();
@@ -398,10 +400,13 @@ fn id_store(dir: &Path) -> ChunkedIdMapper {
 fn check_ids(m: &ChunkedIdMapper) {
     assert_eq!(m.total_count(), 50);
     assert_eq!(m.available_count(), 49);
-    assert_eq!(m.internal(PointId::Num(20)), None);
-    assert_eq!(m.internal(PointId::Num(40)), Some(4));
-    assert_eq!(m.external(3), Some(PointId::Uuid(uuid::Uuid::from_u128(3))));
-    assert_eq!(m.version(49), Some(149));
+    assert_eq!(m.internal(PointId::Num(20)).unwrap(), None);
+    assert_eq!(m.internal(PointId::Num(40)).unwrap(), Some(4));
+    assert_eq!(
+        m.external(3).unwrap(),
+        Some(PointId::Uuid(uuid::Uuid::from_u128(3)))
+    );
+    assert_eq!(m.version(49).unwrap(), Some(149));
 }
 
 #[test]
@@ -409,13 +414,13 @@ fn id_map_reopen_and_crash_keep_flushed_mappings() {
     let dir = temp_dir();
     let mut m = id_store(dir.path());
     check_ids(&m);
-    m.set_link(PointId::Num(7777), 50).unwrap();
+    m.set_link(PointId::Num(7777), 50, 1).unwrap();
     m.drop_id(PointId::Num(40)).unwrap();
     assert!(m.pending_bytes() > 0);
     drop(m); // crash: unflushed records are lost
     let m = ChunkedIdMapper::open(dir.path()).unwrap();
     check_ids(&m);
-    assert_eq!(m.internal(PointId::Num(7777)), None);
+    assert_eq!(m.internal(PointId::Num(7777)).unwrap(), None);
     assert!(matches!(
         ChunkedIdMapper::create(dir.path()),
         Err(StorageError::InvalidArgument(_))
@@ -423,11 +428,36 @@ fn id_map_reopen_and_crash_keep_flushed_mappings() {
 }
 
 #[test]
+fn id_map_flushed_records_missing_is_an_error() {
+    let dir = temp_dir();
+    drop(id_store(dir.path()));
+    let log = dir.path().join("mappings.log");
+    let len = fs::metadata(&log).unwrap().len();
+    // A cut of the flushed records, even by one byte, is not a torn tail.
+    for cut in [1, 5, len / 2, len - 32] {
+        let open = |d: &Path| ChunkedIdMapper::open(d);
+        let e = damaged(dir.path(), "mappings.log", |p| truncate(p, len - cut), open);
+        assert!(e.to_string().contains("flushed records missing"), "{e}");
+        assert_names(e, "mappings.log");
+    }
+    // versions.dat cut below the mapped offsets.
+    let open = |d: &Path| ChunkedIdMapper::open(d);
+    let e = damaged(
+        dir.path(),
+        "versions.dat",
+        |p| truncate(p, 32 + 8 * 10),
+        open,
+    );
+    assert_names(e, "versions.dat");
+}
+
+#[test]
 fn id_map_torn_tail_is_cut() {
     let dir = temp_dir();
     drop(id_store(dir.path()));
     let log = dir.path().join("mappings.log");
-    let good_len = fs::metadata(&log).unwrap().len();
+    let good = fs::read(&log).unwrap();
+    let good_len = good.len() as u64;
     let tails: Vec<Vec<u8>> = vec![
         vec![1, 2, 3, 4, 5, 6, 7],                         // partial link record
         vec![0; 4096],                                     // zero-filled tail
@@ -445,13 +475,13 @@ fn id_map_torn_tail_is_cut() {
         check_ids(&m);
         assert_eq!(fs::metadata(&log).unwrap().len(), good_len, "tail cut");
         // Appending after the cut works.
-        m.set_link(PointId::Num(123_456), 50).unwrap();
+        m.set_link(PointId::Num(123_456), 50, 1).unwrap();
         m.flush_mappings().unwrap();
         drop(m);
         let m = ChunkedIdMapper::open(dir.path()).unwrap();
-        assert_eq!(m.internal(PointId::Num(123_456)), Some(50));
+        assert_eq!(m.internal(PointId::Num(123_456)).unwrap(), Some(50));
         drop(m);
-        truncate(&log, good_len);
+        fs::write(&log, &good).unwrap();
     }
 }
 
@@ -461,11 +491,14 @@ fn id_map_corrupted_middle_and_bad_files_name_the_file() {
     drop(id_store(src.path()));
     let open = |d: &Path| ChunkedIdMapper::open(d);
     // A flipped byte inside the first record, with many records after it.
-    let e = damaged(src.path(), "mappings.log", |p| patch(p, 20, &[0xFF]), open);
+    let e = damaged(src.path(), "mappings.log", |p| patch(p, 36, &[0xFF]), open);
     assert!(matches!(e, StorageError::Corrupted { .. }));
     assert_names(e, "mappings.log");
     // An unknown tag in the middle.
-    let e = damaged(src.path(), "mappings.log", |p| patch(p, 16, &[0x77]), open);
+    let e = damaged(src.path(), "mappings.log", |p| patch(p, 32, &[0x77]), open);
+    assert_names(e, "mappings.log");
+    // The committed length in the header.
+    let e = damaged(src.path(), "mappings.log", |p| patch(p, 17, &[0x01]), open);
     assert_names(e, "mappings.log");
     for file in ["mappings.log", "versions.dat"] {
         for (what, damage) in standard_damages() {
@@ -488,25 +521,118 @@ fn id_map_log_is_compacted_when_mostly_dead() {
     let mut rng = Rng::new(9);
     // 10k links of 100 ids: most records are dead.
     for o in 0..10_000u32 {
-        m.set_link(PointId::Num(rng.below(100) as u64), o).unwrap();
-        m.set_version(o, o as u64).unwrap();
+        m.set_link(PointId::Num(rng.below(100) as u64), o, o as u64)
+            .unwrap();
     }
     m.flush_mappings().unwrap();
     m.flush_versions().unwrap();
-    let before: Vec<(PointId, PointOffset)> = m.iter_from(None).collect();
+    let before: Vec<(PointId, PointOffset)> = m.iter_from(None).map(Result::unwrap).collect();
     drop(m);
     let log = dir.path().join("mappings.log");
     let big = fs::metadata(&log).unwrap().len();
     let m = ChunkedIdMapper::open(dir.path()).unwrap();
     let small = fs::metadata(&log).unwrap().len();
     assert!(small < big / 10, "{small} vs {big}");
-    assert_eq!(m.iter_from(None).collect::<Vec<_>>(), before);
+    assert_eq!(
+        m.iter_from(None).map(Result::unwrap).collect::<Vec<_>>(),
+        before
+    );
     assert_eq!(m.total_count(), 10_000);
     drop(m);
     let m = ChunkedIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.iter_from(None).collect::<Vec<_>>(), before);
+    assert_eq!(
+        m.iter_from(None).map(Result::unwrap).collect::<Vec<_>>(),
+        before
+    );
     assert_eq!(m.total_count(), 10_000);
     for (_, o) in before {
-        assert_eq!(m.version(o), Some(o as u64));
+        assert_eq!(m.version(o).unwrap(), Some(o as u64));
     }
+}
+
+#[test]
+fn vectors_new_deleted_flags_wait_for_flush_deleted() {
+    let dir = temp_dir();
+    let mut s = vector_store(dir.path());
+    s.delete(3).unwrap(); // an offset that was durable: its flag must wait
+    s.insert(40, &[1.0; 4]).unwrap();
+    s.insert(41, &[1.0; 4]).unwrap();
+    s.delete(41).unwrap(); // appended and deleted: written with the count
+    s.insert(7, &[7.0; 4]).unwrap(); // undelete: safe to write early
+    s.flush_data().unwrap();
+    drop(s); // crash before the mappings and flush_deleted
+    let mut s = ChunkedVectorStorage::<f32>::open(dir.path()).unwrap();
+    assert_eq!(s.total_count(), 42);
+    assert!(
+        !s.is_deleted(3),
+        "a set flag of a durable offset reached disk early"
+    );
+    assert!(s.is_deleted(41));
+    assert!(!s.is_deleted(7));
+    s.delete(3).unwrap();
+    s.flush_data().unwrap();
+    s.flush_deleted().unwrap();
+    drop(s);
+    let s = ChunkedVectorStorage::<f32>::open(dir.path()).unwrap();
+    assert!(s.is_deleted(3));
+}
+
+/// A mapper written by the previous format (log v1 without a committed
+/// length, versions v1 without check bytes) opens with every mapping and
+/// version, and is converted.
+#[test]
+fn id_map_format_1_files_are_converted() {
+    let dir = temp_dir();
+    let mut log = Vec::new();
+    log.extend_from_slice(b"VSIDMLOG");
+    log.extend_from_slice(&1u32.to_le_bytes());
+    log.extend_from_slice(&16u32.to_le_bytes());
+    for (id, o) in [(10u64, 0u32), (20, 1), (30, 2)] {
+        let start = log.len();
+        log.push(1);
+        log.extend_from_slice(&id.to_le_bytes());
+        log.extend_from_slice(&o.to_le_bytes());
+        let crc = crc32c::crc32c(&log[start..]);
+        log.extend_from_slice(&crc.to_le_bytes());
+    }
+    let start = log.len();
+    log.push(3);
+    log.extend_from_slice(&20u64.to_le_bytes());
+    let crc = crc32c::crc32c(&log[start..]);
+    log.extend_from_slice(&crc.to_le_bytes());
+    fs::write(dir.path().join("mappings.log"), &log).unwrap();
+    let mut versions = Vec::new();
+    versions.extend_from_slice(b"VSIDVERS");
+    versions.extend_from_slice(&1u32.to_le_bytes());
+    versions.extend_from_slice(&32u32.to_le_bytes());
+    versions.extend_from_slice(&[0; 16]);
+    for v in [5u64, 6, 7] {
+        versions.extend_from_slice(&(v + 1).to_le_bytes());
+    }
+    versions.extend_from_slice(&[0; 8 * 61]);
+    fs::write(dir.path().join("versions.dat"), &versions).unwrap();
+    for _ in 0..2 {
+        let m = ChunkedIdMapper::open(dir.path()).unwrap();
+        assert_eq!(m.total_count(), 3);
+        assert_eq!(m.internal(PointId::Num(10)).unwrap(), Some(0));
+        assert_eq!(m.internal(PointId::Num(20)).unwrap(), None);
+        assert_eq!(m.internal(PointId::Num(30)).unwrap(), Some(2));
+        assert_eq!(m.version(0).unwrap(), Some(5));
+        assert_eq!(m.version(2).unwrap(), Some(7));
+        let head = fs::read(dir.path().join("mappings.log")).unwrap();
+        assert_eq!(u32::from_le_bytes(head[8..12].try_into().unwrap()), 2);
+        let head = fs::read(dir.path().join("versions.dat")).unwrap();
+        assert_eq!(u32::from_le_bytes(head[8..12].try_into().unwrap()), 2);
+    }
+}
+
+#[test]
+fn id_map_flipped_version_is_an_error_not_another_version() {
+    let dir = temp_dir();
+    drop(id_store(dir.path()));
+    // Slot of offset 3, its second byte.
+    patch(&dir.path().join("versions.dat"), 32 + 3 * 8 + 1, &[0x40]);
+    let m = ChunkedIdMapper::open(dir.path()).unwrap();
+    assert_names(m.version(3).unwrap_err(), "versions.dat");
+    assert_eq!(m.version(4).unwrap(), Some(104));
 }

@@ -23,16 +23,16 @@ impl MemoryIdMapper {
 }
 
 impl IdMapperRead for MemoryIdMapper {
-    fn internal(&self, id: PointId) -> Option<PointOffset> {
-        self.by_external.get(&id).copied()
+    fn internal(&self, id: PointId) -> Result<Option<PointOffset>> {
+        Ok(self.by_external.get(&id).copied())
     }
 
-    fn external(&self, offset: PointOffset) -> Option<PointId> {
-        self.by_internal.get(offset as usize).copied().flatten()
+    fn external(&self, offset: PointOffset) -> Result<Option<PointId>> {
+        Ok(self.by_internal.get(offset as usize).copied().flatten())
     }
 
-    fn version(&self, offset: PointOffset) -> Option<Version> {
-        self.versions.get(offset as usize).copied().flatten()
+    fn version(&self, offset: PointOffset) -> Result<Option<Version>> {
+        Ok(self.versions.get(offset as usize).copied().flatten())
     }
 
     fn total_count(&self) -> usize {
@@ -46,10 +46,10 @@ impl IdMapperRead for MemoryIdMapper {
     fn iter_from(
         &self,
         from: Option<PointId>,
-    ) -> Box<dyn Iterator<Item = (PointId, PointOffset)> + '_> {
+    ) -> Box<dyn Iterator<Item = Result<(PointId, PointOffset)>> + '_> {
         match from {
-            Some(start) => Box::new(self.by_external.range(start..).map(|(k, v)| (*k, *v))),
-            None => Box::new(self.by_external.iter().map(|(k, v)| (*k, *v))),
+            Some(start) => Box::new(self.by_external.range(start..).map(|(k, v)| Ok((*k, *v)))),
+            None => Box::new(self.by_external.iter().map(|(k, v)| Ok((*k, *v)))),
         }
     }
 }
@@ -85,7 +85,7 @@ impl IdMapper for MemoryIdMapper {
 }
 
 impl AppendableIdMapper for MemoryIdMapper {
-    fn set_link(&mut self, id: PointId, offset: PointOffset) -> Result<()> {
+    fn set_link(&mut self, id: PointId, offset: PointOffset, version: Version) -> Result<()> {
         let index = offset as usize;
         let total = self.by_internal.len();
         if index > total {
@@ -104,6 +104,7 @@ impl AppendableIdMapper for MemoryIdMapper {
             }
         }
         self.by_internal[index] = Some(id);
+        self.versions[index] = Some(version);
         Ok(())
     }
 }

@@ -101,7 +101,11 @@ impl<T: VectorElement> VectorStorage for MemoryVectorStorage<T> {
         Ok(was_live)
     }
 
-    fn flush(&mut self) -> Result<()> {
+    fn flush_data(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn flush_deleted(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -15,7 +15,7 @@
 //! | `ids_uuids.dat`     | 24 B (UUID id)         | PHF slot → {uuid, offset, dropped}      |
 //! | `ids_external.dat`  | `u64` (offset)         | offset → numeric id, or UUID slot index |
 //! | `ids_flags.dat`     | 2 bits (offset)        | deleted bitmap + is-UUID bitmap         |
-//! | `ids_versions.dat`  | `u64` (offset)         | version, `u64::MAX` = none              |
+//! | `ids_versions.dat`  | `u64` (offset)         | version slot ([`vecseg_traits::version_slot`], 0 = none) |
 //! | `ids_order.dat`     | `u32` (mapped id)      | offsets sorted by external id           |
 //!
 //! * **numeric id → offset**: `s = phf_num(id)`, `e = slots[s]`; the id is
@@ -63,6 +63,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use ph::fmph;
+use vecseg_traits::version_slot;
 use vecseg_traits::{
     IdMapper, IdMapperRead, IoResultExt, PointId, PointOffset, Result, StorageError, Version,
 };
@@ -102,8 +103,12 @@ const ORDER_MAGIC: [u8; 8] = *b"VSIDORDR";
 const DROPPED: u32 = 1 << 31;
 /// Largest number of offsets a mapper can cover.
 pub const MAX_TOTAL: usize = 1 << 31;
-/// Stored in `ids_versions.dat` for offsets without a version.
+/// Stored in a format-1 `ids_versions.dat` for offsets without a version
+/// (format 2 stores 0); never a valid version.
 pub const NO_VERSION: Version = u64::MAX;
+/// Format version of `ids_versions.dat` (its slots carry a check byte,
+/// [`vecseg_traits::version_slot`]); format 1 is converted at open.
+pub const IDS_VERSIONS_FORMAT_VERSION: u32 = 2;
 
 /// Header of `ids_phf.bin` (48 bytes).
 #[repr(C)]
@@ -209,7 +214,8 @@ pub struct MmapIdMapper {
     uuid_keys: usize,
     available: usize,
     mappings_dirty: bool,
-    versions_dirty: bool,
+    /// Versions set since the last flush, not yet written to the file.
+    pending_versions: std::collections::BTreeMap<PointOffset, Version>,
 }
 
 impl std::fmt::Debug for MmapIdMapper {
@@ -311,14 +317,43 @@ fn parse_phf(path: &Path, bytes: &[u8], keys: usize, what: &str) -> Result<Optio
     Ok(Some(f))
 }
 
+/// The format version in a file's prefix, if the file is long enough.
+fn file_format_version(bytes: &[u8]) -> Option<u32> {
+    let n = std::mem::size_of::<FilePrefix>();
+    (bytes.len() >= n)
+        .then(|| bytemuck::pod_read_unaligned::<FilePrefix>(&bytes[..n]).format_version)
+}
+
+/// Convert a format-1 `ids_versions.dat` (`NO_VERSION` = none) in place
+/// into format 2 (0 = none, check bytes), the header last. A slot already
+/// converted by an interrupted run (top byte set, not `NO_VERSION`) is kept.
+fn convert_versions_v1(file: &mut MmapFileMut) -> Result<()> {
+    let path = file.path().to_path_buf();
+    let slots: &mut [u64] = cast_slice_mut(&path, &mut file.bytes_mut()[COUNT_START..])?;
+    for (o, slot) in slots.iter_mut().enumerate() {
+        if *slot == NO_VERSION {
+            *slot = 0;
+        } else if *slot >> 56 == 0 && *slot != 0 {
+            *slot = version_slot::encode(o as PointOffset, *slot)?;
+        }
+    }
+    file.flush()?;
+    let bytes = file.bytes_mut();
+    let mut header: CountHeader = bytemuck::pod_read_unaligned(&bytes[..COUNT_START]);
+    header.prefix.format_version = IDS_VERSIONS_FORMAT_VERSION;
+    bytes[..COUNT_START].copy_from_slice(bytemuck::bytes_of(&header));
+    file.flush()
+}
+
 fn check_count_file(
     file_bytes: &[u8],
     path: &Path,
     magic: [u8; 8],
     entry: usize,
     what: &str,
+    format_version: u32,
 ) -> Result<usize> {
-    let h: CountHeader = read_header(path, file_bytes, magic, IDS_FORMAT_VERSION)?;
+    let h: CountHeader = read_header(path, file_bytes, magic, format_version)?;
     let count = usize::try_from(h.count)
         .ok()
         .filter(|c| *c <= MAX_TOTAL)
@@ -364,7 +399,8 @@ impl MmapIdMapper {
 
         // Mapped points in external-id order (the source's iteration order;
         // sorted here if a source does not keep its promise).
-        let mut pairs: Vec<(PointId, PointOffset)> = source.iter_from(None).collect();
+        let mut pairs: Vec<(PointId, PointOffset)> =
+            source.iter_from(None).collect::<Result<_>>()?;
         if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
             pairs.sort_unstable_by_key(|p| p.0);
             if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -445,13 +481,10 @@ impl MmapIdMapper {
         }
         let mut versions = Vec::with_capacity(total);
         for o in 0..total {
-            let v = source.version(o as PointOffset);
-            if v == Some(NO_VERSION) {
-                return Err(StorageError::InvalidArgument(format!(
-                    "version {NO_VERSION} of offset {o} is reserved"
-                )));
-            }
-            versions.push(v.unwrap_or(NO_VERSION));
+            versions.push(match source.version(o as PointOffset)? {
+                Some(v) => version_slot::encode(o as PointOffset, v)?,
+                None => 0,
+            });
         }
 
         let num_bytes = phf_to_bytes(&num_phf);
@@ -495,7 +528,11 @@ impl MmapIdMapper {
             w.write_all(bytemuck::cast_slice(&kinds))
         })?;
         write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&count_header(VERSIONS_MAGIC, total)))?;
+            let header = CountHeader {
+                prefix: FilePrefix::new::<CountHeader>(VERSIONS_MAGIC, IDS_VERSIONS_FORMAT_VERSION),
+                count: total as u64,
+            };
+            w.write_all(bytemuck::bytes_of(&header))?;
             w.write_all(bytemuck::cast_slice(&versions))
         })?;
         let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
@@ -554,7 +591,14 @@ impl MmapIdMapper {
 
         let slots = MmapFileMut::open(&dir.join(IDS_SLOTS_FILE))?;
         slots.advise(advice);
-        let n = check_count_file(slots.bytes(), slots.path(), SLOTS_MAGIC, 4, "slots")?;
+        let n = check_count_file(
+            slots.bytes(),
+            slots.path(),
+            SLOTS_MAGIC,
+            4,
+            "slots",
+            IDS_FORMAT_VERSION,
+        )?;
         if n != num_keys {
             return Err(corrupted(
                 slots.path(),
@@ -569,6 +613,7 @@ impl MmapIdMapper {
             UUIDS_MAGIC,
             std::mem::size_of::<UuidRecord>(),
             "UUID records",
+            IDS_FORMAT_VERSION,
         )?;
         if n != uuid_keys {
             return Err(corrupted(
@@ -583,6 +628,7 @@ impl MmapIdMapper {
             EXTERNAL_MAGIC,
             8,
             "external ids",
+            IDS_FORMAT_VERSION,
         )?;
         if num_keys + uuid_keys > total {
             return Err(corrupted(
@@ -590,14 +636,26 @@ impl MmapIdMapper {
                 format!("{total} offsets cannot hold {} ids", num_keys + uuid_keys),
             ));
         }
-        let versions = MmapFileMut::open(&dir.join(IDS_VERSIONS_FILE))?;
+        let mut versions = MmapFileMut::open(&dir.join(IDS_VERSIONS_FILE))?;
         versions.advise(advice);
+        if file_format_version(versions.bytes()) == Some(1) {
+            check_count_file(
+                versions.bytes(),
+                versions.path(),
+                VERSIONS_MAGIC,
+                8,
+                "versions",
+                1,
+            )?;
+            convert_versions_v1(&mut versions)?;
+        }
         let n = check_count_file(
             versions.bytes(),
             versions.path(),
             VERSIONS_MAGIC,
             8,
             "versions",
+            IDS_VERSIONS_FORMAT_VERSION,
         )?;
         if n != total {
             return Err(corrupted(
@@ -606,7 +664,14 @@ impl MmapIdMapper {
             ));
         }
         let order = MmapFile::open(&dir.join(IDS_ORDER_FILE), Advice::Normal)?;
-        let n = check_count_file(order.bytes(), order.path(), ORDER_MAGIC, 4, "order")?;
+        let n = check_count_file(
+            order.bytes(),
+            order.path(),
+            ORDER_MAGIC,
+            4,
+            "order",
+            IDS_FORMAT_VERSION,
+        )?;
         if n != num_keys + uuid_keys {
             return Err(corrupted(
                 order.path(),
@@ -660,7 +725,7 @@ impl MmapIdMapper {
             uuid_keys,
             available: 0,
             mappings_dirty: false,
-            versions_dirty: false,
+            pending_versions: Default::default(),
         };
         {
             let (deleted, kinds) = mapper.bitmaps();
@@ -766,7 +831,7 @@ impl MmapIdMapper {
             let id = self.external_raw(o).ok_or_else(|| {
                 corrupted(self.order.path(), format!("offset {o} has no external id"))
             })?;
-            if self.internal(id) != Some(o) {
+            if self.lookup(id) != Some(o) {
                 return Err(corrupted(
                     &self.dir.join(IDS_PHF_FILE),
                     format!("id {id} of offset {o} does not hash back to it (file mismatch or different hash function)"),
@@ -879,6 +944,25 @@ impl MmapIdMapper {
         self.order.clear_cache()
     }
 
+    /// external → internal without the `Result` wrapper (lookups in the
+    /// mapped arrays cannot fail; every index is bounds-checked).
+    #[inline]
+    fn lookup(&self, id: PointId) -> Option<PointOffset> {
+        match id {
+            PointId::Num(n) => {
+                // Hot path: hash, one slot read, one external-id read.
+                let s = self.num_phf.as_ref()?.get(&n)? as usize;
+                let e = *self.slots_slice().get(s)?;
+                // A dropped entry has bit 31 set, which no offset has.
+                (*self.external_slice().get(e as usize)? == n).then_some(e)
+            }
+            PointId::Uuid(u) => {
+                let (_, e) = self.find_uuid(&u)?;
+                (e & DROPPED == 0).then_some(e)
+            }
+        }
+    }
+
     fn mark_dirty(&mut self) -> Result<()> {
         if self.mappings_dirty {
             return Ok(());
@@ -895,34 +979,30 @@ impl MmapIdMapper {
 
 impl IdMapperRead for MmapIdMapper {
     #[inline]
-    fn internal(&self, id: PointId) -> Option<PointOffset> {
-        match id {
-            PointId::Num(n) => {
-                // Hot path: hash, one slot read, one external-id read.
-                let s = self.num_phf.as_ref()?.get(&n)? as usize;
-                let e = *self.slots_slice().get(s)?;
-                // A dropped entry has bit 31 set, which no offset has.
-                (*self.external_slice().get(e as usize)? == n).then_some(e)
-            }
-            PointId::Uuid(u) => {
-                let (_, e) = self.find_uuid(&u)?;
-                (e & DROPPED == 0).then_some(e)
-            }
-        }
+    fn internal(&self, id: PointId) -> Result<Option<PointOffset>> {
+        Ok(self.lookup(id))
     }
 
-    fn external(&self, offset: PointOffset) -> Option<PointId> {
+    fn external(&self, offset: PointOffset) -> Result<Option<PointId>> {
         if bit(self.bitmaps().0, offset as usize) {
-            return None;
+            return Ok(None);
         }
-        self.external_raw(offset)
+        Ok(self.external_raw(offset))
     }
 
-    fn version(&self, offset: PointOffset) -> Option<Version> {
-        self.versions_slice()
-            .get(offset as usize)
-            .copied()
-            .filter(|v| *v != NO_VERSION)
+    fn version(&self, offset: PointOffset) -> Result<Option<Version>> {
+        if let Some(&v) = self.pending_versions.get(&offset) {
+            return Ok(Some(v));
+        }
+        let Some(&slot) = self.versions_slice().get(offset as usize) else {
+            return Ok(None);
+        };
+        version_slot::decode(offset, slot).map_err(|()| {
+            corrupted(
+                self.versions.path(),
+                format!("version slot of offset {offset} fails its checksum"),
+            )
+        })
     }
 
     fn total_count(&self) -> usize {
@@ -936,13 +1016,13 @@ impl IdMapperRead for MmapIdMapper {
     fn iter_from(
         &self,
         from: Option<PointId>,
-    ) -> Box<dyn Iterator<Item = (PointId, PointOffset)> + '_> {
+    ) -> Box<dyn Iterator<Item = Result<(PointId, PointOffset)>> + '_> {
         let order = self.order_slice();
         let start = match from {
             None => 0,
             Some(from) => order.partition_point(|&o| match self.external_raw(o) {
                 Some(id) => id < from,
-                // A damaged entry sorts first; it is skipped below.
+                // A damaged entry sorts first; it is reported below.
                 None => true,
             }),
         };
@@ -951,7 +1031,12 @@ impl IdMapperRead for MmapIdMapper {
             if bit(deleted, o as usize) {
                 return None;
             }
-            Some((self.external_raw(o)?, o))
+            Some(self.external_raw(o).map(|id| (id, o)).ok_or_else(|| {
+                corrupted(
+                    self.order.path(),
+                    format!("live offset {o} has no external id"),
+                )
+            }))
         }))
     }
 
@@ -1017,20 +1102,16 @@ impl IdMapper for MmapIdMapper {
     }
 
     fn set_version(&mut self, offset: PointOffset, version: Version) -> Result<()> {
-        if version == NO_VERSION {
-            return Err(StorageError::InvalidArgument(format!(
-                "version {NO_VERSION} is reserved"
-            )));
+        version_slot::encode(offset, version)?;
+        if offset as usize >= self.versions_slice().len() {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                len: self.total,
+            });
         }
-        let total = self.total;
-        let path = self.versions.path().to_path_buf();
-        let versions: &mut [u64] =
-            cast_slice_mut(&path, &mut self.versions.bytes_mut()[COUNT_START..])?;
-        let slot = versions
-            .get_mut(offset as usize)
-            .ok_or(StorageError::OffsetOutOfRange { offset, len: total })?;
-        *slot = version;
-        self.versions_dirty = true;
+        // Buffered: a version on disk vouches for the point's data, which
+        // the segment flushes first.
+        self.pending_versions.insert(offset, version);
         Ok(())
     }
 
@@ -1050,11 +1131,21 @@ impl IdMapper for MmapIdMapper {
         Ok(())
     }
 
+    /// Write the buffered versions into `ids_versions.dat` and msync it.
     fn flush_versions(&mut self) -> Result<()> {
-        if self.versions_dirty {
-            self.versions.flush()?;
-            self.versions_dirty = false;
+        if self.pending_versions.is_empty() {
+            return Ok(());
         }
+        let path = self.versions.path().to_path_buf();
+        let versions: &mut [u64] =
+            cast_slice_mut(&path, &mut self.versions.bytes_mut()[COUNT_START..])?;
+        for (&o, &v) in &self.pending_versions {
+            if let Some(slot) = versions.get_mut(o as usize) {
+                *slot = version_slot::encode(o, v)?;
+            }
+        }
+        self.versions.flush()?;
+        self.pending_versions.clear();
         Ok(())
     }
 }

@@ -655,7 +655,15 @@ impl<T: VectorElement> VectorStorage for MmapVectorStorage<T> {
         Ok(!was_deleted)
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// Nothing: the vectors are immutable.
+    fn flush_data(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// msync the deleted flags. They are written in place when set; the
+    /// segment sets one only after dropping the point's mapping, so a
+    /// flag on disk never hides a point whose mapping is on disk.
+    fn flush_deleted(&mut self) -> Result<()> {
         self.deleted.flush()
     }
 }

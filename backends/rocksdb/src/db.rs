@@ -100,9 +100,21 @@ impl std::fmt::Debug for RocksDb {
     }
 }
 
-/// A RocksDB error as a [`StorageError::Backend`] naming what was being done.
-pub(crate) fn backend_err(context: impl Into<String>, e: rocksdb::Error) -> StorageError {
-    StorageError::backend(context, e)
+/// A RocksDB error as a [`StorageError`]: a corruption RocksDB detected
+/// (a checksum mismatch in an SST, a damaged MANIFEST, ...) is
+/// [`StorageError::Corrupted`] naming the database at `path`; anything else
+/// is [`StorageError::Backend`] naming what was being done.
+pub(crate) fn backend_err(
+    path: &Path,
+    context: impl Into<String>,
+    e: rocksdb::Error,
+) -> StorageError {
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => {
+            StorageError::corrupted(path, format!("{}: {e}", context.into()))
+        }
+        _ => StorageError::backend(context, e),
+    }
 }
 
 impl RocksDb {
@@ -146,7 +158,7 @@ impl RocksDb {
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
-            .map_err(|e| backend_err(format!("open RocksDB at {}", path.display()), e))?;
+            .map_err(|e| backend_err(path, format!("open RocksDB at {}", path.display()), e))?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(false);
         let this = RocksDb {
@@ -232,14 +244,14 @@ impl RocksDb {
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
         self.db
             .write_opt(batch, &self.write_opts)
-            .map_err(|e| backend_err(format!("write to {}", self.path.display()), e))
+            .map_err(|e| backend_err(&self.path, format!("write to {}", self.path.display()), e))
     }
 
     /// A metadata record.
     pub(crate) fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db
             .get_cf(self.cf(CF_META)?, key)
-            .map_err(|e| backend_err("read RocksDB metadata", e))
+            .map_err(|e| backend_err(&self.path, "read RocksDB metadata", e))
     }
 
     /// A u64 counter from the `meta` family (0 when absent).
@@ -264,9 +276,13 @@ impl RocksDb {
 
     /// Make every write so far durable: fsync the write-ahead log.
     pub fn sync(&self) -> Result<()> {
-        self.db
-            .flush_wal(true)
-            .map_err(|e| backend_err(format!("sync WAL of {}", self.path.display()), e))
+        self.db.flush_wal(true).map_err(|e| {
+            backend_err(
+                &self.path,
+                format!("sync WAL of {}", self.path.display()),
+                e,
+            )
+        })
     }
 
     /// Flush every memtable into SST files (so reopening does not replay the
@@ -275,7 +291,7 @@ impl RocksDb {
         for name in ALL_CFS {
             self.db
                 .flush_cf(self.cf(name)?)
-                .map_err(|e| backend_err(format!("flush column family {name}"), e))?;
+                .map_err(|e| backend_err(&self.path, format!("flush column family {name}"), e))?;
         }
         self.sync()
     }

@@ -13,8 +13,9 @@
 //!
 //! Cached in RAM: the two counters only. `internal`, `external` and
 //! `version` are RocksDB point lookups (served from the block cache when
-//! warm). Those methods cannot return errors by signature; a RocksDB read
-//! error or a corrupt record is logged (`log::error!`) and reads as absent.
+//! warm). A RocksDB read error or a corrupt record is returned as an error
+//! (a corruption RocksDB detects is `StorageError::Corrupted` naming the
+//! database), never read as absent.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl RocksIdMapper {
             .db
             .inner()
             .get_pinned_cf(self.db.cf(CF_MAPPING)?, encode_point_id(id))
-            .map_err(|e| backend_err(format!("look up point {id}"), e))?
+            .map_err(|e| backend_err(self.db.path(), format!("look up point {id}"), e))?
         {
             None => Ok(None),
             Some(v) => Ok(Some(decode_offset(self.db.path(), &v)?)),
@@ -129,7 +130,7 @@ impl RocksIdMapper {
             .db
             .inner()
             .get_pinned_cf(self.db.cf(CF_EXTERNAL)?, offset_key(offset))
-            .map_err(|e| backend_err(format!("look up offset {offset}"), e))?
+            .map_err(|e| backend_err(self.db.path(), format!("look up offset {offset}"), e))?
         {
             None => Ok(None),
             Some(v) => decode_point_id(&v).map(Some).ok_or_else(|| {
@@ -144,7 +145,7 @@ impl RocksIdMapper {
             .db
             .inner()
             .get_pinned_cf(self.db.cf(CF_VERSIONS)?, offset_key(offset))
-            .map_err(|e| backend_err(format!("read version of {offset}"), e))?
+            .map_err(|e| backend_err(self.db.path(), format!("read version of {offset}"), e))?
         {
             None => Ok(None),
             Some(v) => {
@@ -209,7 +210,7 @@ impl RocksIdMapper {
             it.next();
         }
         it.status()
-            .map_err(|e| backend_err(format!("iterate {cf} column family"), e))
+            .map_err(|e| backend_err(self.db.path(), format!("iterate {cf} column family"), e))
     }
 
     fn put_counters(&self, batch: &mut WriteBatch, total: usize, available: usize) -> Result<()> {
@@ -220,15 +221,8 @@ impl RocksIdMapper {
     }
 }
 
-/// Log a read error that a by-signature infallible method swallows.
-fn logged<T>(what: &str, r: Result<Option<T>>) -> Option<T> {
-    r.unwrap_or_else(|e| {
-        log::error!("RocksIdMapper: {what}: {e}");
-        None
-    })
-}
-
-/// Ordered iteration over the `mapping` family.
+/// Ordered iteration over the `mapping` family; an error ends it after
+/// being yielded.
 struct MappingIter<'a> {
     it: DBRawIterator<'a>,
     path: PathBuf,
@@ -236,7 +230,7 @@ struct MappingIter<'a> {
 }
 
 impl Iterator for MappingIter<'_> {
-    type Item = (PointId, PointOffset);
+    type Item = Result<(PointId, PointOffset)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -244,42 +238,46 @@ impl Iterator for MappingIter<'_> {
         }
         let Some((k, v)) = self.it.item() else {
             self.done = true;
-            if let Err(e) = self.it.status() {
-                log::error!("RocksIdMapper: iterating {}: {e}", self.path.display());
-            }
-            return None;
+            return match self.it.status() {
+                Ok(()) => None,
+                Err(e) => Some(Err(backend_err(
+                    &self.path,
+                    "iterate the mapping column family",
+                    e,
+                ))),
+            };
         };
-        let decoded = decode_point_id(k).zip(decode_offset(&self.path, v).ok());
-        if decoded.is_none() {
-            log::error!(
-                "RocksIdMapper: corrupt mapping record in {}; iteration stopped",
-                self.path.display()
-            );
+        let decoded = decode_point_id(k)
+            .ok_or_else(|| {
+                StorageError::corrupted(&self.path, "bad external id in the mapping column family")
+            })
+            .and_then(|id| Ok((id, decode_offset(&self.path, v)?)));
+        if decoded.is_err() {
             self.done = true;
-            return None;
+        } else {
+            self.it.next();
         }
-        self.it.next();
-        decoded
+        Some(decoded)
     }
 }
 
 impl IdMapperRead for RocksIdMapper {
-    fn internal(&self, id: PointId) -> Option<PointOffset> {
-        logged("internal", self.try_internal(id))
+    fn internal(&self, id: PointId) -> Result<Option<PointOffset>> {
+        self.try_internal(id)
     }
 
-    fn external(&self, offset: PointOffset) -> Option<PointId> {
+    fn external(&self, offset: PointOffset) -> Result<Option<PointId>> {
         if offset as usize >= self.total {
-            return None;
+            return Ok(None);
         }
-        logged("external", self.try_external(offset))
+        self.try_external(offset)
     }
 
-    fn version(&self, offset: PointOffset) -> Option<Version> {
+    fn version(&self, offset: PointOffset) -> Result<Option<Version>> {
         if offset as usize >= self.total {
-            return None;
+            return Ok(None);
         }
-        logged("version", self.try_version(offset))
+        self.try_version(offset)
     }
 
     fn total_count(&self) -> usize {
@@ -293,13 +291,10 @@ impl IdMapperRead for RocksIdMapper {
     fn iter_from(
         &self,
         from: Option<PointId>,
-    ) -> Box<dyn Iterator<Item = (PointId, PointOffset)> + '_> {
+    ) -> Box<dyn Iterator<Item = Result<(PointId, PointOffset)>> + '_> {
         let cf = match self.db.cf(CF_MAPPING) {
             Ok(cf) => cf,
-            Err(e) => {
-                log::error!("RocksIdMapper: {e}");
-                return Box::new(std::iter::empty());
-            }
+            Err(e) => return Box::new(std::iter::once(Err(e))),
         };
         let mut it = self.db.inner().raw_iterator_cf(cf);
         match from {
@@ -311,6 +306,10 @@ impl IdMapperRead for RocksIdMapper {
             path: self.path(),
             done: false,
         })
+    }
+
+    fn durable_sequence(&self) -> Option<u64> {
+        Some(self.db.latest_sequence_number())
     }
 
     fn disk_bytes(&self) -> u64 {
@@ -364,7 +363,9 @@ impl IdMapper for RocksIdMapper {
 }
 
 impl AppendableIdMapper for RocksIdMapper {
-    fn set_link(&mut self, id: PointId, offset: PointOffset) -> Result<()> {
+    /// Link and version in one `WriteBatch`: a mapping is never durable
+    /// without its version.
+    fn set_link(&mut self, id: PointId, offset: PointOffset, version: Version) -> Result<()> {
         let index = offset as usize;
         if index > self.total {
             return Err(StorageError::OffsetOutOfRange {
@@ -382,9 +383,14 @@ impl AppendableIdMapper for RocksIdMapper {
         } else {
             None
         };
+        batch.put_cf(
+            self.db.cf(CF_VERSIONS)?,
+            offset_key(offset),
+            version.to_le_bytes(),
+        );
         if let Some(old_id) = old_id {
             if old_id == id {
-                return Ok(());
+                return self.db.write(batch);
             }
             batch.delete_cf(mapping, encode_point_id(old_id));
             available = available.saturating_sub(1);

@@ -114,7 +114,7 @@ impl RocksPayloadStorage {
             it.next();
         }
         it.status()
-            .map_err(|e| backend_err("iterate payload column family", e))
+            .map_err(|e| backend_err(self.db.path(), "iterate payload column family", e))
     }
 
     fn exists(&self, offset: PointOffset) -> Result<bool> {
@@ -122,7 +122,7 @@ impl RocksPayloadStorage {
             .db
             .inner()
             .get_pinned_cf(self.db.cf(CF_PAYLOAD)?, offset_key(offset))
-            .map_err(|e| backend_err(format!("read payload {offset}"), e))?
+            .map_err(|e| backend_err(self.db.path(), format!("read payload {offset}"), e))?
             .is_some())
     }
 
@@ -142,7 +142,7 @@ impl PayloadStorageRead for RocksPayloadStorage {
             .db
             .inner()
             .get_pinned_cf(self.db.cf(CF_PAYLOAD)?, offset_key(offset))
-            .map_err(|e| backend_err(format!("read payload {offset}"), e))?
+            .map_err(|e| backend_err(self.db.path(), format!("read payload {offset}"), e))?
         {
             Some(bytes) => self.decode(offset, &bytes),
             None => Ok(Payload::new()),
@@ -166,11 +166,15 @@ impl PayloadStorageRead for RocksPayloadStorage {
             it.next();
         }
         it.status()
-            .map_err(|e| backend_err("iterate payload column family", e))
+            .map_err(|e| backend_err(self.db.path(), "iterate payload column family", e))
     }
 
     fn count(&self) -> usize {
         self.count
+    }
+
+    fn durable_sequence(&self) -> Option<u64> {
+        Some(self.db.latest_sequence_number())
     }
 
     fn disk_bytes(&self) -> u64 {

@@ -114,7 +114,7 @@ impl<T: VectorElement> RocksVectorStorage<T> {
             let mut it = db.inner().raw_iterator_cf(db.cf(CF_VECTORS)?);
             it.seek_to_last();
             it.status()
-                .map_err(|e| backend_err("scan vectors column family", e))?;
+                .map_err(|e| backend_err(db.path(), "scan vectors column family", e))?;
             match it.key() {
                 Some(k) => decode_offset(&path, k)? as usize + 1,
                 None => 0,
@@ -139,7 +139,7 @@ impl<T: VectorElement> RocksVectorStorage<T> {
                 it.next();
             }
             it.status()
-                .map_err(|e| backend_err("scan deleted column family", e))?;
+                .map_err(|e| backend_err(db.path(), "scan deleted column family", e))?;
         }
         Ok(RocksVectorStorage {
             db,
@@ -242,7 +242,7 @@ impl<T: VectorElement> RocksVectorStorage<T> {
                 }
             }
             it.status()
-                .map_err(|e| backend_err("iterate vectors column family", e))?;
+                .map_err(|e| backend_err(self.db.path(), "iterate vectors column family", e))?;
             let (k, bytes) = it.item().ok_or_else(|| self.missing(o))?;
             if decode_offset(self.db.path(), k)? != o {
                 return Err(self.missing(o));
@@ -281,7 +281,7 @@ impl<T: VectorElement> VectorStorageRead for RocksVectorStorage<T> {
             .db
             .inner()
             .get_pinned_cf(self.db.cf(CF_VECTORS)?, offset_key(offset))
-            .map_err(|e| backend_err(format!("read vector {offset}"), e))?
+            .map_err(|e| backend_err(self.db.path(), format!("read vector {offset}"), e))?
             .ok_or_else(|| self.missing(offset))?;
         self.decode(offset, &slice)
     }
@@ -305,7 +305,7 @@ impl<T: VectorElement> VectorStorageRead for RocksVectorStorage<T> {
             .batched_multi_get_cf(self.db.cf(CF_VECTORS)?, &keys, sorted);
         for (i, (res, &o)) in results.into_iter().zip(offsets).enumerate() {
             let slice = res
-                .map_err(|e| backend_err(format!("read vector {o}"), e))?
+                .map_err(|e| backend_err(self.db.path(), format!("read vector {o}"), e))?
                 .ok_or_else(|| self.missing(o))?;
             f(i, &self.decode(o, &slice)?);
         }
@@ -319,6 +319,10 @@ impl<T: VectorElement> VectorStorageRead for RocksVectorStorage<T> {
     fn drop_page_cache(&self) -> Result<bool> {
         self.db.drop_caches()?;
         Ok(true)
+    }
+
+    fn durable_sequence(&self) -> Option<u64> {
+        Some(self.db.latest_sequence_number())
     }
 
     fn disk_bytes(&self) -> u64 {
@@ -340,8 +344,16 @@ impl<T: VectorElement> VectorStorage for RocksVectorStorage<T> {
         Ok(true)
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// fsync the database's WAL. Every write reached RocksDB when it was
+    /// made (in the segment's write order), so this is all a flush needs.
+    fn flush_data(&mut self) -> Result<()> {
         self.db.sync()
+    }
+
+    /// Nothing beyond [`VectorStorage::flush_data`]: the flags were
+    /// written with the deletes.
+    fn flush_deleted(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 

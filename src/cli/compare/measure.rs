@@ -133,7 +133,7 @@ pub fn measure<C: Config>(
         .collect();
     let t = Instant::now();
     for id in &lookups {
-        std::hint::black_box(seg.ids().internal(*id));
+        std::hint::black_box(seg.ids().internal(*id)?);
     }
     r.id_lookup_ns = t.elapsed().as_secs_f64() * 1e9 / lookups.len() as f64;
 

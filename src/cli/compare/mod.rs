@@ -25,6 +25,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 use vecseg_traits::Distance;
 
+use crate::cli::limits::{self, CompareSizes, MemoryBudget, VectorSource};
 use dataset::Dataset;
 use measure::{ConfigReport, Workload};
 use report::{MachineInfo, Report};
@@ -32,22 +33,23 @@ use report::{MachineInfo, Report};
 /// Arguments of `vecseg compare`.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Number of points to generate (or to read at most from --data).
+    /// Number of points to generate (or to read at most from --data); at
+    /// most 4,294,967,295, and the run must fit in the available memory.
     #[arg(long, default_value_t = 100_000)]
     pub points: usize,
-    /// Vector dimension of generated data.
+    /// Vector dimension of generated data (1 to 65,536).
     #[arg(long, default_value_t = 128)]
     pub dim: usize,
     /// Distance: cosine, dot, euclid or manhattan.
     #[arg(long, default_value = "cosine", value_parser = parse_distance)]
     pub distance: Distance,
-    /// Number of distinct tenants in the payloads.
+    /// Number of distinct tenants in the payloads (1 to the number of points).
     #[arg(long, default_value_t = 16)]
     pub tenants: usize,
-    /// Number of search queries.
+    /// Number of search queries (1 to 1,000,000).
     #[arg(long, default_value_t = 100)]
     pub queries: usize,
-    /// Neighbours per query.
+    /// Neighbours per query (1 to the number of points).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     /// Comma-separated configurations to run (default: all).
@@ -76,10 +78,35 @@ fn parse_distance(s: &str) -> Result<Distance, String> {
 }
 
 impl CompareArgs {
-    fn dataset(&self) -> Result<Dataset, Box<dyn Error>> {
-        if self.points == 0 || self.dim == 0 || self.top == 0 {
-            return Err("--points, --dim and --top must be at least 1".into());
-        }
+    /// Check every size against the limits of [`crate::cli::limits`] and
+    /// `budget`, reading only the header of `--data`: a
+    /// [`UsageError`](crate::cli::limits::UsageError) naming the flag or
+    /// file and the limit, before anything big is allocated.
+    pub fn check_sizes(&self, budget: &MemoryBudget) -> Result<(), Box<dyn Error>> {
+        let source = match &self.data {
+            Some(path) => VectorSource::File {
+                path,
+                shape: dataset::file_shape(path)?,
+                points: self.points,
+            },
+            None => VectorSource::Generated {
+                points: self.points,
+                dim: self.dim,
+            },
+        };
+        let sizes = CompareSizes {
+            source,
+            tenants: self.tenants,
+            queries: self.queries,
+            top: self.top,
+        };
+        limits::check_compare(&sizes, budget)?;
+        Ok(())
+    }
+
+    /// The dataset, after [`Self::check_sizes`] against `budget`.
+    fn dataset(&self, budget: &MemoryBudget) -> Result<Dataset, Box<dyn Error>> {
+        self.check_sizes(budget)?;
         Ok(match &self.data {
             Some(path) => Dataset::load(
                 path,
@@ -96,7 +123,7 @@ impl CompareArgs {
                 self.tenants,
                 self.queries,
                 self.seed,
-            ),
+            )?,
         })
     }
 
@@ -131,7 +158,7 @@ pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
         return run_worker(args, name, quiet);
     }
     let names = args.selected()?;
-    let data = args.dataset()?;
+    let data = args.dataset(&MemoryBudget::detect())?;
     std::fs::create_dir_all(&args.out)?;
     let exe = std::env::current_exe()?;
     let mut reports = Vec::new();
@@ -212,7 +239,9 @@ fn run_worker(args: &CompareArgs, name: &str, quiet: bool) -> Result<(), Box<dyn
     let progress =
         crate::cli::progress::bar(quiet, "{spinner} {msg:<32} [{bar:30}] {pos}/{len} ({eta})")?;
     progress.set_message(format!("{name}: data"));
-    let data = args.dataset()?;
+    // The parent checked the memory budget (counting this worker's share);
+    // what is available now is less by the parent's own copy of the data.
+    let data = args.dataset(&MemoryBudget::UNLIMITED)?;
     progress.set_message(format!("{name}: exact ground truth"));
     let truth = measure::ground_truth(&data, args.top);
     let dir = args.out.join("segments").join(name);

@@ -35,21 +35,21 @@ fn assert_matches<M: IdMapperRead>(
     assert_eq!(m.total_count(), total, "total_count");
     assert_eq!(m.available_count(), model.len(), "available_count");
     for (id, (o, v)) in model {
-        assert_eq!(m.internal(*id), Some(*o), "internal({id})");
-        assert_eq!(m.external(*o), Some(*id), "external({o})");
-        assert_eq!(m.version(*o), Some(*v), "version({o})");
+        assert_eq!(m.internal(*id).unwrap(), Some(*o), "internal({id})");
+        assert_eq!(m.external(*o).unwrap(), Some(*id), "external({o})");
+        assert_eq!(m.version(*o).unwrap(), Some(*v), "version({o})");
     }
     let mapped: std::collections::HashSet<_> = model.values().map(|(o, _)| *o).collect();
     for o in 0..total as PointOffset {
         if !mapped.contains(&o) {
-            assert_eq!(m.external(o), None, "external of unmapped {o}");
+            assert_eq!(m.external(o).unwrap(), None, "external of unmapped {o}");
         }
     }
-    let all: Vec<_> = m.iter_from(None).collect();
+    let all: Vec<_> = m.iter_from(None).map(Result::unwrap).collect();
     let want: Vec<_> = model.iter().map(|(id, (o, _))| (*id, *o)).collect();
     assert_eq!(all, want, "iteration in external-id order");
     if let Some((mid, _)) = model.iter().nth(model.len() / 2) {
-        let tail: Vec<_> = m.iter_from(Some(*mid)).collect();
+        let tail: Vec<_> = m.iter_from(Some(*mid)).map(Result::unwrap).collect();
         let want_tail: Vec<_> = model.range(*mid..).map(|(id, (o, _))| (*id, *o)).collect();
         assert_eq!(tail, want_tail, "iteration from {mid}");
     }
@@ -88,11 +88,11 @@ pub fn unknown_ids_are_absent<F: IdMapperFactory>(f: &F) {
         probes.push(PointId::Num(rng.next_u64()));
     }
     for p in probes.into_iter().filter(|p| !known.contains(p)) {
-        assert_eq!(m.internal(p), None, "unknown id {p} must not map");
+        assert_eq!(m.internal(p).unwrap(), None, "unknown id {p} must not map");
     }
-    assert_eq!(m.external(total as PointOffset), None);
-    assert_eq!(m.external(u32::MAX), None);
-    assert_eq!(m.version(u32::MAX), None);
+    assert_eq!(m.external(total as PointOffset).unwrap(), None);
+    assert_eq!(m.external(u32::MAX).unwrap(), None);
+    assert_eq!(m.version(u32::MAX).unwrap(), None);
 }
 
 /// Dropping ids and changing versions persist across reopen.
@@ -143,11 +143,10 @@ pub fn links_relinks_and_reopen<F: AppendableIdMapperFactory>(f: &F) {
             // Relinking moves the point to a fresh offset, as a segment does.
             let o = total as PointOffset;
             total += 1;
-            m.set_link(id, o).unwrap();
-            m.set_version(o, step + 1).unwrap();
+            m.set_link(id, o, step + 1).unwrap();
             if let Some((old, _)) = model.insert(id, (o, step + 1)) {
                 assert_eq!(
-                    m.external(old),
+                    m.external(old).unwrap(),
                     None,
                     "old offset of relinked id is unmapped"
                 );
@@ -158,7 +157,7 @@ pub fn links_relinks_and_reopen<F: AppendableIdMapperFactory>(f: &F) {
         }
     }
     assert!(m
-        .set_link(PointId::Num(1), total as PointOffset + 5)
+        .set_link(PointId::Num(1), total as PointOffset + 5, 1)
         .is_err());
     assert_matches(&m, &model, total);
     let m = f.reopen(dir.path(), m).unwrap();

@@ -45,7 +45,7 @@ pub fn assert_segment_matches<S: SegmentEntry<f32> + ?Sized>(s: &S, m: &SegmentM
             .unwrap_or_else(|| panic!("point {id} missing"));
         assert_eq!(rec.id, *id);
         assert_eq!(rec.version, p.version, "version of {id}");
-        assert_eq!(s.point_version(*id), Some(p.version));
+        assert_eq!(s.point_version(*id).unwrap(), Some(p.version));
         let want = p.stored_vector(distance);
         assert!(
             rec.vector
@@ -64,7 +64,7 @@ pub fn assert_segment_matches<S: SegmentEntry<f32> + ?Sized>(s: &S, m: &SegmentM
     ] {
         if !m.points.contains_key(&absent) {
             assert!(s.get(absent).unwrap().is_none());
-            assert_eq!(s.point_version(absent), None);
+            assert_eq!(s.point_version(absent).unwrap(), None);
         }
     }
     let all: Vec<PointId> = m.points.keys().copied().collect();
