@@ -8,6 +8,10 @@
 //! (`docs/file-formats.md` lists them): there the data may differ, but the
 //! outcome is still never a panic.
 
+mod process;
+
+use process::{copy_dir, self_exe};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -154,19 +158,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// How a file is damaged.
 #[derive(Debug, Clone, Copy)]
 enum Damage {
@@ -248,14 +239,6 @@ fn sweep_child() {
     }
 }
 
-fn exe() -> PathBuf {
-    if Path::new("/proc/self/exe").exists() {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().unwrap()
-    }
-}
-
 /// Damage every file of a `kind` segment every way; returns (cases, errors, equal).
 fn sweep(kind: &str) -> (usize, usize, usize) {
     let root = tempfile::tempdir().unwrap();
@@ -283,7 +266,7 @@ fn sweep(kind: &str) -> (usize, usize, usize) {
             )
             .unwrap();
             damage(&dir.join(&rel), d);
-            let out = Command::new(exe())
+            let out = Command::new(self_exe())
                 .args(["--exact", "sweep_child", "--nocapture", "--test-threads=1"])
                 .env(CHILD_ENV, &dir)
                 .env(KIND_ENV, kind)

@@ -19,8 +19,12 @@
 //! CI runs a few dozen kills per kind; `crash_kill_many` (ignored) runs
 //! hundreds: `cargo test --release --test crash_kill -- --ignored`.
 
+mod process;
+
+use process::self_exe;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -330,14 +334,6 @@ fn prepare(kind: &str, dir: &Path, ops: &[Op], start: usize) {
     }
 }
 
-fn exe() -> PathBuf {
-    if Path::new("/proc/self/exe").exists() {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().unwrap()
-    }
-}
-
 /// What a reopened point may look like: its state after the flush plus
 /// `j` of its later operations, for any `j`; with a version any of the
 /// states up to `j` had.
@@ -482,7 +478,7 @@ fn kill_cycles(kind: &str, cycles: usize, seed: u64) -> usize {
         let op_seed = seed * 1000 + cycle as u64;
         let (ops, flushes) = sequence(kind, op_seed);
         prepare(kind, &dir, &ops, flushes[0]);
-        let mut child = Command::new(exe())
+        let mut child = Command::new(self_exe())
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &dir)
             .env(KIND_ENV, kind)
@@ -546,7 +542,7 @@ fn killed_mmap_writers_leave_whole_points() {
 #[test]
 #[ignore]
 fn crash_kill_many() {
-    for (kind, n) in [("chunked", 400), ("rocksdb", 150), ("mmap", 200)] {
+    for (kind, n) in [("chunked", 300), ("rocksdb", 100), ("mmap", 100)] {
         let killed = kill_cycles(kind, n, 100);
         println!("{kind}: {n} cycles, {killed} killed mid-way, all consistent");
     }

@@ -9,6 +9,10 @@
 //! for bit. Runs continue on the same directory until one completes, which
 //! exercises resuming; then a fresh copy of the source starts a new round.
 
+mod process;
+
+use process::{copy_dir, self_exe};
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -95,28 +99,8 @@ fn make_source(dir: &Path, n: u64) -> Dump {
     dump(&s)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 fn spawn(dir: &Path, target: &str) -> std::process::Child {
-    // `/proc/self/exe` still executes this binary if a concurrent build
-    // replaced the file on disk (then `current_exe` names a deleted path).
-    let exe = if Path::new("/proc/self/exe").exists() {
-        std::path::PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().unwrap()
-    };
-    Command::new(exe)
+    Command::new(self_exe())
         .args([
             "--exact",
             "child_upgrade",

@@ -196,7 +196,6 @@ pub fn open_rocks_segment_unrepaired<T: VectorElement>(
     s.version = state.version;
     s.persisted_version = state.version;
     s.dir = Some(dir.to_path_buf());
-    s.durable_offsets = vecseg_traits::IdMapperRead::total_count(&s.ids);
     Ok(s)
 }
 

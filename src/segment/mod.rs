@@ -23,10 +23,10 @@
 //! operations:
 //!
 //! 1. **Durable offsets are never overwritten.** An upsert of a point whose
-//!    offset is durable (below the id count of the last flush) writes the
-//!    new version to a fresh offset and retires the old one (copy-on-write
-//!    inside the segment); only a point first written since the last flush
-//!    is overwritten in place. Payload-only changes stay in place: payload
+//!    offset a mapping on disk may name (below
+//!    [`IdMapperRead::durable_offsets`]) writes the new version to a fresh
+//!    offset and retires the old one (copy-on-write inside the segment);
+//!    only a point no mapping on disk names yet is overwritten in place. Payload-only changes stay in place: payload
 //!    storages write new bytes elsewhere and switch a pointer at flush.
 //! 2. **Vouchers after the data they vouch for.** [`Segment::flush`] makes
 //!    durable, in order: vectors (data and count), payloads, versions, id
@@ -76,9 +76,6 @@ pub struct Segment<V, P, I> {
     pub(crate) version: Version,
     pub(crate) persisted_version: Version,
     pub(crate) dir: Option<PathBuf>,
-    /// Id offsets that were durable at the last flush (or open): never
-    /// overwritten in place.
-    pub(crate) durable_offsets: usize,
     /// Offsets unmapped since the last flush whose payloads are cleared
     /// only once the mappings that stopped pointing at them are durable.
     pub(crate) retired: Vec<PointOffset>,
@@ -95,7 +92,6 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             version: 0,
             persisted_version: 0,
             dir: None,
-            durable_offsets: 0,
             retired: Vec::new(),
         }
     }
@@ -234,7 +230,6 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 }
             }
         }
-        let durable_offsets = ids.total_count();
         let mut segment = Segment {
             vectors,
             payloads,
@@ -242,7 +237,6 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             version: state.version,
             persisted_version: state.version,
             dir: Some(dir.to_path_buf()),
-            durable_offsets,
             retired: Vec::new(),
         };
         segment.repair()?;
@@ -324,7 +318,6 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             self.write_state_with(version)?;
         }
         self.persisted_version = version;
-        self.durable_offsets = self.ids.total_count();
         Ok(version)
     }
 

@@ -102,7 +102,7 @@ where
         validate_payload(payload)?;
         let (offset, retired) = match self.target(version, id)? {
             Some(Target::Stale) => return Ok(false),
-            Some(Target::Apply(o)) if o as usize >= self.durable_offsets => (o, None),
+            Some(Target::Apply(o)) if o as usize >= self.ids.durable_offsets() => (o, None),
             Some(Target::Apply(o)) => (self.next_offset()?, Some(o)),
             None => (self.next_offset()?, None),
         };
@@ -212,30 +212,37 @@ mod tests {
 
     #[test]
     fn durable_points_move_and_fresh_points_stay() {
-        let mut s = segment();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            crate::migrate::layout::create_chunked_segment::<f32>(dir.path(), 2, Distance::Dot)
+                .unwrap();
         let a = PointId::Num(1);
         s.upsert(1, a, &[1.0, 0.0], &payload(1)).unwrap();
         s.upsert(2, a, &[2.0, 0.0], &payload(2)).unwrap();
-        assert_eq!(
-            s.offset_of(a).unwrap(),
-            Some(0),
-            "not durable yet: in place"
-        );
+        assert_eq!(s.offset_of(a).unwrap(), Some(0), "not durable yet: in place");
         s.flush().unwrap();
         s.upsert(3, a, &[3.0, 0.0], &payload(3)).unwrap();
         assert_eq!(s.offset_of(a).unwrap(), Some(1), "durable: moved");
         assert!(s.vectors().is_deleted(0));
         assert_eq!(s.ids().external(0).unwrap(), None);
         let r = s.get(a).unwrap().unwrap();
-        assert_eq!(
-            (r.vector, r.payload, r.version),
-            (vec![3.0, 0.0], payload(3), 3)
-        );
+        assert_eq!((r.vector, r.payload, r.version), (vec![3.0, 0.0], payload(3), 3));
         // The retired payload is cleared at the next flush.
         assert_eq!(s.payloads().get(0).unwrap(), payload(2));
         s.flush().unwrap();
         assert!(s.payloads().get(0).unwrap().is_empty());
         assert_eq!(s.point_count(), 1);
+    }
+
+    #[test]
+    fn memory_segments_overwrite_in_place() {
+        let mut s = segment();
+        let a = PointId::Num(1);
+        s.upsert(1, a, &[1.0, 0.0], &payload(1)).unwrap();
+        s.flush().unwrap();
+        s.upsert(2, a, &[2.0, 0.0], &payload(2)).unwrap();
+        assert_eq!(s.offset_of(a).unwrap(), Some(0));
+        assert_eq!(s.vectors().total_count(), 1);
     }
 
     /// An id mapper that claims every 32-bit offset is taken.

@@ -38,6 +38,15 @@ pub trait IdMapperRead: Send + Sync {
     fn total_count(&self) -> usize;
     /// Number of mapped points.
     fn available_count(&self) -> usize;
+    /// Offsets below this may be named by a mapping that is already on disk
+    /// (so a crash can expose them); the segment never overwrites such an
+    /// offset in place. Mappers that buffer mappings until
+    /// [`IdMapper::flush_mappings`] return the offset count of their last
+    /// flush; mappers that write at once, `total_count()` (the default);
+    /// purely in-memory ones, 0.
+    fn durable_offsets(&self) -> usize {
+        self.total_count()
+    }
     /// Mapped points in increasing external-id order, starting at `from`
     /// (inclusive) when given. A read error is yielded as an `Err` item
     /// (after which the iterator ends).

@@ -61,7 +61,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytemuck::{Pod, Zeroable};
-use vecseg_mmap::header::{read_header, FilePrefix};
+use vecseg_mmap::header::{read_header, CheckedHeader, FilePrefix};
 use vecseg_mmap::MmapFileMut;
 use vecseg_traits::fsutil::{dir_size, write_atomic};
 use vecseg_traits::version_slot;
@@ -105,44 +105,21 @@ struct VersionsHeader {
     reserved: [u64; 2],
 }
 
-/// Header of `mappings.log` (format 2, 32 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct LogHeader {
-    prefix: FilePrefix,
-    /// Bytes of the file (header included) made durable by the last flush.
-    committed_len: u64,
-    /// `crc32c` of the 24 bytes before it.
-    crc: u32,
-    reserved: u32,
+/// Header of a format-2 `mappings.log` carrying `committed_len`.
+fn log_header(committed_len: u64) -> CheckedHeader {
+    CheckedHeader::new(LOG_MAGIC, LOG_FORMAT_VERSION, committed_len)
 }
 
-impl LogHeader {
-    fn new(committed_len: u64) -> Self {
-        let mut h = LogHeader {
-            prefix: FilePrefix::new::<LogHeader>(LOG_MAGIC, LOG_FORMAT_VERSION),
-            committed_len,
-            crc: 0,
-            reserved: 0,
-        };
-        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
-        h
+/// The committed length of a format-2 log, checked.
+fn read_committed_len(path: &Path, bytes: &[u8]) -> Result<u64> {
+    let committed = CheckedHeader::read(path, bytes, LOG_MAGIC, LOG_FORMAT_VERSION, false)?;
+    if committed < LOG_HEADER_LEN as u64 {
+        return Err(StorageError::corrupted(
+            path,
+            format!("committed length {committed} is inside the header"),
+        ));
     }
-
-    /// Parse and check a format-2 header; returns the committed length.
-    fn read(path: &Path, bytes: &[u8]) -> Result<u64> {
-        let h: LogHeader = read_header(path, bytes, LOG_MAGIC, LOG_FORMAT_VERSION)?;
-        if crc32c::crc32c(&bytes[..24]) != h.crc {
-            return Err(StorageError::corrupted(path, "header checksum mismatch"));
-        }
-        if h.committed_len < LOG_HEADER_LEN as u64 {
-            return Err(StorageError::corrupted(
-                path,
-                format!("committed length {} is inside the header", h.committed_len),
-            ));
-        }
-        Ok(h.committed_len)
-    }
+    Ok(committed)
 }
 
 /// One decoded log record.
@@ -290,6 +267,8 @@ pub struct ChunkedIdMapper {
     log_path: PathBuf,
     /// Committed length of the log (what its header says).
     committed_len: u64,
+    /// Offsets allocated by the committed part of the log.
+    durable_offsets: usize,
     /// Encoded records not yet appended to the log.
     pending: Vec<u8>,
     versions: MmapFileMut,
@@ -313,7 +292,7 @@ impl ChunkedIdMapper {
             bytemuck::bytes_of(&header),
         )?;
         // The log last: its presence marks a complete mapper.
-        let header = LogHeader::new(LOG_HEADER_LEN as u64);
+        let header = log_header(LOG_HEADER_LEN as u64);
         write_atomic(&dir.join(LOG_FILE), bytemuck::bytes_of(&header))?;
         Self::open(dir)
     }
@@ -332,7 +311,7 @@ impl ChunkedIdMapper {
             compact(&log_path, &maps)?;
             (maps, records)
         } else {
-            let committed = LogHeader::read(&log_path, &bytes)?;
+            let committed = read_committed_len(&log_path, &bytes)?;
             if (bytes.len() as u64) < committed {
                 return Err(StorageError::corrupted(
                     &log_path,
@@ -402,12 +381,14 @@ impl ChunkedIdMapper {
             }
         }
         let committed_len = std::fs::metadata(&log_path).at(&log_path)?.len();
+        let durable_offsets = maps.by_internal.len();
         Ok(ChunkedIdMapper {
             dir: dir.to_path_buf(),
             maps,
             log,
             log_path,
             committed_len,
+            durable_offsets,
             pending: Vec::new(),
             versions,
             pending_versions: BTreeMap::new(),
@@ -472,12 +453,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Maps, usize)> {
                 format!("{} at byte {pos} of the flushed records", bad.describe()),
             )
         })?;
-        apply(&mut maps, record).ok_or_else(|| {
-            StorageError::corrupted(
-                path,
-                format!("record at byte {pos} links past the allocated offsets"),
-            )
-        })?;
+        apply_at(&mut maps, record, path, pos)?;
         records += 1;
         pos += size;
     }
@@ -497,12 +473,7 @@ fn replay_v1(path: &Path, bytes: &[u8]) -> Result<(Maps, usize, usize)> {
         let rest = &bytes[pos..];
         match decode(rest) {
             Ok((record, size)) => {
-                apply(&mut maps, record).ok_or_else(|| {
-                    StorageError::corrupted(
-                        path,
-                        format!("record at byte {pos} links past the allocated offsets"),
-                    )
-                })?;
+                apply_at(&mut maps, record, path, pos)?;
                 records += 1;
                 pos += size;
             }
@@ -559,6 +530,17 @@ fn convert_versions_v1(file: &mut MmapFileMut) -> Result<()> {
     file.flush()
 }
 
+/// [`apply`] the record at byte `pos` of log `path`; a link past the
+/// allocated offsets is corruption.
+fn apply_at(maps: &mut Maps, record: Record, path: &Path, pos: usize) -> Result<()> {
+    apply(maps, record).ok_or_else(|| {
+        StorageError::corrupted(
+            path,
+            format!("record at byte {pos} links past the allocated offsets"),
+        )
+    })
+}
+
 /// Cut `path` to `len` bytes durably.
 fn truncate_file(path: &Path, len: u64) -> Result<()> {
     let f = OpenOptions::new().write(true).open(path).at(path)?;
@@ -588,14 +570,14 @@ fn apply(maps: &mut Maps, record: Record) -> Option<()> {
 /// Rewrite the log as a `total` record plus one link per live mapping.
 fn compact(path: &Path, maps: &Maps) -> Result<()> {
     let mut out = Vec::with_capacity(LOG_HEADER_LEN + 32 + maps.by_external.len() * MAX_RECORD);
-    out.extend_from_slice(bytemuck::bytes_of(&LogHeader::new(0)));
+    out.extend_from_slice(bytemuck::bytes_of(&log_header(0)));
     encode(Record::Total(maps.by_internal.len() as u64), &mut out);
     for (o, id) in maps.by_internal.iter().enumerate() {
         if let Some(id) = id {
             encode(Record::Link(*id, o as PointOffset), &mut out);
         }
     }
-    let header = LogHeader::new(out.len() as u64);
+    let header = log_header(out.len() as u64);
     out[..LOG_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
     write_atomic(path, &out)
 }
@@ -637,6 +619,10 @@ impl IdMapperRead for ChunkedIdMapper {
 
     fn available_count(&self) -> usize {
         self.maps.by_external.len()
+    }
+
+    fn durable_offsets(&self) -> usize {
+        self.durable_offsets
     }
 
     fn iter_from(
@@ -690,10 +676,11 @@ impl IdMapper for ChunkedIdMapper {
         self.log.sync_data().at(&self.log_path)?;
         let committed = self.committed_len + self.pending.len() as u64;
         self.log
-            .write_all_at(bytemuck::bytes_of(&LogHeader::new(committed)), 0)
+            .write_all_at(bytemuck::bytes_of(&log_header(committed)), 0)
             .at(&self.log_path)?;
         self.log.sync_data().at(&self.log_path)?;
         self.committed_len = committed;
+        self.durable_offsets = self.maps.by_internal.len();
         self.pending.clear();
         Ok(())
     }

@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
-use vecseg_mmap::header::{read_header, FilePrefix};
+use vecseg_mmap::header::{read_header, CheckedHeader, FilePrefix};
 use vecseg_mmap::MmapFileMut;
 use vecseg_traits::fsutil::{dir_size, write_atomic};
 use vecseg_traits::{
@@ -158,30 +158,11 @@ struct PageHeader {
     reserved: u32,
 }
 
-/// Header of `tracker.dat` (32 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct TrackerHeader {
-    prefix: FilePrefix,
-    /// Entries (offsets) that flushed pointers cover: the file must hold at
-    /// least this many. 0 with `crc` 0: written by an older build, unchecked.
-    entries: u64,
-    /// `crc32c` of the 24 bytes before it.
-    crc: u32,
-    reserved: u32,
-}
-
-impl TrackerHeader {
-    fn new(entries: u64) -> Self {
-        let mut h = TrackerHeader {
-            prefix: FilePrefix::new::<TrackerHeader>(TRACKER_MAGIC, FORMAT_VERSION),
-            entries,
-            crc: 0,
-            reserved: 0,
-        };
-        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
-        h
-    }
+/// Header of `tracker.dat`: a [`CheckedHeader`] whose value is the number
+/// of entries the flushed pointers cover (CRC 0 in files of older builds:
+/// unchecked).
+fn tracker_header(entries: u64) -> CheckedHeader {
+    CheckedHeader::new(TRACKER_MAGIC, FORMAT_VERSION, entries)
 }
 
 /// Where a value lives: `len` bytes from block `block` of page `page`.
@@ -263,7 +244,7 @@ impl ChunkedPayloadStorage {
             return Err(StorageError::InvalidArgument("page too large".into()));
         }
         prepare_new_dir(dir, CONFIG_FILE)?;
-        let header = TrackerHeader::new(0);
+        let header = tracker_header(0);
         MmapFileMut::create(
             &dir.join(TRACKER_FILE),
             (TRACKER_HEADER_LEN + MIN_TRACKER_ENTRIES * ENTRY_LEN) as u64,
@@ -411,11 +392,12 @@ impl ChunkedPayloadStorage {
         // Tracker.
         let tracker_path = dir.join(TRACKER_FILE);
         let tracker = MmapFileMut::open(&tracker_path)?;
-        let header = read_header::<TrackerHeader>(
+        let flushed_entries = CheckedHeader::read(
             &tracker_path,
             tracker.bytes(),
             TRACKER_MAGIC,
             FORMAT_VERSION,
+            true,
         )?;
         if !(tracker.len() - TRACKER_HEADER_LEN).is_multiple_of(ENTRY_LEN) {
             return Err(StorageError::corrupted(
@@ -426,20 +408,13 @@ impl ChunkedPayloadStorage {
                 ),
             ));
         }
-        let legacy = header.entries == 0 && header.crc == 0;
-        if !legacy && crc32c::crc32c(&tracker.bytes()[..24]) != header.crc {
-            return Err(StorageError::corrupted(
-                &tracker_path,
-                "header checksum mismatch",
-            ));
-        }
         let held = ((tracker.len() - TRACKER_HEADER_LEN) / ENTRY_LEN) as u64;
-        if held < header.entries {
+        if held < flushed_entries {
             return Err(StorageError::corrupted(
                 &tracker_path,
                 format!(
                     "flushed entries missing: the file holds {held}, its header says {} were flushed",
-                    header.entries
+                    flushed_entries
                 ),
             ));
         }
@@ -826,7 +801,7 @@ impl ChunkedPayloadStorage {
         // vouches for the entries it counts). One `pwrite`, so a kill never
         // leaves half a header in the page cache.
         let covered = (self.tracker.len() - TRACKER_HEADER_LEN) / ENTRY_LEN;
-        let header = TrackerHeader::new(covered as u64);
+        let header = tracker_header(covered as u64);
         let path = self.tracker.path().to_path_buf();
         self.tracker
             .file()

@@ -60,7 +60,7 @@ use bitvec::vec::BitVec;
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use vecseg_mmap::advice::effective_advice;
-use vecseg_mmap::header::{read_header, FilePrefix};
+use vecseg_mmap::header::{read_header, CheckedHeader, FilePrefix};
 use vecseg_mmap::{Advice, MmapFileMut};
 use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::fsutil::dir_size;
@@ -166,28 +166,10 @@ struct ChunkHeader {
     reserved: [u64; 3],
 }
 
-/// `status.dat` (32 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct StatusHeader {
-    prefix: FilePrefix,
-    count: u64,
-    /// `crc32c` of the 24 bytes before it (0 in files of older builds).
-    crc: u32,
-    reserved: u32,
-}
-
-impl StatusHeader {
-    fn new(count: u64) -> Self {
-        let mut h = StatusHeader {
-            prefix: FilePrefix::new::<StatusHeader>(STATUS_MAGIC, FORMAT_VERSION),
-            count,
-            crc: 0,
-            reserved: 0,
-        };
-        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
-        h
-    }
+/// `status.dat`: a [`CheckedHeader`] whose value is the committed vector
+/// count (CRC 0 in files of older builds: unchecked).
+fn status_header(count: u64) -> CheckedHeader {
+    CheckedHeader::new(STATUS_MAGIC, FORMAT_VERSION, count)
 }
 
 /// Header of `deleted.dat` (32 bytes).
@@ -247,7 +229,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         // Largest power of two <= fit.
         let chunk_vectors = 1usize << (usize::BITS - 1 - fit.leading_zeros());
         prepare_new_dir(dir, CONFIG_FILE)?;
-        let status = StatusHeader::new(0);
+        let status = status_header(0);
         MmapFileMut::create(
             &dir.join(STATUS_FILE),
             STATUS_LEN as u64,
@@ -321,23 +303,24 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
 
         let status_path = dir.join(STATUS_FILE);
         let status = MmapFileMut::open(&status_path)?;
-        let header: StatusHeader =
-            read_header(&status_path, status.bytes(), STATUS_MAGIC, FORMAT_VERSION)?;
+        let stored = CheckedHeader::read(
+            &status_path,
+            status.bytes(),
+            STATUS_MAGIC,
+            FORMAT_VERSION,
+            true,
+        )?;
         if status.len() != STATUS_LEN {
             return Err(StorageError::corrupted(
                 &status_path,
                 format!("file is {} bytes, expected {STATUS_LEN}", status.len()),
             ));
         }
-        let legacy = header.crc == 0 && header.reserved == 0;
-        if !legacy && crc32c::crc32c(&status.bytes()[..24]) != header.crc {
-            return Err(StorageError::corrupted(&status_path, "checksum mismatch"));
-        }
-        let count = usize::try_from(header.count)
+        let count = usize::try_from(stored)
             .ok()
             .filter(|&c| c <= u32::MAX as usize + 1)
             .ok_or_else(|| {
-                StorageError::corrupted(&status_path, format!("invalid count {}", header.count))
+                StorageError::corrupted(&status_path, format!("invalid count {stored}"))
             })?;
 
         let chunk_shift = config.chunk_vectors.trailing_zeros();
@@ -737,7 +720,7 @@ impl<T: VectorElement> VectorStorage for ChunkedVectorStorage<T> {
         }
         self.dirty_chunks.clear();
         self.write_safe_flags()?;
-        let status = StatusHeader::new(self.count as u64);
+        let status = status_header(self.count as u64);
         if self.status.bytes().get(..STATUS_LEN) != Some(bytemuck::bytes_of(&status)) {
             // One `pwrite`, so a kill never leaves half a header behind.
             let path = self.status.path().to_path_buf();

@@ -43,6 +43,11 @@ impl IdMapperRead for MemoryIdMapper {
         self.by_external.len()
     }
 
+    /// Nothing is ever on disk.
+    fn durable_offsets(&self) -> usize {
+        0
+    }
+
     fn iter_from(
         &self,
         from: Option<PointId>,

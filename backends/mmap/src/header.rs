@@ -78,6 +78,56 @@ pub fn read_header<H: Pod>(path: &Path, bytes: &[u8], magic: [u8; 8], version: u
     Ok(bytemuck::pod_read_unaligned(&bytes[..size]))
 }
 
+/// A 32-byte header that carries one `u64` value and a CRC-32C of itself:
+/// prefix (16 bytes), `value` (u64 at 16), `crc` (u32 at 24: CRC-32C of
+/// bytes 0..24), 4 reserved zero bytes. Used where a small header vouches
+/// for the rest of its file (a committed length, a count). Write it with
+/// one `pwrite` so a kill never leaves half of it behind.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct CheckedHeader {
+    /// Magic, format version, header length (32).
+    pub prefix: FilePrefix,
+    /// The value the header carries.
+    pub value: u64,
+    /// CRC-32C of the 24 bytes before it.
+    pub crc: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+impl CheckedHeader {
+    /// A header of `magic` / `version` carrying `value`.
+    pub fn new(magic: [u8; 8], version: u32, value: u64) -> Self {
+        let mut h = CheckedHeader {
+            prefix: FilePrefix::new::<CheckedHeader>(magic, version),
+            value,
+            crc: 0,
+            reserved: 0,
+        };
+        h.crc = crc32c::crc32c(&bytemuck::bytes_of(&h)[..24]);
+        h
+    }
+
+    /// Read and check the header at the start of `bytes`; returns its
+    /// value. With `legacy_zero`, a header whose CRC and reserved word are
+    /// both 0 (written by a build that had no CRC there) passes unchecked.
+    pub fn read(
+        path: &Path,
+        bytes: &[u8],
+        magic: [u8; 8],
+        version: u32,
+        legacy_zero: bool,
+    ) -> Result<u64> {
+        let h: CheckedHeader = read_header(path, bytes, magic, version)?;
+        let legacy = legacy_zero && h.crc == 0 && h.reserved == 0;
+        if !legacy && crc32c::crc32c(&bytes[..24]) != h.crc {
+            return Err(StorageError::corrupted(path, "header checksum mismatch"));
+        }
+        Ok(h.value)
+    }
+}
+
 /// View `bytes` as `&[T]`, checking length and alignment.
 pub fn cast_slice<'a, T: Pod>(path: &Path, bytes: &'a [u8]) -> Result<&'a [T]> {
     bytemuck::try_cast_slice(bytes).map_err(|e| {
