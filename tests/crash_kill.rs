@@ -17,7 +17,9 @@
 //!   WAL will) gives exactly the final state, also after flush and reopen.
 //!
 //! CI runs a few dozen kills per kind; `crash_kill_many` (ignored) runs
-//! hundreds: `cargo test --release --test crash_kill -- --ignored`.
+//! hundreds: `cargo test --test crash_kill crash_kill_many -- --ignored
+//! --nocapture` (about 5 minutes; every cycle ended consistent in the
+//! last run: 300 chunked, 150 RocksDB, 150 mmap).
 
 mod process;
 
@@ -542,7 +544,7 @@ fn killed_mmap_writers_leave_whole_points() {
 #[test]
 #[ignore]
 fn crash_kill_many() {
-    for (kind, n) in [("chunked", 300), ("rocksdb", 100), ("mmap", 100)] {
+    for (kind, n) in [("chunked", 300), ("rocksdb", 150), ("mmap", 150)] {
         let killed = kill_cycles(kind, n, 100);
         println!("{kind}: {n} cycles, {killed} killed mid-way, all consistent");
     }

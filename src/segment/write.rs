@@ -219,14 +219,21 @@ mod tests {
         let a = PointId::Num(1);
         s.upsert(1, a, &[1.0, 0.0], &payload(1)).unwrap();
         s.upsert(2, a, &[2.0, 0.0], &payload(2)).unwrap();
-        assert_eq!(s.offset_of(a).unwrap(), Some(0), "not durable yet: in place");
+        assert_eq!(
+            s.offset_of(a).unwrap(),
+            Some(0),
+            "not durable yet: in place"
+        );
         s.flush().unwrap();
         s.upsert(3, a, &[3.0, 0.0], &payload(3)).unwrap();
         assert_eq!(s.offset_of(a).unwrap(), Some(1), "durable: moved");
         assert!(s.vectors().is_deleted(0));
         assert_eq!(s.ids().external(0).unwrap(), None);
         let r = s.get(a).unwrap().unwrap();
-        assert_eq!((r.vector, r.payload, r.version), (vec![3.0, 0.0], payload(3), 3));
+        assert_eq!(
+            (r.vector, r.payload, r.version),
+            (vec![3.0, 0.0], payload(3), 3)
+        );
         // The retired payload is cleared at the next flush.
         assert_eq!(s.payloads().get(0).unwrap(), payload(2));
         s.flush().unwrap();
