@@ -41,8 +41,11 @@
 //! ## Writes and crash safety
 //!
 //! Immutable means no new points. [`IdMapper::drop_id`] sets the dropped bit
-//! of the slot (or UUID record) *and* the offset's deleted bit, in place;
-//! [`IdMapper::set_version`] writes the versions array in place. Before the
+//! of the slot (or UUID record) *and* the offset's deleted bit, in place (a
+//! drop vouches for nothing, and the segment flags the vector deleted only
+//! after it); [`IdMapper::set_version`] buffers the version in RAM, and
+//! [`IdMapper::flush_versions`] writes it (a version vouches for the
+//! point's data, which the segment flushes first). Before the
 //! first drop after a flush, a `dirty` word in the flags header is set and
 //! synced; [`IdMapper::flush_mappings`] syncs slots, records and flags, then
 //! clears it. Opening a dirty mapper reconciles both copies of the dropped
