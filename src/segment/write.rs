@@ -303,11 +303,8 @@ mod tests {
     #[test]
     fn payloads_nested_too_deep_are_rejected_before_anything_is_written() {
         let mut s = segment();
-        let mut deep = serde_json::json!(1);
-        for _ in 0..vecseg_traits::payload::MAX_PAYLOAD_DEPTH + 1 {
-            deep = serde_json::json!({ "x": deep });
-        }
-        let deep = deep.as_object().unwrap().clone();
+        let deep =
+            vecseg_traits::payload::nested_payload(vecseg_traits::payload::MAX_PAYLOAD_DEPTH + 1);
         let a = PointId::Num(1);
         assert!(matches!(
             s.upsert(1, a, &[1.0, 0.0], &deep),

@@ -67,8 +67,8 @@ pub use error::{IoResultExt, Result, StorageError};
 pub use filter::{Condition, Filter, Range};
 pub use id_map::{AppendableIdMapper, IdMapper, IdMapperRead};
 pub use payload::{
-    payload_depth, validate_payload, AppendablePayloadStorage, PayloadStorage, PayloadStorageRead,
-    MAX_PAYLOAD_DEPTH,
+    nested_payload, payload_depth, validate_payload, AppendablePayloadStorage, PayloadStorage,
+    PayloadStorageRead, MAX_PAYLOAD_DEPTH,
 };
 pub use segment::{AppendableSegmentEntry, SegmentEntry};
 pub use types::{Payload, PointId, PointOffset, Record, ScoredPoint, Version};

@@ -133,27 +133,32 @@ pub trait AppendablePayloadStorage: PayloadStorage {
     }
 }
 
+/// A payload nested exactly `depth` levels deep (the payload object is
+/// level 1): `{"k": [{"k": [ ... 1 ]}]}`, alternating arrays and objects, for
+/// tests of [`MAX_PAYLOAD_DEPTH`]. Built without recursion.
+pub fn nested_payload(depth: usize) -> Payload {
+    let mut v = serde_json::Value::from(1);
+    for level in (2..=depth).rev() {
+        // Not `json!([v])`: the macro would re-serialise `v`, recursively.
+        v = if level % 2 == 0 {
+            serde_json::Value::Array(vec![v])
+        } else {
+            serde_json::Value::Object(Payload::from_iter([("k".to_string(), v)]))
+        };
+    }
+    let mut p = Payload::new();
+    p.insert("k".into(), v);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
 
-    /// A payload of exactly `depth` levels: `{"k": [{"k": [ ... 1 ]}]}`,
-    /// alternating objects and arrays below the top-level object.
     fn nested(depth: usize) -> Payload {
-        let mut v = json!(1);
-        for level in (2..=depth).rev() {
-            // Not `json!([v])`: the macro would re-serialise `v`, recursively.
-            v = if level % 2 == 0 {
-                Value::Array(vec![v])
-            } else {
-                Value::Object(Payload::from_iter([("k".to_string(), v)]))
-            };
-        }
-        let mut p = Payload::new();
-        p.insert("k".into(), v);
-        p
+        nested_payload(depth)
     }
 
     #[test]

@@ -4,27 +4,16 @@
 //! `MAX_PAYLOAD_DEPTH`. A payload past the decoder's limit encodes fine and
 //! then cannot be read back, which is what the validation prevents.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use vecseg_chunked::{ChunkedPayloadStorage, PayloadOptions};
 use vecseg_traits::{
-    payload_depth, validate_payload, AppendablePayloadStorage, Payload, PayloadStorage,
-    PayloadStorageRead, StorageError, MAX_PAYLOAD_DEPTH,
+    nested_payload, payload_depth, validate_payload, AppendablePayloadStorage, Payload,
+    PayloadStorage, PayloadStorageRead, StorageError, MAX_PAYLOAD_DEPTH,
 };
 
-/// A payload of exactly `depth` levels (the payload object is level 1),
-/// alternating arrays and objects below it, with a scalar at the bottom.
+/// [`nested_payload`] with a second, flat key beside the deep one.
 fn nested(depth: usize) -> Payload {
-    let mut v = json!("leaf");
-    for level in (2..=depth).rev() {
-        // Not `json!([v])`: the macro would re-serialise `v`, recursively.
-        v = if level % 2 == 0 {
-            Value::Array(vec![v])
-        } else {
-            Value::Object(Payload::from_iter([("k".to_string(), v)]))
-        };
-    }
-    let mut p = Payload::new();
-    p.insert("k".into(), v);
+    let mut p = nested_payload(depth);
     p.insert("tenant".into(), Value::from("acme"));
     p
 }
