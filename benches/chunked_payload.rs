@@ -25,7 +25,9 @@ use vecseg::{
     AppendablePayloadStorage, AppendableVectorStorage, Distance, Payload, PayloadStorage,
     PayloadStorageRead, PointOffset, Sequential, VectorStorage, VectorStorageRead,
 };
-use vecseg_chunked::{ChunkedConfig, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions};
+use vecseg_chunked::{
+    ChunkedPayloadOptions, ChunkedPayloadStorage, ChunkedVectorOptions, ChunkedVectorStorage,
+};
 
 const PAYLOADS: usize = 100_000;
 const FETCHES: usize = 4096;
@@ -49,7 +51,7 @@ fn payload(rng: &mut Rng, i: usize) -> Payload {
 fn payload_fetch(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut chunked =
-        ChunkedPayloadStorage::create(&dir.path().join("chunked"), PayloadOptions::in_ram())
+        ChunkedPayloadStorage::create(&dir.path().join("chunked"), ChunkedPayloadOptions::in_ram())
             .unwrap();
     let mut memory = MemoryPayloadStorage::new();
     let rocks_db = vecseg_rocksdb::RocksDb::open(&dir.path().join("rocks")).unwrap();
@@ -178,7 +180,7 @@ fn vector_scan(c: &mut Criterion) {
         dir.path(),
         DIM,
         Distance::Dot,
-        ChunkedConfig::in_ram(),
+        ChunkedVectorOptions::in_ram(),
     )
     .unwrap();
     for i in 0..VECTORS {

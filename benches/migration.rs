@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use vecseg::migrate::layout::create_rocks_segment;
+use vecseg::kinds::create_rocks_segment;
 use vecseg::migrate::{upgrade_segment_dir, Phase, UpgradeOptions};
 use vecseg::testing::Rng;
 use vecseg::{Distance, PointId};

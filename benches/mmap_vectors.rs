@@ -157,7 +157,7 @@ fn benches(c: &mut Criterion) {
     let default_advice = MmapVectorStorage::<f32>::open(
         dir.path(),
         MmapVectorOptions {
-            advice: vecseg_mmap::Advice::Normal,
+            advice: vecseg_mmap::Advice::Normal.into(),
             multi_mmap: false,
             ..Default::default()
         },

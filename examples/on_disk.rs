@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vecseg::migrate::{build_mmap, layout};
+use vecseg::kinds;
+use vecseg::migrate::build_mmap;
+use vecseg::mmap::MmapVectorOptions;
 use vecseg::{Condition, Distance, Filter, PointId, PointOffset, Random, VectorStorageRead};
-use vecseg_mmap::MmapVectorOptions;
 
 const DIM: usize = 128;
 
@@ -27,7 +28,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // 1. An appendable segment: chunked vectors, gridstore-style payloads,
     //    an append-only id log. Every write carries its operation's version.
     let mut chunked =
-        layout::create_chunked_segment::<f32>(&dir.path().join("chunked"), DIM, Distance::Dot)?;
+        kinds::create_chunked_segment::<f32>(&dir.path().join("chunked"), DIM, Distance::Dot)?;
     let t = Instant::now();
     let mut vector = vec![0f32; DIM];
     for i in 0..points {

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
-//! use vecseg::{Distance, PointId, Segment};
+//! use vecseg::prelude::*;
 //!
 //! let vectors = MemoryVectorStorage::<f32>::new(3, Distance::Cosine).unwrap();
 //! let mut segment = Segment::new(vectors, MemoryPayloadStorage::new(), MemoryIdMapper::new());
@@ -17,20 +17,39 @@
 //! assert_eq!(hits[0].id, PointId::Num(7));
 //! ```
 //!
-//! Crate map: `vecseg-traits` (contracts, types, conformance suite),
-//! `vecseg-memory`, `vecseg-mmap`, `vecseg-chunked`, `vecseg-rocksdb`
-//! (backends). See `docs/ARCHITECTURE.md`.
+//! This crate is the one to depend on: it re-exports the traits and types
+//! (`vecseg-traits`) at its root and every backend as a module:
+//!
+//! | module               | backend crate     | storages                                    |
+//! |----------------------|-------------------|---------------------------------------------|
+//! | [`memory`]           | `vecseg-memory`   | in-RAM vectors, payloads, id map            |
+//! | [`mmap`]             | `vecseg-mmap`     | immutable mmap storages, io_uring reads     |
+//! | [`chunked`]          | `vecseg-chunked`  | appendable mmap storages                    |
+//! | `rocksdb`            | `vecseg-rocksdb`  | RocksDB storages (cargo feature `rocksdb`, on by default) |
+//!
+//! [`kinds`] creates and opens each kind of persistent segment,
+//! [`migrate`] copies, verifies and upgrades segments, and [`prelude`]
+//! imports what a program using segments needs. See `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod kinds;
 pub mod migrate;
+pub mod prelude;
 pub mod segment;
 
-pub use segment::{ScanOptions, Segment};
+pub use segment::{PointInput, ScanOptions, Segment};
 pub use vecseg_traits::*;
 
-/// In-memory backends.
+/// Appendable memory-mapped backends (`vecseg-chunked`).
+pub use vecseg_chunked as chunked;
+/// In-memory backends (`vecseg-memory`).
 pub use vecseg_memory as memory;
+/// Immutable memory-mapped backends and mmap primitives (`vecseg-mmap`).
+pub use vecseg_mmap as mmap;
+/// RocksDB backends (`vecseg-rocksdb`, cargo feature `rocksdb`).
+#[cfg(feature = "rocksdb")]
+pub use vecseg_rocksdb as rocksdb;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -9,7 +9,8 @@ use serde_json::json;
 use vecseg::testing::{temp_dir, Rng};
 use vecseg::{Distance, Payload, PointId, Result, Segment, SegmentEntry};
 use vecseg_chunked::{
-    ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
+    ChunkedIdMapper, ChunkedPayloadOptions, ChunkedPayloadStorage, ChunkedVectorOptions,
+    ChunkedVectorStorage,
 };
 
 type ChunkedSegment = Segment<ChunkedVectorStorage<f32>, ChunkedPayloadStorage, ChunkedIdMapper>;
@@ -23,9 +24,12 @@ fn create(dir: &Path) -> Result<ChunkedSegment> {
             &dir.join("vectors"),
             DIM,
             Distance::Cosine,
-            ChunkedConfig::default().with_chunk_size(8 << 10),
+            ChunkedVectorOptions::default().with_chunk_size(8 << 10),
         )?,
-        ChunkedPayloadStorage::create(&dir.join("payloads"), PayloadOptions::small_for_tests())?,
+        ChunkedPayloadStorage::create(
+            &dir.join("payloads"),
+            ChunkedPayloadOptions::small_for_tests(),
+        )?,
         ChunkedIdMapper::create(&dir.join("ids"))?,
     )
 }

@@ -159,11 +159,11 @@ fn compare_reads_fvecs_input() {
 
 #[test]
 fn inspect_describes_a_segment_and_rejects_non_segments() {
-    use vecseg::migrate::layout;
+    use vecseg::kinds;
     use vecseg::{Distance, PointId};
     let dir = tempfile::tempdir().unwrap();
     let seg_dir = dir.path().join("seg");
-    let mut seg = layout::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
+    let mut seg = kinds::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
     for i in 0..25u64 {
         seg.upsert(
             i + 1,

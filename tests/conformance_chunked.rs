@@ -13,21 +13,22 @@ use vecseg::{
     VectorStorage, Version,
 };
 use vecseg_chunked::{
-    ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
+    ChunkedIdMapper, ChunkedPayloadOptions, ChunkedPayloadStorage, ChunkedVectorOptions,
+    ChunkedVectorStorage,
 };
 
 /// Vector config used by the tests: 16 KiB chunks.
-fn vector_config(in_ram: bool) -> ChunkedConfig {
-    ChunkedConfig::default()
+fn vector_config(in_ram: bool) -> ChunkedVectorOptions {
+    ChunkedVectorOptions::default()
         .with_chunk_size(16 << 10)
         .with_populate(in_ram)
 }
 
 /// Payload options used by the tests: 32-byte blocks, 16 KiB pages.
-fn payload_options(in_ram: bool) -> PayloadOptions {
-    PayloadOptions {
+fn payload_options(in_ram: bool) -> ChunkedPayloadOptions {
+    ChunkedPayloadOptions {
         populate: in_ram,
-        ..PayloadOptions::small_for_tests()
+        ..ChunkedPayloadOptions::small_for_tests()
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage};
 use vecseg::testing::SegmentFactory;
 use vecseg::{Distance, Result, Segment};
-use vecseg_chunked::{ChunkedConfig, ChunkedVectorStorage};
+use vecseg_chunked::{ChunkedVectorOptions, ChunkedVectorStorage};
 
 struct ChunkedVectorsInMemoryRest;
 
@@ -17,7 +17,7 @@ impl SegmentFactory for ChunkedVectorsInMemoryRest {
 
     fn create(&self, dir: &Path, dim: usize, distance: Distance) -> Result<Self::Segment> {
         // Small chunks so the suite's data spans several chunk files.
-        let config = ChunkedConfig::default().with_chunk_size(16 * 1024);
+        let config = ChunkedVectorOptions::default().with_chunk_size(16 * 1024);
         let vectors = ChunkedVectorStorage::create(&dir.join("vectors"), dim, distance, config)?;
         Ok(Segment::new(
             vectors,

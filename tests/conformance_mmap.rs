@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use vecseg::migrate::{build_mmap, layout, MmapSegment};
+use vecseg::kinds::{self, MmapSegment};
+use vecseg::migrate::build_mmap;
 use vecseg::testing::*;
 use vecseg::{
     Distance, IdMapper, Payload, PayloadStorage, PointId, PointOffset, Result, VectorStorage,
@@ -82,7 +83,7 @@ impl ImmutableSegmentFactory for Segments {
     fn reopen(&self, dir: &Path, mut s: Self::Segment) -> Result<Self::Segment> {
         s.flush()?;
         drop(s);
-        layout::open_mmap_segment(dir, &MmapVectorOptions::default())
+        kinds::open_mmap_segment(dir, &MmapVectorOptions::default())
     }
 }
 

@@ -1,5 +1,8 @@
 //! The shared conformance suite, instantiated for the RocksDB backend, plus
 //! RocksDB-specific reopen and corruption tests.
+//!
+//! Needs the `rocksdb` cargo feature (on by default).
+#![cfg(feature = "rocksdb")]
 
 mod common;
 

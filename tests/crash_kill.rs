@@ -20,6 +20,10 @@
 //! hundreds: `cargo test --test crash_kill crash_kill_many -- --ignored
 //! --nocapture` (about 5 minutes; every cycle ended consistent in the
 //! last run: 300 chunked, 150 RocksDB, 150 mmap).
+//!
+//! Needs the `rocksdb` cargo feature (on by default): the same loops run
+//! the RocksDB kind beside the chunked and mmap ones.
+#![cfg(feature = "rocksdb")]
 
 mod process;
 
@@ -31,11 +35,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use vecseg::migrate::build_mmap;
-use vecseg::migrate::layout::{
+use vecseg::kinds::{
     create_chunked_segment, create_rocks_segment, open_chunked_segment, open_mmap_segment,
     open_rocks_segment,
 };
+use vecseg::migrate::build_mmap;
 use vecseg::segment::SegmentState;
 use vecseg::{AppendableSegmentEntry, Distance, Payload, PointId, SegmentEntry, Version};
 use vecseg_mmap::MmapVectorOptions;

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use vecseg::migrate::{build_mmap, layout};
+use vecseg::kinds;
+use vecseg::migrate::build_mmap;
 use vecseg::testing::{ModelPoint, Rng};
 use vecseg::{Condition, Distance, Filter, PointId, SegmentEntry};
 use vecseg_mmap::MmapVectorOptions;
@@ -49,7 +50,7 @@ fn on_disk_segments_reopen_in_another_process() {
     let chunked_dir = dir.path().join("chunked");
     let mmap_dir = dir.path().join("mmap");
     let mut seg =
-        layout::create_chunked_segment::<f32>(&chunked_dir, DIM, Distance::Cosine).unwrap();
+        kinds::create_chunked_segment::<f32>(&chunked_dir, DIM, Distance::Cosine).unwrap();
     let points = ModelPoint::random_points(3000, DIM, 5);
     for p in &points {
         seg.upsert(p.version, p.id, &p.vector, &p.payload).unwrap();
@@ -104,10 +105,10 @@ fn reader_process() {
     let dir = Path::new(&dir);
     let want: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    let chunked = layout::open_chunked_segment::<f32>(&dir.join("chunked")).unwrap();
+    let chunked = kinds::open_chunked_segment::<f32>(&dir.join("chunked")).unwrap();
     assert_same(&snapshot(&chunked), &want, "chunked segment after reopen");
     let mmap =
-        layout::open_mmap_segment::<f32>(&dir.join("mmap"), &MmapVectorOptions::default()).unwrap();
+        kinds::open_mmap_segment::<f32>(&dir.join("mmap"), &MmapVectorOptions::default()).unwrap();
     assert_same(&snapshot(&mmap), &want, "mmap segment after reopen");
     assert!(mmap.get(PointId::Num(u64::MAX)).unwrap().is_none());
 }
@@ -139,7 +140,7 @@ fn opening_a_segment_as_the_wrong_types_or_shape_is_an_error() {
     use vecseg_chunked::{ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage};
     let dir = tempfile::tempdir().unwrap();
     let seg_dir = dir.path().join("seg");
-    let mut seg = layout::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
+    let mut seg = kinds::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
     seg.upsert(
         1,
         PointId::Num(1),

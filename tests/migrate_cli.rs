@@ -1,9 +1,12 @@
 //! `vecseg migrate` through its library entry point (`cli::migrate::run`).
+//!
+//! Needs the `rocksdb` cargo feature (on by default).
+#![cfg(feature = "rocksdb")]
 
 use clap::Parser;
 use vecseg::cli::migrate::{run, MigrateArgs, MigrateTarget};
-use vecseg::migrate::layout::{create_rocks_segment, detect_kind, open_mmap_segment};
-use vecseg::migrate::SegmentKind;
+use vecseg::kinds::SegmentKind;
+use vecseg::kinds::{create_rocks_segment, detect_kind, open_mmap_segment};
 use vecseg::segment::SegmentState;
 use vecseg::{Distance, Payload, PointId};
 use vecseg_rocksdb::RocksOptions;

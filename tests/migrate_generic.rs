@@ -1,17 +1,20 @@
 //! Generic migration, verification and the in-place upgrade (no kills; see
 //! `migrate_kill.rs` for those).
+//!
+//! Needs the `rocksdb` cargo feature (on by default).
+#![cfg(feature = "rocksdb")]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
-use vecseg::migrate::layout::{
+use vecseg::kinds::{
     create_chunked_segment, create_rocks_segment, detect_kind, open_chunked_segment,
-    open_mmap_segment, open_rocks_segment, short_type_name,
+    open_mmap_segment, open_rocks_segment, short_type_name, SegmentKind,
 };
+use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::migrate::{
-    build_mmap, migrate, upgrade_segment_dir, verify, MigrateOptions, Progress, SegmentKind,
-    UpgradeOptions, UpgradeOutcome, VerifyOptions,
+    build_mmap, migrate, upgrade_segment_dir, verify, MigrateOptions, Progress, UpgradeOptions,
+    UpgradeOutcome, VerifyOptions,
 };
 use vecseg::segment::SegmentState;
 use vecseg::{
@@ -205,7 +208,7 @@ fn rocks_to_chunked_and_mmap_then_tamper_is_caught() {
         .unwrap();
     {
         let (_, mut payloads, _) =
-            vecseg::migrate::layout::open_chunked_storages::<f32>(&chunked_dir).unwrap();
+            vecseg::kinds::open_chunked_storages::<f32>(&chunked_dir).unwrap();
         assert!(!payloads.clear(offset).unwrap().is_empty());
         payloads.flush().unwrap();
     }
@@ -345,7 +348,7 @@ fn rocks_bulk_reader_matches_generic_reader() {
         100..100,
     ] {
         assert_eq!(
-            vecseg::migrate::layout::read_rocks_batch(&s, range.clone()).unwrap(),
+            vecseg::migrate::read_rocks_batch(&s, range.clone()).unwrap(),
             vecseg::migrate::read_batch(&s, range.clone()).unwrap(),
             "range {range:?}"
         );
@@ -479,7 +482,7 @@ fn damaged_target_fails_hash_verification() {
     stage_for_reverification(seg, SegmentKind::Chunked);
     let offset = {
         use vecseg::{AppendablePayloadStorage, PayloadStorageRead};
-        let (_, mut p, _) = vecseg::migrate::layout::open_chunked_storages::<f32>(seg).unwrap();
+        let (_, mut p, _) = vecseg::kinds::open_chunked_storages::<f32>(seg).unwrap();
         let offset = (40..).find(|&o| !p.get(o).unwrap().is_empty()).unwrap();
         let mut payload = Payload::new();
         payload.insert("tampered".into(), true.into());

@@ -8,6 +8,9 @@
 //! `segment.json` says (RocksDB or the target) and holds every point, bit
 //! for bit. Runs continue on the same directory until one completes, which
 //! exercises resuming; then a fresh copy of the source starts a new round.
+//!
+//! Needs the `rocksdb` cargo feature (on by default).
+#![cfg(feature = "rocksdb")]
 
 mod process;
 
@@ -20,10 +23,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use vecseg::migrate::layout::{
+use vecseg::kinds::SegmentKind;
+use vecseg::kinds::{
     create_rocks_segment, detect_kind, open_chunked_segment, open_mmap_segment, open_rocks_segment,
 };
-use vecseg::migrate::{upgrade_segment_dir, SegmentKind, UpgradeOptions};
+use vecseg::migrate::{upgrade_segment_dir, UpgradeOptions};
 use vecseg::segment::SegmentState;
 use vecseg::{Distance, Payload, PointId, Record, SegmentEntry};
 use vecseg_mmap::MmapVectorOptions;

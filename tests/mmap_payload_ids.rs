@@ -407,7 +407,8 @@ fn ids_bad_files_are_reported_naming_the_file() {
         id_map::IDS_SLOTS_FILE,
         id_map::IDS_UUIDS_FILE,
         id_map::IDS_EXTERNAL_FILE,
-        id_map::IDS_FLAGS_FILE,
+        id_map::IDS_KINDS_FILE,
+        id_map::IDS_DELETED_FILE,
         id_map::IDS_VERSIONS_FILE,
         id_map::IDS_ORDER_FILE,
     ] {
@@ -422,18 +423,18 @@ fn ids_bad_files_are_reported_naming_the_file() {
 fn ids_damaged_hash_functions_are_detected() {
     let phf = id_map::IDS_PHF_FILE;
     // Level count / sizes of the numeric PHF (first body byte after the
-    // 48-byte header) made absurd: no allocation storm, a clear error.
+    // 56-byte header) made absurd: no allocation storm, a clear error.
     let cases: Vec<Damage> = vec![
         ("huge level count", |b| {
-            b[48] = 0xFF;
-            b[49] = 0xFF;
-            b[50] = 0x7F
+            b[56] = 0xFF;
+            b[57] = 0xFF;
+            b[58] = 0x7F
         }),
         ("huge level size", |b| {
-            b[49] = 0xFF;
-            b[50] = 0xFF;
-            b[51] = 0xFF;
-            b[52] = 0x7F
+            b[57] = 0xFF;
+            b[58] = 0xFF;
+            b[59] = 0xFF;
+            b[60] = 0x7F
         }),
         ("flipped bits in the bit array", |b| {
             let n = b.len();
@@ -460,93 +461,208 @@ fn ids_damaged_hash_functions_are_detected() {
 }
 
 #[test]
-fn ids_out_of_range_entries_do_not_panic() {
+fn ids_any_damaged_table_byte_fails_open() {
+    // Every write-once file carries a checksum: one flipped bit anywhere
+    // (header or body) is an error naming the file, never a lookup that
+    // silently misses or finds the wrong point.
     let dir = tmp();
-    let ids = random_u64_ids(1000, 31);
+    let ids = mixed_ids(600, 31);
     MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
-    // Every slot and ordered offset points far past the arrays; the
-    // consistency sample at open catches it.
-    for file in [id_map::IDS_SLOTS_FILE, id_map::IDS_ORDER_FILE] {
+    for file in [
+        id_map::IDS_PHF_FILE,
+        id_map::IDS_SLOTS_FILE,
+        id_map::IDS_UUIDS_FILE,
+        id_map::IDS_EXTERNAL_FILE,
+        id_map::IDS_KINDS_FILE,
+        id_map::IDS_ORDER_FILE,
+    ] {
         let p = dir.path().join(file);
         let orig = fs::read(&p).unwrap();
-        let mut b = orig.clone();
-        for x in b[24..].chunks_mut(4) {
-            x.copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        let step = (orig.len() / 97).max(1);
+        for at in (0..orig.len()).step_by(step).chain([orig.len() - 1]) {
+            for bit in [0u8, 7] {
+                let mut b = orig.clone();
+                b[at] ^= 1 << bit;
+                fs::write(&p, &b).unwrap();
+                match MmapIdMapper::open(dir.path()) {
+                    Ok(_) => panic!("{file}: bit {bit} of byte {at} flipped, open succeeded"),
+                    Err(e) => assert_names_file(e, file),
+                }
+            }
         }
-        fs::write(&p, &b).unwrap();
-        assert!(MmapIdMapper::open(dir.path()).is_err(), "{file}");
         fs::write(&p, orig).unwrap();
     }
-    // A single bad slot (not in the sample) only makes its id unknown.
     let m = MmapIdMapper::open(dir.path()).unwrap();
-    let victim = ids
-        .iter()
-        .position(|id| m.internal(*id).unwrap() == Some(1))
-        .unwrap();
-    drop(m);
-    let p = dir.path().join(id_map::IDS_SLOTS_FILE);
-    let mut b = fs::read(&p).unwrap();
-    let slot = b[24..]
-        .chunks(4)
-        .position(|c| u32::from_le_bytes(c.try_into().unwrap()) == 1)
-        .unwrap();
-    b[24 + slot * 4..28 + slot * 4].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
-    fs::write(&p, b).unwrap();
-    let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(ids[victim]).unwrap(), None);
-    assert_eq!(m.internal(ids[0]).unwrap(), Some(0));
+    assert_eq!(m.internal(ids[5]).unwrap(), Some(5));
 }
 
-/// Flags file layout: 32-byte header (dirty word at 24), deleted bitmap,
-/// UUID bitmap.
-fn set_dirty_and_bit(dir: &Path, offset: usize, deleted: bool) {
-    let p = dir.join(id_map::IDS_FLAGS_FILE);
-    let mut b = fs::read(&p).unwrap();
-    b[24..32].copy_from_slice(&1u64.to_le_bytes());
-    let byte = 32 + offset / 8;
-    if deleted {
-        b[byte] |= 1 << (offset % 8);
-    } else {
-        b[byte] &= !(1 << (offset % 8));
-    }
-    fs::write(&p, b).unwrap();
+/// Byte offset of copy `c` of a checked bitmap of `bits` bits.
+fn bitmap_copy_at(c: usize, bits: usize) -> usize {
+    32 + c * (16 + 8 * bits.div_ceil(64))
 }
 
 #[test]
-fn ids_interrupted_drops_are_reconciled_at_open() {
+fn ids_drops_are_durable_at_flush_and_survive_one_damaged_copy() {
     let ids: Vec<PointId> = (0..100u64).map(PointId::Num).collect();
-    // Drop reached the slot file but not the deleted bitmap.
     let dir = tmp();
     let mut m = MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
+    let start = m.durable_sequence().unwrap();
     assert_eq!(m.drop_id(PointId::Num(40)).unwrap(), Some(40));
     m.flush_mappings().unwrap();
+    assert_eq!(m.durable_sequence(), Some(start + 1));
+    // Not flushed: gone after a kill (or a drop without flush).
+    assert_eq!(m.drop_id(PointId::Num(3)).unwrap(), Some(3));
+    assert_eq!(m.internal(PointId::Num(3)).unwrap(), None);
     drop(m);
-    set_dirty_and_bit(dir.path(), 40, false);
     let m = MmapIdMapper::open(dir.path()).unwrap();
     assert_eq!(m.internal(PointId::Num(40)).unwrap(), None);
     assert_eq!(m.external(40).unwrap(), None);
+    assert_eq!(m.internal(PointId::Num(3)).unwrap(), Some(3));
     assert_eq!(m.available_count(), 99);
+    assert_eq!(m.durable_sequence(), Some(start + 1));
     drop(m);
-    // And the dirty word was cleared: opening again is a plain open.
-    let b = fs::read(dir.path().join(id_map::IDS_FLAGS_FILE)).unwrap();
-    assert_eq!(&b[24..32], &0u64.to_le_bytes());
+    // A flipped bit in either copy of the deleted bitmap: the other copy
+    // holds the same state.
+    let p = dir.path().join(id_map::IDS_DELETED_FILE);
+    let good = fs::read(&p).unwrap();
+    for c in 0..2 {
+        let mut b = good.clone();
+        b[bitmap_copy_at(c, 100) + 16] ^= 0x08; // offset 3
+        fs::write(&p, &b).unwrap();
+        let m = MmapIdMapper::open(dir.path()).unwrap();
+        assert_eq!(m.internal(PointId::Num(3)).unwrap(), Some(3), "copy {c}");
+        assert_eq!(m.internal(PointId::Num(40)).unwrap(), None, "copy {c}");
+        assert_eq!(m.durable_sequence(), Some(start + 1));
+    }
+    // Both copies damaged: an error.
+    let mut b = good.clone();
+    b[bitmap_copy_at(0, 100) + 16] ^= 0x08;
+    b[bitmap_copy_at(1, 100) + 17] ^= 0x01;
+    fs::write(&p, &b).unwrap();
+    assert_names_file(
+        MmapIdMapper::open(dir.path()).unwrap_err(),
+        id_map::IDS_DELETED_FILE,
+    );
+}
 
-    // Drop reached the deleted bitmap but not the slot file.
-    let dir = tmp();
-    MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
-    set_dirty_and_bit(dir.path(), 7, true);
-    let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(PointId::Num(7)).unwrap(), None);
-    assert_eq!(m.external(7).unwrap(), None);
-    assert_eq!(m.available_count(), 99);
-    assert_eq!(m.iter_from(None).map(Result::unwrap).count(), 99);
+// ------------------------------------------------------- format 1 upgrade
 
-    // Unflushed drops still in the page cache are applied on reopen.
+/// A copy of `tests/fixtures/mmap_v1` (an id map and payload storage
+/// written by format 1, with flushed drops and clears) and its
+/// `expected.json`.
+fn v1_fixture() -> (tempfile::TempDir, serde_json::Value) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mmap_v1");
     let dir = tmp();
-    let mut m = MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
-    m.drop_id(PointId::Num(3)).unwrap();
+    for sub in ["ids", "payloads"] {
+        fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    let expected = serde_json::from_slice(&fs::read(src.join("expected.json")).unwrap()).unwrap();
+    (dir, expected)
+}
+
+fn check_against_expected(
+    m: &MmapIdMapper,
+    expected: &serde_json::Value,
+    extra_drop: Option<PointOffset>,
+) {
+    let mut links: Vec<(String, u64, u64)> =
+        serde_json::from_value(expected["links"].clone()).unwrap();
+    links.retain(|l| Some(l.1 as PointOffset) != extra_drop);
+    assert_eq!(
+        m.total_count(),
+        expected["total"].as_u64().unwrap() as usize
+    );
+    assert_eq!(m.available_count(), links.len());
+    let got: Vec<(String, u64, u64)> = m
+        .iter_from(None)
+        .map(|r| {
+            let (id, o) = r.unwrap();
+            assert_eq!(m.internal(id).unwrap(), Some(o));
+            assert_eq!(m.external(o).unwrap(), Some(id));
+            (id.to_string(), o as u64, m.version(o).unwrap().unwrap())
+        })
+        .collect();
+    assert_eq!(got, links);
+}
+
+#[test]
+fn format_1_id_map_and_payloads_are_upgraded_at_open() {
+    let (dir, expected) = v1_fixture();
+    let ids = dir.path().join("ids");
+    assert!(ids.join(id_map::IDS_FLAGS_FILE).exists());
+    let m = MmapIdMapper::open(&ids).unwrap();
+    check_against_expected(&m, &expected, None);
     drop(m);
-    let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(PointId::Num(3)).unwrap(), None);
-    assert_eq!(m.available_count(), 99);
+    assert!(!ids.join(id_map::IDS_FLAGS_FILE).exists());
+    let m = MmapIdMapper::open(&ids).unwrap();
+    check_against_expected(&m, &expected, None);
+
+    let p = MmapPayloadStorage::open(&dir.path().join("payloads")).unwrap();
+    let want: BTreeMap<String, Payload> =
+        serde_json::from_value(expected["payloads"].clone()).unwrap();
+    for (o, payload) in &want {
+        assert_eq!(&p.get(o.parse().unwrap()).unwrap(), payload, "payload {o}");
+    }
+    assert_eq!(
+        p.count() as u64,
+        expected["payload_count"].as_u64().unwrap()
+    );
+    assert!(p.is_cleared(2) && p.is_cleared(20) && !p.is_cleared(3));
+}
+
+#[test]
+fn format_1_interrupted_drops_and_upgrades_keep_every_drop() {
+    // Format 1 after a kill: the drop of offset 7 reached the slot only
+    // (bit 31), the dirty word set.
+    let (dir, expected) = v1_fixture();
+    let ids = dir.path().join("ids");
+    let slot_of_7 = {
+        let b = fs::read(ids.join(id_map::IDS_SLOTS_FILE)).unwrap();
+        b[24..]
+            .chunks(4)
+            .position(|c| u32::from_le_bytes(c.try_into().unwrap()) == 7)
+            .unwrap()
+    };
+    let mut b = fs::read(ids.join(id_map::IDS_SLOTS_FILE)).unwrap();
+    b[24 + slot_of_7 * 4 + 3] |= 0x80;
+    fs::write(ids.join(id_map::IDS_SLOTS_FILE), &b).unwrap();
+    let mut f = fs::read(ids.join(id_map::IDS_FLAGS_FILE)).unwrap();
+    f[24] = 1;
+    fs::write(ids.join(id_map::IDS_FLAGS_FILE), &f).unwrap();
+    let v1_state: Vec<(String, Vec<u8>)> = fs::read_dir(&ids)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+
+    let m = MmapIdMapper::open(&ids).unwrap();
+    check_against_expected(&m, &expected, Some(7));
+    drop(m);
+
+    // An upgrade killed after it wrote some files: put back the format-1
+    // flags file and one format-1 table beside the upgraded ones; the
+    // next open finishes it with the same result.
+    for restore in [
+        id_map::IDS_SLOTS_FILE,
+        id_map::IDS_EXTERNAL_FILE,
+        id_map::IDS_PHF_FILE,
+    ] {
+        for (name, bytes) in &v1_state {
+            if name == id_map::IDS_FLAGS_FILE || name == restore {
+                fs::write(ids.join(name), bytes).unwrap();
+            }
+        }
+        let m = MmapIdMapper::open(&ids).unwrap();
+        check_against_expected(&m, &expected, Some(7));
+        assert!(!ids.join(id_map::IDS_FLAGS_FILE).exists());
+    }
 }

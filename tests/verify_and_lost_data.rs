@@ -1,13 +1,17 @@
 //! `vecseg inspect --verify` / `Segment::verify`, and the checks that catch
 //! a storage that lost flushed data (older files put back, a RocksDB that
 //! recovered an older state).
+//!
+//! Needs the `rocksdb` cargo feature (on by default): the same loops run
+//! the RocksDB kind beside the chunked and mmap ones.
+#![cfg(feature = "rocksdb")]
 
 mod process;
 
 use process::copy_dir;
 
 use vecseg::cli::inspect::inspect;
-use vecseg::migrate::layout::{
+use vecseg::kinds::{
     create_chunked_segment, create_rocks_segment, open_chunked_segment, open_rocks_segment,
     SegmentLayout,
 };

@@ -191,8 +191,8 @@ fn open_methods(dir: &Path, coalescing: ReadCoalescing) -> Result<Vec<Method>, B
         read_coalescing,
         ..Default::default()
     };
-    let mapped = |advice| MmapVectorOptions {
-        advice,
+    let mapped = |advice: Advice| MmapVectorOptions {
+        advice: advice.into(),
         multi_mmap: false,
         ..Default::default()
     };

@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use vecseg_mmap::{FilePrefix, MmapVectorOptions};
-use vecseg_rocksdb::RocksOptions;
 use vecseg_traits::{
     IdMapperRead, PayloadStorageRead, Result, StorageError, VectorElement, VectorStorageRead,
 };
 
-use crate::migrate::layout::{self, SegmentKind};
+use crate::kinds::{self, SegmentKind};
 use crate::segment::SegmentState;
 use crate::Segment;
 
@@ -58,7 +57,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
         "backends    {} / {} / {}",
         state.backends.vectors, state.backends.payloads, state.backends.ids
     );
-    let (kind, element) = layout::detect_kind(&state).ok_or_else(|| {
+    let (kind, element) = kinds::detect_kind(&state).ok_or_else(|| {
         StorageError::corrupted(
             dir.join(crate::segment::STATE_FILE),
             "unknown backend combination",
@@ -87,13 +86,18 @@ fn counts<T: VectorElement>(
     verify: bool,
 ) -> Result<String, StorageError> {
     match kind {
+        #[cfg(feature = "rocksdb")]
         SegmentKind::Rocks => summary(
-            &layout::open_rocks_segment::<T>(dir, &RocksOptions::default())?,
+            &kinds::open_rocks_segment::<T>(dir, &Default::default())?,
             verify,
         ),
-        SegmentKind::Chunked => summary(&layout::open_chunked_segment::<T>(dir)?, verify),
+        #[cfg(not(feature = "rocksdb"))]
+        SegmentKind::Rocks => Err(kinds::rocksdb_feature_missing(
+            "inspecting a RocksDB segment",
+        )),
+        SegmentKind::Chunked => summary(&kinds::open_chunked_segment::<T>(dir)?, verify),
         SegmentKind::Mmap => summary(
-            &layout::open_mmap_segment::<T>(dir, &MmapVectorOptions::default())?,
+            &kinds::open_mmap_segment::<T>(dir, &MmapVectorOptions::default())?,
             verify,
         ),
     }

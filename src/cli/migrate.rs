@@ -1,15 +1,18 @@
 //! `vecseg migrate <segment-dir> [--to mmap|chunked] [--verify-only]`: the
 //! in-place upgrade of a RocksDB segment directory (see
-//! [`crate::migrate::upgrade`] for the crash-safety protocol), with a
-//! progress bar and a summary.
+//! `crate::migrate::upgrade` for the crash-safety protocol), with a
+//! progress bar and a summary. Needs the `rocksdb` cargo feature; without
+//! it the command explains that.
 
 use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::kinds::SegmentKind;
+#[cfg(feature = "rocksdb")]
 use crate::migrate::{
-    upgrade_segment_dir, Progress, SegmentKind, UpgradeOptions, UpgradeOutcome, UpgradeReport,
+    upgrade_segment_dir, Progress, UpgradeOptions, UpgradeOutcome, UpgradeReport,
 };
 
 /// Target storages of `vecseg migrate`.
@@ -52,11 +55,7 @@ pub struct MigrateArgs {
     pub batch: usize,
 }
 
-/// Run `vecseg migrate`: progress bar on stderr (unless `quiet`), summary on
-/// stdout. Any problem is returned as an error (the caller prints it and
-/// exits non-zero); the segment is then either untouched or, if the switch
-/// had already happened, fully migrated.
-pub fn run(args: &MigrateArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
+fn check_segment_dir(args: &MigrateArgs) -> Result<(), Box<dyn Error>> {
     if !args.segment_dir.join(crate::segment::STATE_FILE).is_file() {
         return Err(format!(
             "{} is not a segment directory (no {})",
@@ -65,6 +64,25 @@ pub fn run(args: &MigrateArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
+    Ok(())
+}
+
+/// Without the `rocksdb` cargo feature there is no RocksDB segment to
+/// upgrade from: an error that says so.
+#[cfg(not(feature = "rocksdb"))]
+pub fn run(args: &MigrateArgs, _quiet: bool) -> Result<(), Box<dyn Error>> {
+    check_segment_dir(args)?;
+    SegmentKind::Rocks.require_available("`vecseg migrate` (its source is a RocksDB segment)")?;
+    Ok(())
+}
+
+/// Run `vecseg migrate`: progress bar on stderr (unless `quiet`), summary on
+/// stdout. Any problem is returned as an error (the caller prints it and
+/// exits non-zero); the segment is then either untouched or, if the switch
+/// had already happened, fully migrated.
+#[cfg(feature = "rocksdb")]
+pub fn run(args: &MigrateArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
+    check_segment_dir(args)?;
     let options = UpgradeOptions {
         target: args.to.kind(),
         batch_slots: args.batch.max(1),
@@ -100,6 +118,7 @@ pub fn run(args: &MigrateArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
 }
 
 /// The summary lines printed after a migration.
+#[cfg(feature = "rocksdb")]
 pub fn summary(dir: &std::path::Path, r: &UpgradeReport) -> String {
     let what = match r.outcome {
         UpgradeOutcome::Upgraded => format!("migrated {} to {}", dir.display(), r.target.name()),

@@ -14,6 +14,7 @@ use super::checksum::Checksum;
 use super::slots::{placeholder_id, read_batch, slot_count, write_batch};
 use super::verify::{verify, VerifyOptions};
 use super::{MigrateOptions, MigrationReport, Phase, Progress};
+use crate::kinds::MmapSegment;
 use crate::Segment;
 
 /// Running state of a copy: where it is and what it has seen so far. Saved
@@ -60,7 +61,7 @@ fn check_compatible<SV: VectorStorageRead, TV: VectorStorageRead>(
 }
 
 /// Reads a run of source offsets; [`read_batch`] for any segment, or a
-/// backend's bulk path (see [`super::layout::read_rocks_batch`]).
+/// backend's bulk path (see [`super::read_rocks_batch`]).
 pub type BatchReader<'a, T> =
     &'a (dyn Fn(std::ops::Range<usize>) -> Result<super::SlotBatch<T>> + Sync);
 
@@ -204,9 +205,6 @@ where
     Ok(report)
 }
 
-/// The immutable mmap segment type [`build_mmap`] produces.
-pub type MmapSegment<T = f32> = Segment<MmapVectorStorage<T>, MmapPayloadStorage, MmapIdMapper>;
-
 /// Build an immutable mmap segment in `dir` (`vectors/`, `payloads/`,
 /// `ids/`, `segment.json`) from any `source` segment: the buildable-target
 /// path. Each storage is built from the source's storage of the same
@@ -235,7 +233,7 @@ where
         })
     };
     report(0);
-    let layout = super::layout::SegmentLayout::new(dir);
+    let layout = crate::kinds::SegmentLayout::new(dir);
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
     // The vector file on one thread, payloads then ids on the other: the
     // three builds read and write disjoint files.

@@ -7,29 +7,37 @@
 //! | `verify.rs`   | [`verify`]: both sides read and compared slot by slot plus a checksum |
 //! | `slots.rs`    | [`SlotBatch`]: a run of offsets read through the read traits          |
 //! | `checksum.rs` | [`Checksum`]: the order-dependent digest both sides compute           |
-//! | `upgrade.rs`  | [`upgrade_segment_dir`]: the crash-safe, resumable in-place upgrade   |
-//! | `layout.rs`   | directory layout and the concrete segment types                      |
+//! | `upgrade.rs`  | `upgrade_segment_dir`: the crash-safe, resumable in-place upgrade   |
+//! | `rocks_batch.rs` | `read_rocks_batch`: a RocksDB segment read by forward iterators |
+//!
+//! Segment kinds, their directory layout and create / open helpers are in
+//! [`crate::kinds`].
 //!
 //! Copies preserve offsets: slot `o` of the target holds exactly what slot
 //! `o` of the source holds (vector, deleted flag, payload, external id,
 //! version; dropped offsets stay allocated and unmapped), so the target is
 //! the same segment on another backend, and verification can compare the
 //! two slot by slot. The crash-safety protocol of the in-place upgrade is
-//! described in `docs/migration.md` and in [`upgrade`].
+//! described in `docs/migration.md` and in `upgrade` (cargo feature
+//! `rocksdb`: the upgrade's source is a RocksDB segment).
 
 mod checksum;
 mod copy;
-pub mod layout;
+#[cfg(feature = "rocksdb")]
+mod rocks_batch;
 mod slots;
+#[cfg(feature = "rocksdb")]
 pub mod upgrade;
 mod verify;
 
 use std::time::Duration;
 
 pub use checksum::Checksum;
-pub use copy::{build_mmap, copy_range, migrate, AfterBatch, BatchReader, CopyCursor, MmapSegment};
-pub use layout::{ChunkedSegment, RocksSegment, SegmentKind, SegmentLayout};
+pub use copy::{build_mmap, copy_range, migrate, AfterBatch, BatchReader, CopyCursor};
+#[cfg(feature = "rocksdb")]
+pub use rocks_batch::read_rocks_batch;
 pub use slots::{read_batch, slot_count, write_batch, SlotBatch};
+#[cfg(feature = "rocksdb")]
 pub use upgrade::{upgrade_segment_dir, UpgradeOptions, UpgradeOutcome, UpgradeReport};
 pub use verify::{verify, verify_hashes, verify_with, VerifyOptions, VerifyReport};
 

@@ -57,13 +57,14 @@ use vecseg_traits::{
 };
 
 use super::copy::{build_mmap, copy_range, CopyCursor};
-use super::layout::{
-    create_chunked_segment, detect_kind, open_chunked_storages, open_rocks_segment_unrepaired,
-    read_rocks_batch, state_for_kind, RocksSegment, SegmentKind, SegmentLayout,
-};
+use super::rocks_batch::read_rocks_batch;
 use super::slots::{read_batch, slot_count};
 use super::verify::{verify_hashes, verify_with, VerifyOptions, VerifyReport};
 use super::{Checksum, MigrateOptions, MigrationReport, Phase, Progress, DEFAULT_BATCH_SLOTS};
+use crate::kinds::{
+    create_chunked_segment, detect_kind, open_chunked_storages, open_rocks_segment_unrepaired,
+    state_for_kind, RocksSegment, SegmentKind, SegmentLayout,
+};
 use crate::segment::SegmentState;
 use crate::Segment;
 

@@ -45,6 +45,7 @@
 //! whole later operation, older version): replaying the WAL from the
 //! persisted version re-applies it, and every operation is idempotent.
 
+mod batch;
 mod entry;
 mod read;
 mod search;
@@ -54,6 +55,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
+pub use batch::PointInput;
 pub use search::ScanOptions;
 pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
 pub use verify::VerifyReport;

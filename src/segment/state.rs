@@ -81,8 +81,11 @@ pub struct SegmentState {
     #[serde(default)]
     pub vector_total: u64,
     /// The storages' durable sequence numbers at the last flush (vectors,
-    /// payloads, ids; `None` for backends without one).
-    #[serde(default)]
+    /// payloads, ids; `None` for backends without one). Stored as
+    /// `storage_sequences`: files of earlier builds named it
+    /// `durable_sequences` and could carry a RocksDB sequence into a
+    /// migrated segment, so that key is ignored.
+    #[serde(default, rename = "storage_sequences")]
     pub durable_sequences: [Option<u64>; 3],
 }
 

@@ -100,6 +100,18 @@ where
     ) -> Result<bool> {
         let stored = self.prepare_vector(vector)?;
         validate_payload(payload)?;
+        self.upsert_prepared(version, id, &stored, payload)
+    }
+
+    /// [`upsert`](Self::upsert) of a vector already validated and
+    /// preprocessed, with a validated payload.
+    pub(super) fn upsert_prepared(
+        &mut self,
+        version: Version,
+        id: PointId,
+        stored: &[V::Element],
+        payload: &Payload,
+    ) -> Result<bool> {
         let (offset, retired) = match self.target(version, id)? {
             Some(Target::Stale) => return Ok(false),
             Some(Target::Apply(o)) if o as usize >= self.ids.durable_offsets() => (o, None),
@@ -107,7 +119,7 @@ where
             None => (self.next_offset()?, None),
         };
         self.pad_vectors_to(offset)?;
-        self.vectors.insert(offset, &stored)?;
+        self.vectors.insert(offset, stored)?;
         self.payloads.overwrite(offset, payload)?;
         if self.ids.internal(id)? == Some(offset) {
             self.ids.set_version(offset, version)?;
@@ -214,8 +226,7 @@ mod tests {
     fn durable_points_move_and_fresh_points_stay() {
         let dir = tempfile::tempdir().unwrap();
         let mut s =
-            crate::migrate::layout::create_chunked_segment::<f32>(dir.path(), 2, Distance::Dot)
-                .unwrap();
+            crate::kinds::create_chunked_segment::<f32>(dir.path(), 2, Distance::Dot).unwrap();
         let a = PointId::Num(1);
         s.upsert(1, a, &[1.0, 0.0], &payload(1)).unwrap();
         s.upsert(2, a, &[2.0, 0.0], &payload(2)).unwrap();

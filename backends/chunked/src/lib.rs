@@ -27,5 +27,12 @@ pub mod payload;
 pub mod vector;
 
 pub use id_map::ChunkedIdMapper;
-pub use payload::{ChunkedPayloadStorage, PayloadOptions};
-pub use vector::{ChunkedConfig, ChunkedVectorStorage};
+pub use payload::{ChunkedPayloadOptions, ChunkedPayloadStorage};
+pub use vector::{ChunkedVectorOptions, ChunkedVectorStorage};
+
+/// Former name of [`ChunkedVectorOptions`].
+#[deprecated(note = "renamed to ChunkedVectorOptions")]
+pub type ChunkedConfig = ChunkedVectorOptions;
+/// Former name of [`ChunkedPayloadOptions`].
+#[deprecated(note = "renamed to ChunkedPayloadOptions")]
+pub type PayloadOptions = ChunkedPayloadOptions;

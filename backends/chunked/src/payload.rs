@@ -44,7 +44,7 @@
 //!
 //! ## In-RAM mode
 //!
-//! [`PayloadOptions::populate`] (see [`PayloadOptions::in_ram`]) faults the
+//! [`ChunkedPayloadOptions::populate`] (see [`ChunkedPayloadOptions::in_ram`]) faults the
 //! page and tracker mappings in at open.
 
 use std::collections::{BTreeSet, HashMap};
@@ -93,7 +93,7 @@ pub fn page_path(dir: &Path, index: usize) -> PathBuf {
 
 /// Options of a [`ChunkedPayloadStorage`] chosen at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PayloadOptions {
+pub struct ChunkedPayloadOptions {
     /// Bytes per block (the allocation unit); default 128.
     pub block_size: usize,
     /// Data bytes of a standard page file; default 32 MiB. Rounded down to
@@ -105,9 +105,9 @@ pub struct PayloadOptions {
     pub populate: bool,
 }
 
-impl Default for PayloadOptions {
+impl Default for ChunkedPayloadOptions {
     fn default() -> Self {
-        PayloadOptions {
+        ChunkedPayloadOptions {
             block_size: 128,
             page_size: 32 << 20,
             region_blocks: 8192,
@@ -116,18 +116,42 @@ impl Default for PayloadOptions {
     }
 }
 
-impl PayloadOptions {
+impl ChunkedPayloadOptions {
     /// Default geometry, mappings populated at open (`InRam` mode).
     pub fn in_ram() -> Self {
-        PayloadOptions {
+        ChunkedPayloadOptions {
             populate: true,
             ..Self::default()
         }
     }
 
+    /// These options with blocks of `bytes` bytes.
+    pub fn with_block_size(mut self, bytes: usize) -> Self {
+        self.block_size = bytes;
+        self
+    }
+
+    /// These options with page files of `bytes` data bytes.
+    pub fn with_page_size(mut self, bytes: usize) -> Self {
+        self.page_size = bytes;
+        self
+    }
+
+    /// These options with `blocks` blocks per gap-summary region.
+    pub fn with_region_blocks(mut self, blocks: usize) -> Self {
+        self.region_blocks = blocks;
+        self
+    }
+
+    /// These options with the populate (`InRam`) flag set to `populate`.
+    pub fn with_populate(mut self, populate: bool) -> Self {
+        self.populate = populate;
+        self
+    }
+
     /// Small pages and regions, so tests cross page and region boundaries.
     pub fn small_for_tests() -> Self {
-        PayloadOptions {
+        ChunkedPayloadOptions {
             block_size: 32,
             page_size: 16 << 10,
             region_blocks: 64,
@@ -222,7 +246,7 @@ pub struct ChunkedPayloadStorage {
 impl ChunkedPayloadStorage {
     /// Create an empty storage in `dir` (created if missing; an existing
     /// storage there is an error).
-    pub fn create(dir: &Path, options: PayloadOptions) -> Result<Self> {
+    pub fn create(dir: &Path, options: ChunkedPayloadOptions) -> Result<Self> {
         let o = options;
         if o.block_size == 0 || o.block_size > (1 << 20) {
             return Err(StorageError::InvalidArgument(format!(

@@ -41,14 +41,15 @@
 //! ## Advice
 //!
 //! Chunk mappings get [`Advice::Normal`] (read-ahead helps cold scans)
-//! unless [`ChunkedVectorStorage::set_advice`] picks another or a
-//! process-wide default is set with [`vecseg_mmap::set_global_advice`].
+//! unless a process-wide default is set with
+//! [`vecseg_mmap::set_global_advice`]; an advice given to
+//! [`ChunkedVectorStorage::set_advice`] wins over both.
 //! [`Advice::Random`] suits storages read mostly by random point reads
 //! while cold.
 //!
 //! ## In-RAM mode
 //!
-//! [`ChunkedConfig::in_ram`] uses the same files but populates every chunk
+//! [`ChunkedVectorOptions::in_ram`] uses the same files but populates every chunk
 //! mapping at open (and every new chunk when it is created), so reads never
 //! fault on a cold page.
 
@@ -59,7 +60,7 @@ use std::path::{Path, PathBuf};
 use bitvec::vec::BitVec;
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
-use vecseg_mmap::advice::effective_advice;
+use vecseg_mmap::advice::AdviceSetting;
 use vecseg_mmap::header::{read_header, CheckedHeader, FilePrefix};
 use vecseg_mmap::{Advice, MmapFileMut};
 use vecseg_traits::bitvec::slice::BitSlice;
@@ -102,7 +103,7 @@ pub fn chunk_path(dir: &Path, index: usize) -> PathBuf {
 
 /// Options of a [`ChunkedVectorStorage`] chosen at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkedConfig {
+pub struct ChunkedVectorOptions {
     /// Upper bound of a chunk's data bytes; the vector count per chunk is
     /// the largest power of two that fits (at least one vector).
     pub chunk_size_bytes: usize,
@@ -110,19 +111,19 @@ pub struct ChunkedConfig {
     pub populate: bool,
 }
 
-impl Default for ChunkedConfig {
+impl Default for ChunkedVectorOptions {
     fn default() -> Self {
-        ChunkedConfig {
+        ChunkedVectorOptions {
             chunk_size_bytes: DEFAULT_CHUNK_SIZE,
             populate: false,
         }
     }
 }
 
-impl ChunkedConfig {
+impl ChunkedVectorOptions {
     /// Default chunk size, pages faulted in at open (`InRam` mode).
     pub fn in_ram() -> Self {
-        ChunkedConfig {
+        ChunkedVectorOptions {
             populate: true,
             ..Self::default()
         }
@@ -192,7 +193,7 @@ pub struct ChunkedVectorStorage<T = f32> {
     chunk_shift: u32,
     populate: bool,
     /// Advice of every chunk mapping (the process-wide default wins).
-    advice: Advice,
+    advice: AdviceSetting,
     chunks: Vec<MmapFileMut>,
     /// Chunks written since the last flush.
     dirty_chunks: Vec<usize>,
@@ -215,7 +216,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         dir: &Path,
         dim: usize,
         distance: Distance,
-        config: ChunkedConfig,
+        config: ChunkedVectorOptions,
     ) -> Result<Self> {
         if dim == 0 {
             return Err(StorageError::InvalidArgument(
@@ -333,7 +334,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             }
             let chunk = MmapFileMut::open(&path)?;
             validate_chunk::<T>(&path, &chunk, chunks.len(), &config, vector_bytes)?;
-            chunk.advise(effective_advice(DEFAULT_ADVICE));
+            chunk.advise(AdviceSetting::Global.resolve(DEFAULT_ADVICE));
             if populate {
                 chunk.populate();
             }
@@ -380,7 +381,7 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
             vector_bytes,
             chunk_shift,
             populate,
-            advice: DEFAULT_ADVICE,
+            advice: AdviceSetting::Global,
             chunks,
             dirty_chunks: Vec::new(),
             count,
@@ -414,20 +415,20 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         self.populate
     }
 
-    /// The advice of the chunk mappings: the process-wide default
-    /// ([`vecseg_mmap::set_global_advice`]) if one is set, else the one given
-    /// to [`ChunkedVectorStorage::set_advice`] (default [`Advice::Normal`]:
-    /// scans get read-ahead).
+    /// The advice of the chunk mappings: the one given to
+    /// [`ChunkedVectorStorage::set_advice`] if any, else the process-wide
+    /// default ([`vecseg_mmap::set_global_advice`]) if one is set, else
+    /// [`Advice::Normal`] (scans get read-ahead).
     pub fn advice(&self) -> Advice {
-        effective_advice(self.advice)
+        self.advice.resolve(DEFAULT_ADVICE)
     }
 
     /// Advise every chunk mapping, and the ones created later, with
-    /// `advice` (unless a process-wide default is set). [`Advice::Random`]
+    /// `advice` (whatever the process-wide default). [`Advice::Random`]
     /// makes a cold point read fetch one page instead of the kernel's
     /// read-around window; [`Advice::Normal`] keeps read-ahead for cold scans.
     pub fn set_advice(&mut self, advice: Advice) {
-        self.advice = advice;
+        self.advice = AdviceSetting::Advice(advice);
         for c in &self.chunks {
             c.advise(self.advice());
         }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use vecseg_chunked::{ChunkedConfig, ChunkedVectorStorage};
+use vecseg_chunked::{ChunkedVectorOptions, ChunkedVectorStorage};
 use vecseg_mmap::{set_global_advice, Advice};
 use vecseg_traits::testing::temp_dir;
 use vecseg_traits::{
@@ -53,9 +53,9 @@ fn chunk_flag(s: &ChunkedVectorStorage<f32>, flag: &str) -> Option<bool> {
 }
 
 #[test]
-fn chunk_mappings_follow_the_storage_and_process_advice() {
+fn chunk_mappings_follow_the_storage_then_the_process_advice() {
     let dir = temp_dir();
-    let config = ChunkedConfig::default().with_chunk_size(4 * 16);
+    let config = ChunkedVectorOptions::default().with_chunk_size(4 * 16);
     let mut s = ChunkedVectorStorage::<f32>::create(dir.path(), 4, Distance::Dot, config).unwrap();
     let vector = |o: usize| [o as f32 + 1.0, 2.0, 3.0, 4.0];
     for o in 0..10 {
@@ -88,14 +88,16 @@ fn chunk_mappings_follow_the_storage_and_process_advice() {
     assert_eq!(chunk_flag(&s, "sr"), Some(false));
     drop(s);
 
-    // ...unless a process-wide default is set, which wins over the storage's.
+    // ...or the process-wide default when one is set; an explicit advice
+    // given to the storage wins over it.
     set_global_advice(Advice::Random);
     let mut s = ChunkedVectorStorage::<f32>::open(dir.path()).unwrap();
     assert_eq!(s.advice(), Advice::Random);
     assert_eq!(chunk_flag(&s, "rr"), Some(true));
     s.set_advice(Advice::Sequential);
-    assert_eq!(s.advice(), Advice::Random);
-    assert_eq!(chunk_flag(&s, "rr"), Some(true));
+    assert_eq!(s.advice(), Advice::Sequential);
+    assert_eq!(chunk_flag(&s, "sr"), Some(true));
+    assert_eq!(chunk_flag(&s, "rr"), Some(false));
     for o in 0..20 {
         assert_eq!(s.get::<Random>(o as PointOffset).unwrap(), &vector(o));
     }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use vecseg_chunked::{
-    ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
+    ChunkedIdMapper, ChunkedPayloadOptions, ChunkedPayloadStorage, ChunkedVectorOptions,
+    ChunkedVectorStorage,
 };
 use vecseg_traits::testing::{temp_dir, Rng};
 use vecseg_traits::{
@@ -106,7 +107,7 @@ fn vector_store(dir: &Path) -> ChunkedVectorStorage<f32> {
         dir,
         4,
         Distance::Dot,
-        ChunkedConfig::default().with_chunk_size(256),
+        ChunkedVectorOptions::default().with_chunk_size(256),
     )
     .unwrap();
     for i in 0..40u32 {
@@ -151,7 +152,12 @@ fn vectors_reopen_keeps_vectors_deletions_and_config() {
     assert!(s.is_populated());
     // Creating over an existing storage is refused.
     assert!(matches!(
-        ChunkedVectorStorage::<f32>::create(dir.path(), 4, Distance::Dot, ChunkedConfig::default()),
+        ChunkedVectorStorage::<f32>::create(
+            dir.path(),
+            4,
+            Distance::Dot,
+            ChunkedVectorOptions::default()
+        ),
         Err(StorageError::InvalidArgument(_))
     ));
 }
@@ -286,7 +292,8 @@ fn vectors_bad_files_name_the_file() {
 }
 
 fn payload_store(dir: &Path) -> ChunkedPayloadStorage {
-    let mut s = ChunkedPayloadStorage::create(dir, PayloadOptions::small_for_tests()).unwrap();
+    let mut s =
+        ChunkedPayloadStorage::create(dir, ChunkedPayloadOptions::small_for_tests()).unwrap();
     for o in 0..200u32 {
         s.overwrite(o, &obj(json!({"o": o, "pad": "y".repeat(o as usize * 3)})))
             .unwrap();

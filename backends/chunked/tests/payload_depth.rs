@@ -5,7 +5,7 @@
 //! then cannot be read back, which is what the validation prevents.
 
 use serde_json::Value;
-use vecseg_chunked::{ChunkedPayloadStorage, PayloadOptions};
+use vecseg_chunked::{ChunkedPayloadOptions, ChunkedPayloadStorage};
 use vecseg_traits::{
     nested_payload, payload_depth, validate_payload, AppendablePayloadStorage, Payload,
     PayloadStorage, PayloadStorageRead, StorageError, MAX_PAYLOAD_DEPTH,
@@ -31,7 +31,8 @@ fn a_payload_at_the_limit_round_trips_through_messagepack() {
 
     // And through a storage on disk, across a reopen.
     let dir = tempfile::tempdir().unwrap();
-    let mut s = ChunkedPayloadStorage::create(dir.path(), PayloadOptions::default()).unwrap();
+    let mut s =
+        ChunkedPayloadStorage::create(dir.path(), ChunkedPayloadOptions::default()).unwrap();
     s.overwrite(0, &p).unwrap();
     assert_eq!(s.get(0).unwrap(), p);
     s.flush().unwrap();

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use vecseg_chunked::{ChunkedPayloadStorage, PayloadOptions};
+use vecseg_chunked::{ChunkedPayloadOptions, ChunkedPayloadStorage};
 use vecseg_traits::testing::{temp_dir, Rng};
 use vecseg_traits::{
     AppendablePayloadStorage, Payload, PayloadStorage, PayloadStorageRead, PointOffset,
@@ -64,7 +64,7 @@ fn check_all(s: &ChunkedPayloadStorage, model: &HashMap<PointOffset, Payload>) {
 #[test]
 fn payload_storage_matches_hashmap_model() {
     let dir = temp_dir();
-    let options = PayloadOptions::small_for_tests();
+    let options = ChunkedPayloadOptions::small_for_tests();
     let mut s = ChunkedPayloadStorage::create(dir.path(), options).unwrap();
     let mut model: HashMap<PointOffset, Payload> = HashMap::new();
     let mut flushed = model.clone();

@@ -1,9 +1,11 @@
 //! Access advice for mappings (`madvise`), populating and cache eviction.
 //!
-//! Every storage can set its own [`Advice`]; storages that do not choose use
-//! the process-wide default ([`set_global_advice`]). A failing `madvise` is
-//! logged (a performance problem, not a correctness one) and never ignored
-//! silently.
+//! A storage's advice is an [`AdviceSetting`]: an explicit
+//! [`AdviceSetting::Advice`] always applies; [`AdviceSetting::Global`] (the
+//! default) follows the process-wide default set with
+//! [`set_global_advice`], and the storage's own default when none is set.
+//! A failing `madvise` is logged (a performance problem, not a correctness
+//! one) and never ignored silently.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -41,10 +43,47 @@ impl Advice {
     }
 }
 
-/// Process-wide default, 0 = unset (use the storage's own choice).
+/// Where a storage takes its [`Advice`] from.
+///
+/// ```
+/// use vecseg_mmap::advice::{AdviceSetting, Advice};
+/// // No process-wide default set: `Global` falls back to the storage's own.
+/// assert_eq!(AdviceSetting::Global.resolve(Advice::Random), Advice::Random);
+/// assert_eq!(AdviceSetting::from(Advice::Sequential).resolve(Advice::Random), Advice::Sequential);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdviceSetting {
+    /// The process-wide default ([`set_global_advice`]) if one is set, else
+    /// the storage's own default.
+    #[default]
+    Global,
+    /// This advice, whatever the process-wide default.
+    Advice(Advice),
+}
+
+impl AdviceSetting {
+    /// The advice to apply for a storage whose own default is
+    /// `storage_default`.
+    pub fn resolve(self, storage_default: Advice) -> Advice {
+        match self {
+            AdviceSetting::Advice(a) => a,
+            AdviceSetting::Global => global_advice().unwrap_or(storage_default),
+        }
+    }
+}
+
+impl From<Advice> for AdviceSetting {
+    fn from(advice: Advice) -> Self {
+        AdviceSetting::Advice(advice)
+    }
+}
+
+/// Process-wide default, `u8::MAX` = unset (use the storage's own choice).
 static GLOBAL_ADVICE: AtomicU8 = AtomicU8::new(u8::MAX);
 
-/// Set the advice used by storages that are opened without an explicit one.
+/// Set the advice used by storages whose setting is
+/// [`AdviceSetting::Global`] (those opened without an explicit advice).
+/// Applies to mappings created afterwards.
 pub fn set_global_advice(advice: Advice) {
     GLOBAL_ADVICE.store(advice.encode(), Ordering::Relaxed);
 }
@@ -55,11 +94,6 @@ pub fn global_advice() -> Option<Advice> {
         u8::MAX => None,
         v => Some(Advice::decode(v)),
     }
-}
-
-/// `advice` unless a process-wide default overrides it.
-pub fn effective_advice(advice: Advice) -> Advice {
-    global_advice().unwrap_or(advice)
 }
 
 /// Apply `advice` to a mapping, logging (not failing) when the kernel refuses.
@@ -91,9 +125,10 @@ pub(crate) fn populate(map: &impl AdviseTarget, bytes: &[u8], path: &std::path::
     std::hint::black_box(sum);
 }
 
-/// The system page size (4096 if unknown).
+/// The system page size (`sysconf(_SC_PAGESIZE)`, read once).
 pub fn page_size() -> usize {
-    4096
+    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(crate::raw::advice::system_page_size)
 }
 
 /// Mappings that accept `madvise`.
@@ -116,5 +151,39 @@ impl AdviseTarget for memmap2::MmapMut {
             return Ok(());
         }
         self.advise(advice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test owns the process-wide default (tests run in threads).
+    #[test]
+    fn explicit_advice_wins_over_the_global_default() {
+        GLOBAL_ADVICE.store(u8::MAX, Ordering::Relaxed);
+        assert_eq!(
+            AdviceSetting::Global.resolve(Advice::Random),
+            Advice::Random
+        );
+        set_global_advice(Advice::Sequential);
+        assert_eq!(
+            AdviceSetting::Global.resolve(Advice::Random),
+            Advice::Sequential
+        );
+        for a in [Advice::Normal, Advice::Random, Advice::Sequential] {
+            assert_eq!(AdviceSetting::from(a).resolve(Advice::Random), a);
+        }
+        GLOBAL_ADVICE.store(u8::MAX, Ordering::Relaxed);
+        assert_eq!(
+            AdviceSetting::Global.resolve(Advice::Normal),
+            Advice::Normal
+        );
+    }
+
+    #[test]
+    fn page_size_comes_from_the_system() {
+        let p = page_size();
+        assert!(p.is_power_of_two() && p >= 4096, "{p}");
     }
 }

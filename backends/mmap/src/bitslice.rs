@@ -1,5 +1,6 @@
 //! [`MmapBitSlice`]: a growable bit slice stored in a memory-mapped file,
-//! used for deleted flags (`deleted.dat`).
+//! the format-1 mmap `deleted.dat`, read by `vector.rs` to convert it into a
+//! [`crate::CheckedBitmap`].
 //!
 //! File layout (little-endian, see `docs/file-formats.md`):
 //!

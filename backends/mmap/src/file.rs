@@ -3,7 +3,8 @@
 //! mapping and expose plain byte slices; typed views go through
 //! [`crate::header::cast_slice`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
@@ -20,6 +21,30 @@ pub fn evict_file_from_page_cache(path: &Path) -> Result<()> {
     raw::advice::evict_file_cache(&file, path)
 }
 
+/// Create `path` durably: write `path` + `.tmp` through `fill`, fsync it,
+/// rename it over `path` and fsync the directory. A crash leaves either no
+/// file or the complete one.
+pub(crate) fn write_new_file(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let file = File::create(&tmp).at(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        fill(&mut w).at(&tmp)?;
+        let file = w.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
+        file.sync_all().at(&tmp)?;
+    }
+    fs::rename(&tmp, path).at(path)?;
+    if let Some(dir) = path.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// A read-only mapping of a whole file.
 #[derive(Debug)]
 pub struct MmapFile {
@@ -29,7 +54,8 @@ pub struct MmapFile {
 }
 
 impl MmapFile {
-    /// Map `path` read-only with `advice` (or the process-wide default).
+    /// Map `path` read-only with `advice` (callers resolve an
+    /// [`AdviceSetting`](crate::advice::AdviceSetting) first).
     pub fn open(path: &Path, advice: Advice) -> Result<Self> {
         let file = File::open(path).at(path)?;
         let map = raw::map::map_read(&file, path)?;
@@ -38,7 +64,7 @@ impl MmapFile {
             file,
             map,
         };
-        f.advise(advice::effective_advice(advice));
+        f.advise(advice);
         Ok(f)
     }
 

@@ -6,33 +6,35 @@
 //! back to back in `payload_data.dat`. `payload_offsets.dat` holds `total + 1`
 //! little-endian `u64` byte offsets, so the payload of offset `o` is
 //! `data[offsets[o]..offsets[o + 1]]`; an empty payload takes zero bytes.
-//! Clearing a payload sets a bit in `payload_cleared.dat` (mapped read-write,
-//! made durable by [`PayloadStorage::flush`]); nothing else is ever written
-//! after the build.
+//! Clearing a payload sets a bit of the cleared bitmap, held in RAM and made
+//! durable by [`PayloadStorage::flush`] in `payload_cleared.dat` (a
+//! [`CheckedBitmap`]: two checksummed copies); nothing else is ever written
+//! after the build. A format-1 `payload_cleared.dat` (plain bitmap) is
+//! converted at open.
 //!
-//! A random read touches at most three pages: one of the offsets array, one
-//! of the cleared bitmap and the data page(s) of the value itself.
+//! A random read touches at most two pages: one of the offsets array and
+//! the data page(s) of the value itself.
 //!
 //! Every file is validated when opened (magic, version, header length, file
-//! length against the header, first and last offsets, cleared bits past the
-//! end). Offsets read from the file are checked against the data length on
+//! length against the header, first and last offsets, the cleared bitmap's
+//! checksums). Offsets read from the file are checked against the data length on
 //! every read, so a damaged offsets array yields
 //! [`StorageError::Corrupted`], never a panic or an out-of-bounds read.
 //! Byte layouts are in `docs/file-formats.md`.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytemuck::{Pod, Zeroable};
-use vecseg_traits::fsutil::fsync_dir;
 use vecseg_traits::{
     IoResultExt, Payload, PayloadStorage, PayloadStorageRead, PointOffset, Result, StorageError,
 };
 
-use crate::advice::Advice;
-use crate::file::{MmapFile, MmapFileMut};
-use crate::header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
+use crate::advice::{Advice, AdviceSetting};
+use crate::checked_bitmap::{bitmap_words, has_bits_past, CheckedBitmap};
+use crate::file::{write_new_file, MmapFile};
+use crate::header::{cast_slice, read_header, FilePrefix};
 
 /// File name of the packed MessagePack values.
 pub const PAYLOAD_DATA_FILE: &str = "payload_data.dat";
@@ -43,8 +45,9 @@ pub const PAYLOAD_CLEARED_FILE: &str = "payload_cleared.dat";
 
 const DATA_MAGIC: [u8; 8] = *b"VSPLDATA";
 const OFFSETS_MAGIC: [u8; 8] = *b"VSPLOFFS";
-const CLEARED_MAGIC: [u8; 8] = *b"VSPLCLRD";
-/// Format version of the three payload files.
+/// Magic of a format-1 `payload_cleared.dat` (now a [`CheckedBitmap`]).
+const CLEARED_V1_MAGIC: [u8; 8] = *b"VSPLCLRD";
+/// Format version of `payload_data.dat` and `payload_offsets.dat`.
 pub const PAYLOAD_FORMAT_VERSION: u32 = 1;
 
 /// Header of `payload_data.dat` (24 bytes).
@@ -69,71 +72,52 @@ struct OffsetsHeader {
     non_empty: u64,
 }
 
-/// Header of `payload_cleared.dat` (24 bytes).
+/// Header of a format-1 `payload_cleared.dat` (24 bytes): a plain bitmap,
+/// converted to a [`CheckedBitmap`] at open.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
-struct ClearedHeader {
+struct ClearedHeaderV1 {
     prefix: FilePrefix,
     /// Number of point offsets covered by the bitmap.
     total: u64,
 }
 
-/// Number of `u64` words of a bitmap of `bits` bits.
-pub(crate) fn bitmap_words(bits: usize) -> usize {
-    bits.div_ceil(64)
-}
-
-/// Bit `i` of a word bitmap (false past the end).
-#[inline]
-pub(crate) fn bit(words: &[u64], i: usize) -> bool {
-    words.get(i / 64).is_some_and(|w| (w >> (i % 64)) & 1 == 1)
-}
-
-/// Set bit `i` of a word bitmap; returns its previous value (false and no
-/// change past the end).
-#[inline]
-pub(crate) fn set_bit(words: &mut [u64], i: usize) -> bool {
-    match words.get_mut(i / 64) {
-        Some(w) => {
-            let mask = 1u64 << (i % 64);
-            let was = *w & mask != 0;
-            *w |= mask;
-            was
-        }
-        None => false,
+/// Convert a format-1 `payload_cleared.dat` (a plain bitmap) into a
+/// [`CheckedBitmap`] holding the same bits; a file in the current format is
+/// left alone. The new file replaces the old one by rename, so a kill
+/// leaves one or the other.
+fn convert_cleared_v1(path: &Path) -> Result<()> {
+    let bytes = fs::read(path).at(path)?;
+    if bytes.get(..8) != Some(&CLEARED_V1_MAGIC[..]) {
+        return Ok(());
     }
-}
-
-/// Whether any bit at index `>= bits` is set in the last word.
-pub(crate) fn has_bits_past(words: &[u64], bits: usize) -> bool {
-    if bits & 63 == 0 {
-        return false;
+    let h: ClearedHeaderV1 = read_header(path, &bytes, CLEARED_V1_MAGIC, 1)?;
+    let total = usize::try_from(h.total)
+        .ok()
+        .filter(|t| *t as u64 <= u32::MAX as u64 + 1)
+        .ok_or_else(|| StorageError::corrupted(path, format!("total {} out of range", h.total)))?;
+    let body = &bytes[std::mem::size_of::<ClearedHeaderV1>()..];
+    if body.len() != bitmap_words(total) * 8 {
+        return Err(StorageError::corrupted(
+            path,
+            format!(
+                "bitmap is {} bytes, expected {}",
+                body.len(),
+                bitmap_words(total) * 8
+            ),
+        ));
     }
-    words.last().is_some_and(|w| w >> (bits % 64) != 0)
-}
-
-/// Create `path` durably: write `path` + `.tmp` through `fill`, fsync it,
-/// rename it over `path` and fsync the directory. A crash leaves either no
-/// file or the complete one.
-pub(crate) fn write_new_file(
-    path: &Path,
-    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let file = File::create(&tmp).at(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        fill(&mut w).at(&tmp)?;
-        let file = w.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
-        file.sync_all().at(&tmp)?;
+    let words: Vec<u64> = body
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        .collect();
+    if has_bits_past(&words, total) {
+        return Err(StorageError::corrupted(
+            path,
+            "bits set past the last offset",
+        ));
     }
-    fs::rename(&tmp, path).at(path)?;
-    if let Some(dir) = path.parent() {
-        fsync_dir(dir)?;
-    }
-    Ok(())
+    CheckedBitmap::create(path, total, &words).map(drop)
 }
 
 /// Immutable payload storage: MessagePack values packed back to back in a
@@ -153,15 +137,13 @@ pub struct MmapPayloadStorage {
     dir: PathBuf,
     data: MmapFile,
     offsets: MmapFile,
-    cleared: MmapFileMut,
+    cleared: CheckedBitmap,
     total: usize,
     live: usize,
-    dirty: bool,
 }
 
 const DATA_START: usize = std::mem::size_of::<DataHeader>();
 const OFFSETS_START: usize = std::mem::size_of::<OffsetsHeader>();
-const CLEARED_START: usize = std::mem::size_of::<ClearedHeader>();
 
 impl MmapPayloadStorage {
     /// Build a storage in `dir` (created if missing; existing payload files
@@ -239,31 +221,27 @@ impl MmapPayloadStorage {
         })?;
         drop(offsets);
 
-        let cleared = ClearedHeader {
-            prefix: FilePrefix::new::<ClearedHeader>(CLEARED_MAGIC, PAYLOAD_FORMAT_VERSION),
-            total: total as u64,
-        };
-        write_new_file(&cleared_path, |w| {
-            w.write_all(bytemuck::bytes_of(&cleared))?;
-            let zeros = vec![0u8; bitmap_words(total) * 8];
-            w.write_all(&zeros)
-        })?;
+        CheckedBitmap::create(&cleared_path, total, &vec![0; bitmap_words(total)])?;
         Self::open(dir)
     }
 
-    /// Open a storage built by [`MmapPayloadStorage::build`], advising the
-    /// data for random reads.
+    /// Open a storage built by [`MmapPayloadStorage::build`]; the mappings
+    /// follow the process-wide advice, else [`Advice::Random`].
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with_advice(dir, Advice::Random)
+        Self::open_with_advice(dir, AdviceSetting::Global)
     }
 
-    /// Open with an explicit [`Advice`] for the data and offsets mappings
-    /// (the process-wide default set by
-    /// [`set_global_advice`](crate::set_global_advice) wins).
-    pub fn open_with_advice(dir: &Path, advice: Advice) -> Result<Self> {
+    /// Open with an advice for the data and offsets mappings: an explicit
+    /// [`Advice`] always applies; [`AdviceSetting::Global`] follows
+    /// [`set_global_advice`](crate::set_global_advice), else
+    /// [`Advice::Random`].
+    pub fn open_with_advice(dir: &Path, advice: impl Into<AdviceSetting>) -> Result<Self> {
+        let advice = advice.into().resolve(Advice::Random);
         let data = MmapFile::open(&dir.join(PAYLOAD_DATA_FILE), advice)?;
         let offsets = MmapFile::open(&dir.join(PAYLOAD_OFFSETS_FILE), advice)?;
-        let cleared = MmapFileMut::open(&dir.join(PAYLOAD_CLEARED_FILE))?;
+        let cleared_path = dir.join(PAYLOAD_CLEARED_FILE);
+        convert_cleared_v1(&cleared_path)?;
+        let cleared = CheckedBitmap::open(&cleared_path)?;
 
         let dh: DataHeader = read_header(
             data.path(),
@@ -333,35 +311,13 @@ impl MmapPayloadStorage {
             ));
         }
 
-        let ch: ClearedHeader = read_header(
-            cleared.path(),
-            cleared.bytes(),
-            CLEARED_MAGIC,
-            PAYLOAD_FORMAT_VERSION,
-        )?;
-        if ch.total != oh.total {
+        if cleared.len() != total {
             return Err(StorageError::corrupted(
                 cleared.path(),
-                format!("covers {} offsets, offsets file has {}", ch.total, oh.total),
+                format!("covers {} offsets, offsets file has {total}", cleared.len()),
             ));
         }
-        if cleared.len() - CLEARED_START != bitmap_words(total) * 8 {
-            return Err(StorageError::corrupted(
-                cleared.path(),
-                format!(
-                    "bitmap is {} bytes, expected {}",
-                    cleared.len() - CLEARED_START,
-                    bitmap_words(total) * 8
-                ),
-            ));
-        }
-        let words: &[u64] = cast_slice(cleared.path(), &cleared.bytes()[CLEARED_START..])?;
-        if has_bits_past(words, total) {
-            return Err(StorageError::corrupted(
-                cleared.path(),
-                "bits set past the last offset",
-            ));
-        }
+        let words = cleared.words();
         // Live payloads = non-empty at build minus the non-empty ones cleared since.
         let mut cleared_non_empty = 0u64;
         for (wi, &w) in words.iter().enumerate() {
@@ -385,7 +341,6 @@ impl MmapPayloadStorage {
             cleared,
             total,
             live,
-            dirty: false,
         })
     }
 
@@ -405,13 +360,9 @@ impl MmapPayloadStorage {
         cast_slice(self.offsets.path(), &self.offsets.bytes()[OFFSETS_START..]).unwrap_or(&[])
     }
 
-    fn cleared_words(&self) -> &[u64] {
-        cast_slice(self.cleared.path(), &self.cleared.bytes()[CLEARED_START..]).unwrap_or(&[])
-    }
-
     /// Whether the payload of `offset` was cleared.
     pub fn is_cleared(&self, offset: PointOffset) -> bool {
-        bit(self.cleared_words(), offset as usize)
+        self.cleared.get(offset as usize)
     }
 
     /// The stored MessagePack bytes of `offset`: empty when the offset has no
@@ -475,9 +426,8 @@ impl PayloadStorageRead for MmapPayloadStorage {
     }
 
     fn for_each(&self, f: &mut dyn FnMut(PointOffset, Payload) -> Result<bool>) -> Result<()> {
-        let words = self.cleared_words();
         for o in 0..self.total {
-            if bit(words, o) {
+            if self.cleared.get(o) {
                 continue;
             }
             let bytes = self.stored_bytes(o)?;
@@ -496,8 +446,13 @@ impl PayloadStorageRead for MmapPayloadStorage {
         self.live
     }
 
+    /// The cleared bitmap's generation (+1 per flush that cleared payloads).
+    fn durable_sequence(&self) -> Option<u64> {
+        Some(self.cleared.generation())
+    }
+
     fn disk_bytes(&self) -> u64 {
-        (self.data.len() + self.offsets.len() + self.cleared.len()) as u64
+        (self.data.len() + self.offsets.len()) as u64 + self.cleared.file_len()
     }
 }
 
@@ -510,22 +465,15 @@ impl PayloadStorage for MmapPayloadStorage {
         let bytes = self.stored_bytes(o)?;
         let old = self.decode(offset, bytes)?;
         let non_empty = !bytes.is_empty();
-        let path = self.cleared.path().to_path_buf();
-        let words: &mut [u64] =
-            cast_slice_mut(&path, &mut self.cleared.bytes_mut()[CLEARED_START..])?;
-        set_bit(words, o);
+        self.cleared.set(offset)?;
         if non_empty {
             self.live -= 1;
         }
-        self.dirty = true;
         Ok(old)
     }
 
+    /// Persist the cleared bits (both copies of the checked bitmap).
     fn flush(&mut self) -> Result<()> {
-        if self.dirty {
-            self.cleared.flush()?;
-            self.dirty = false;
-        }
-        Ok(())
+        self.cleared.flush()
     }
 }

@@ -1,5 +1,5 @@
 //! [`MmapVectorStorage`]: an immutable vector storage served zero-copy from
-//! a memory-mapped `matrix.dat`, with deleted flags in a mapped `deleted.dat`.
+//! a memory-mapped `matrix.dat`, with deleted flags in `deleted.dat`.
 //!
 //! A storage directory holds two files (layouts byte by byte in
 //! `docs/file-formats.md`):
@@ -8,7 +8,11 @@
 //!   version, element tag and size, dim, count, data offset, distance), zero
 //!   padding, then `count` vectors of `dim` elements packed back to back from
 //!   `data_offset` (a multiple of 64; written as 4096, one page).
-//! * `deleted.dat` — an [`MmapBitSlice`] with one bit per vector.
+//! * `deleted.dat` — a [`CheckedBitmap`] with one bit per vector: held in
+//!   RAM, persisted as two checksummed copies by
+//!   [`VectorStorage::flush_deleted`]; its generation is the storage's
+//!   durable sequence. A format-1 `deleted.dat` (a plain mapped
+//!   [`MmapBitSlice`], written in place) is converted at open.
 //!
 //! The storage is built once from any [`VectorStorageRead`]
 //! ([`MmapVectorStorage::build`]: one sequential write through a buffer,
@@ -39,8 +43,9 @@ use vecseg_traits::{
     VectorStorage, VectorStorageRead,
 };
 
-use crate::advice::Advice;
-use crate::bitslice::MmapBitSlice;
+use crate::advice::{Advice, AdviceSetting};
+use crate::bitslice::{MmapBitSlice, BITSLICE_MAGIC};
+use crate::checked_bitmap::CheckedBitmap;
 use crate::coalesce::ReadCoalescing;
 use crate::file::MmapFile;
 use crate::header::{cast_slice, read_header, FilePrefix};
@@ -110,6 +115,29 @@ fn distance_from_code(c: u32) -> Option<Distance> {
     })
 }
 
+/// Convert a format-1 `deleted.dat` (a plain mapped [`MmapBitSlice`]) into a
+/// [`CheckedBitmap`] with the same bits; a file in the current format is
+/// left alone. The new file replaces the old one by rename.
+fn convert_deleted_v1(path: &Path) -> Result<()> {
+    let mut magic = [0u8; 8];
+    {
+        use std::io::Read;
+        let mut f = File::open(path).at(path)?;
+        if f.read_exact(&mut magic).is_err() || magic != BITSLICE_MAGIC {
+            return Ok(());
+        }
+    }
+    let old = MmapBitSlice::open(path)?;
+    let bits = old.as_bitslice();
+    let mut words = vec![0u64; bits.len().div_ceil(64)];
+    for o in bits.iter_ones() {
+        words[o / 64] |= 1 << (o % 64);
+    }
+    let len = old.len();
+    drop(old);
+    CheckedBitmap::create(path, len, &words).map(drop)
+}
+
 /// Options for opening (and building) a [`MmapVectorStorage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MmapVectorOptions {
@@ -118,9 +146,10 @@ pub struct MmapVectorOptions {
     pub multi_mmap: bool,
     /// Fault every page of the mappings in at open (`MADV_POPULATE_READ`).
     pub populate: bool,
-    /// Advice of the point-read mapping (default [`Advice::Random`]); a
-    /// process-wide default set with [`crate::set_global_advice`] wins.
-    pub advice: Advice,
+    /// Advice of the point-read mapping: [`AdviceSetting::Global`] (the
+    /// default) follows [`crate::set_global_advice`], else
+    /// [`Advice::Random`]; an explicit advice always applies.
+    pub advice: AdviceSetting,
     /// Backend of [`MmapVectorStorage::read_batch_uring`]: `None` detects
     /// (io_uring where available), `Some(Pread)` forces the fallback.
     pub read_backend: Option<ReadBackend>,
@@ -136,12 +165,57 @@ pub struct MmapVectorOptions {
     pub read_coalescing: ReadCoalescing,
 }
 
+impl MmapVectorOptions {
+    /// These options with the second, sequential mapping on or off.
+    pub fn with_multi_mmap(mut self, on: bool) -> Self {
+        self.multi_mmap = on;
+        self
+    }
+
+    /// These options with every page faulted in at open, or not.
+    pub fn with_populate(mut self, populate: bool) -> Self {
+        self.populate = populate;
+        self
+    }
+
+    /// These options with `advice` for the point-read mapping (an explicit
+    /// [`Advice`] wins over the process-wide default).
+    pub fn with_advice(mut self, advice: impl Into<AdviceSetting>) -> Self {
+        self.advice = advice.into();
+        self
+    }
+
+    /// These options with batched reads forced to `backend`.
+    pub fn with_read_backend(mut self, backend: ReadBackend) -> Self {
+        self.read_backend = Some(backend);
+        self
+    }
+
+    /// These options with `depth` io_uring requests in flight.
+    pub fn with_queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth;
+        self
+    }
+
+    /// These options with scattered `get_batch` reads served by io_uring.
+    pub fn with_batch_reads_via_uring(mut self, on: bool) -> Self {
+        self.batch_reads_via_uring = on;
+        self
+    }
+
+    /// These options with `coalescing` for batched reads.
+    pub fn with_read_coalescing(mut self, coalescing: ReadCoalescing) -> Self {
+        self.read_coalescing = coalescing;
+        self
+    }
+}
+
 impl Default for MmapVectorOptions {
     fn default() -> Self {
         MmapVectorOptions {
             multi_mmap: true,
             populate: false,
-            advice: Advice::Random,
+            advice: AdviceSetting::Global,
             read_backend: None,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             batch_reads_via_uring: false,
@@ -181,7 +255,7 @@ pub struct MmapVectorStorage<T: VectorElement = f32> {
     /// A separate descriptor of `matrix.dat` advised `POSIX_FADV_RANDOM`
     /// for batched reads (the mappings keep their own advice).
     reader_file: File,
-    deleted: MmapBitSlice,
+    deleted: CheckedBitmap,
     deleted_count: usize,
     options: MmapVectorOptions,
     reader: Mutex<BatchReader>,
@@ -255,10 +329,13 @@ impl<T: VectorElement> MmapVectorStorage<T> {
             file.sync_all().at(&tmp)?;
         }
         std::fs::rename(&tmp, &path).at(&path)?;
-        MmapBitSlice::create_from(
-            &dir.join(DELETED_FILE),
-            (0..count).map(|o| source.is_deleted(o as PointOffset)),
-        )?;
+        let mut deleted = vec![0u64; count.div_ceil(64)];
+        for o in 0..count {
+            if source.is_deleted(o as PointOffset) {
+                deleted[o / 64] |= 1 << (o % 64);
+            }
+        }
+        CheckedBitmap::create(&dir.join(DELETED_FILE), count, &deleted)?;
         fsync_dir(dir)?;
         Self::open(dir, options)
     }
@@ -271,7 +348,7 @@ impl<T: VectorElement> MmapVectorStorage<T> {
     /// build does not read gives [`StorageError::UnsupportedVersion`].
     pub fn open(dir: &Path, options: MmapVectorOptions) -> Result<Self> {
         let path = dir.join(MATRIX_FILE);
-        let random = MmapFile::open(&path, options.advice)?;
+        let random = MmapFile::open(&path, options.advice.resolve(Advice::Random))?;
         let header: MatrixHeader =
             read_header(&path, random.bytes(), MATRIX_MAGIC, MATRIX_VERSION)?;
         let bad = |reason: String| Err(StorageError::corrupted(&path, reason));
@@ -331,7 +408,8 @@ impl<T: VectorElement> MmapVectorStorage<T> {
         };
 
         let deleted_path = dir.join(DELETED_FILE);
-        let deleted = MmapBitSlice::open(&deleted_path)?;
+        convert_deleted_v1(&deleted_path)?;
+        let deleted = CheckedBitmap::open(&deleted_path)?;
         if deleted.len() != count {
             return Err(StorageError::corrupted(
                 &deleted_path,
@@ -620,7 +698,8 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
     }
 
     fn deleted_bits(&self) -> &BitSlice<u64> {
-        self.deleted.as_bitslice()
+        let bits = BitSlice::from_slice(self.deleted.words());
+        bits.get(..self.count).unwrap_or(bits)
     }
 
     /// One checked cast of the whole matrix, then the shared block scan
@@ -631,12 +710,17 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         f: F,
     ) -> Result<()> {
         let data = self.data(self.map_for::<P>())?;
-        vecseg_traits::vector::scan_flat(data, self.dim, 0, self.deleted.as_bitslice(), range, f);
+        vecseg_traits::vector::scan_flat(data, self.dim, 0, self.deleted_bits(), range, f);
         Ok(())
     }
 
     fn disk_bytes(&self) -> u64 {
         self.random.len() as u64 + self.deleted.file_len()
+    }
+
+    /// The deleted bitmap's generation (+1 per flush that deleted vectors).
+    fn durable_sequence(&self) -> Option<u64> {
+        Some(self.deleted.generation())
     }
 
     fn drop_page_cache(&self) -> Result<bool> {
@@ -646,9 +730,10 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
 }
 
 impl<T: VectorElement> VectorStorage for MmapVectorStorage<T> {
+    /// Set the flag in RAM; durable at [`flush_deleted`](Self::flush_deleted).
     fn delete(&mut self, offset: PointOffset) -> Result<bool> {
         self.check_offset(offset)?;
-        let was_deleted = self.deleted.set(offset as usize, true)?;
+        let was_deleted = self.deleted.set(offset)?;
         if !was_deleted {
             self.deleted_count += 1;
         }
@@ -660,9 +745,9 @@ impl<T: VectorElement> VectorStorage for MmapVectorStorage<T> {
         Ok(())
     }
 
-    /// msync the deleted flags. They are written in place when set; the
-    /// segment sets one only after dropping the point's mapping, so a
-    /// flag on disk never hides a point whose mapping is on disk.
+    /// Write the deleted flags (both copies of the checked bitmap). The
+    /// segment calls this after the id mapper's flush, so a flag on disk
+    /// never hides a point whose mapping is on disk.
     fn flush_deleted(&mut self) -> Result<()> {
         self.deleted.flush()
     }
@@ -681,6 +766,33 @@ mod tests {
             s.insert(i as PointOffset, &v).unwrap();
         }
         s
+    }
+
+    #[test]
+    fn deletes_are_durable_at_flush_and_format_1_flags_are_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            MmapVectorStorage::build(dir.path(), &source(70, 2), MmapVectorOptions::default())
+                .unwrap();
+        let start = s.durable_sequence().unwrap();
+        assert!(s.delete(3).unwrap());
+        s.flush_deleted().unwrap();
+        assert!(s.delete(65).unwrap());
+        assert!(s.is_deleted(65));
+        drop(s); // 65 not flushed: lost, as after a kill
+        let s = MmapVectorStorage::<f32>::open(dir.path(), MmapVectorOptions::default()).unwrap();
+        assert!(s.is_deleted(3) && !s.is_deleted(65));
+        assert_eq!(s.deleted_count(), 1);
+        assert_eq!(s.durable_sequence(), Some(start + 1));
+        drop(s);
+        // A format-1 file (plain bit slice) with offsets 1 and 69 deleted.
+        let path = dir.path().join(DELETED_FILE);
+        MmapBitSlice::create_from(&path, (0..70).map(|o| o == 1 || o == 69)).unwrap();
+        let s = MmapVectorStorage::<f32>::open(dir.path(), MmapVectorOptions::default()).unwrap();
+        let deleted: Vec<usize> = s.deleted_bits().iter_ones().collect();
+        assert_eq!(deleted, vec![1, 69]);
+        assert_eq!(s.deleted_count(), 2);
+        assert_eq!(&std::fs::read(&path).unwrap()[..8], b"VSCKBMAP");
     }
 
     #[test]

@@ -7,10 +7,12 @@ use std::path::Path;
 
 use indicatif::ProgressBar;
 use vecseg_chunked::{
-    ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
+    ChunkedIdMapper, ChunkedPayloadOptions, ChunkedPayloadStorage, ChunkedVectorOptions,
+    ChunkedVectorStorage,
 };
 use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
+#[cfg(feature = "rocksdb")]
 use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
 use vecseg_traits::{
     AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, IdMapper,
@@ -18,7 +20,7 @@ use vecseg_traits::{
 };
 
 use super::dataset::Dataset;
-use crate::migrate::layout::{self, SegmentLayout};
+use crate::kinds::{self, SegmentLayout};
 use crate::Segment;
 
 /// One column of the comparison: a segment type and how to build it.
@@ -131,9 +133,15 @@ impl<const IN_RAM: bool> Config for Chunked<IN_RAM> {
         progress: &ProgressBar,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         let (vectors, payloads) = if IN_RAM {
-            (ChunkedConfig::in_ram(), PayloadOptions::in_ram())
+            (
+                ChunkedVectorOptions::in_ram(),
+                ChunkedPayloadOptions::in_ram(),
+            )
         } else {
-            (ChunkedConfig::default(), PayloadOptions::default())
+            (
+                ChunkedVectorOptions::default(),
+                ChunkedPayloadOptions::default(),
+            )
         };
         load_chunked(dir, data, progress, vectors, payloads)
     }
@@ -143,7 +151,7 @@ impl<const IN_RAM: bool> Config for Chunked<IN_RAM> {
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         drop(segment);
-        layout::open_chunked_segment(dir)
+        kinds::open_chunked_segment(dir)
     }
 }
 
@@ -151,8 +159,8 @@ fn load_chunked(
     dir: &Path,
     data: &Dataset,
     progress: &ProgressBar,
-    vectors: ChunkedConfig,
-    payloads: PayloadOptions,
+    vectors: ChunkedVectorOptions,
+    payloads: ChunkedPayloadOptions,
 ) -> Result<Segment<ChunkedVectorStorage<f32>, ChunkedPayloadStorage, ChunkedIdMapper>> {
     let l = SegmentLayout::new(dir);
     let mut s = Segment::create(
@@ -206,13 +214,15 @@ impl Config for Mmap {
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         drop(segment);
-        layout::open_mmap_segment(dir, &mmap_vector_options())
+        kinds::open_mmap_segment(dir, &mmap_vector_options())
     }
 }
 
 /// RocksDB storages sharing one database.
+#[cfg(feature = "rocksdb")]
 pub struct Rocks;
 
+#[cfg(feature = "rocksdb")]
 impl Config for Rocks {
     const NAME: &'static str = "rocksdb";
     const DESCRIPTION: &'static str =
@@ -228,7 +238,7 @@ impl Config for Rocks {
         progress: &ProgressBar,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         let mut s =
-            layout::create_rocks_segment(dir, data.dim, data.distance, &RocksOptions::default())?;
+            kinds::create_rocks_segment(dir, data.dim, data.distance, &RocksOptions::default())?;
         fill(&mut s, data, progress)?;
         Ok(s)
     }
@@ -238,7 +248,7 @@ impl Config for Rocks {
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         drop(segment);
-        layout::open_rocks_segment(dir, &RocksOptions::default())
+        kinds::open_rocks_segment(dir, &RocksOptions::default())
     }
 }
 
@@ -248,7 +258,14 @@ pub const ALL: &[&str] = &[
     ChunkedOnDisk::NAME,
     ChunkedInRam::NAME,
     Mmap::NAME,
+    #[cfg(feature = "rocksdb")]
     Rocks::NAME,
+];
+
+/// Configurations this build leaves out, with the cargo feature each needs.
+pub const NEED_FEATURE: &[(&str, &str)] = &[
+    #[cfg(not(feature = "rocksdb"))]
+    ("rocksdb", "rocksdb"),
 ];
 
 /// Something to do with a configuration given as a type parameter.
@@ -266,6 +283,7 @@ pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
         n if n == ChunkedOnDisk::NAME => Some(visitor.visit::<ChunkedOnDisk>()),
         n if n == ChunkedInRam::NAME => Some(visitor.visit::<ChunkedInRam>()),
         n if n == Mmap::NAME => Some(visitor.visit::<Mmap>()),
+        #[cfg(feature = "rocksdb")]
         n if n == Rocks::NAME => Some(visitor.visit::<Rocks>()),
         _ => None,
     }

@@ -368,7 +368,7 @@ fn fvecs_layout(path: &Path, file: &mut File, len: u64) -> Result<VectorFile> {
     let dim = i32::from_le_bytes(head);
     let dim = usize::try_from(dim).map_err(|_| bad(format!("dimension {dim}")))?;
     let record = 4 + 4 * dim as u64;
-    if len % record != 0 {
+    if !len.is_multiple_of(record) {
         return Err(bad(format!(
             "length {len} is not a multiple of the record size {record}"
         )));

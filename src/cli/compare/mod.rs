@@ -137,6 +137,13 @@ impl CompareArgs {
             None => configs::ALL.iter().map(|s| s.to_string()).collect(),
         };
         for n in &names {
+            if let Some((_, feature)) = configs::NEED_FEATURE.iter().find(|(c, _)| c == n) {
+                return Err(format!(
+                    "configuration {n:?} needs the `{feature}` cargo feature of vecseg, \
+                     which this build was compiled without"
+                )
+                .into());
+            }
             if !configs::ALL.contains(&n.as_str()) {
                 return Err(format!(
                     "unknown configuration {n:?}; available: {}",
@@ -183,6 +190,9 @@ pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
     // then empty parent too (fails harmlessly when something is left).
     let _ = std::fs::remove_dir(args.out.join("segments"));
     print!("{}", report::table(&reports));
+    for (config, feature) in configs::NEED_FEATURE {
+        println!("(not in this build: {config}, which needs the `{feature}` cargo feature)");
+    }
     let report = Report {
         dataset: data.info(),
         machine: MachineInfo::current(),

@@ -265,11 +265,65 @@ fn html(report: &Report) -> String {
         out.push_str("</tr>");
     }
     out.push_str("</table>");
+    out.push_str(&memory_speed_scatter(&report.configs));
     for c in COLUMNS {
         out.push_str(&bar_chart(c, &report.configs));
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// The trade-off a backend is chosen for: one dot per configuration,
+/// resident MB (x, lower is better) against search QPS (y, higher is
+/// better), axes from zero.
+fn memory_speed_scatter(configs: &[ConfigReport]) -> String {
+    let (w, h, left, bottom, top, right) = (560.0, 360.0, 60.0, 40.0, 30.0, 120.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let max_x = configs
+        .iter()
+        .map(|r| r.resident_mb)
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.1;
+    let max_y = configs
+        .iter()
+        .map(|r| r.search_qps)
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.1;
+    let mut svg = format!(
+        "<div class=\"chart\"><svg id=\"chart-memory-speed\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\
+         <text x=\"0\" y=\"16\" font-size=\"14\" font-weight=\"bold\">memory vs speed (up and to the left is better)</text>\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\"/>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"#444\"/>\
+         <text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">resident MB (0 – {max_x:.0})</text>\
+         <text x=\"14\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">search QPS (0 – {max_y:.0})</text>",
+        top + ph,
+        left + pw,
+        top + ph,
+        top + ph,
+        left + pw / 2.0,
+        h - 8.0,
+        top + ph / 2.0,
+        top + ph / 2.0,
+    );
+    for r in configs {
+        let x = left + pw * (r.resident_mb / max_x).max(0.0);
+        let y = top + ph * (1.0 - (r.search_qps / max_y).max(0.0));
+        let _ = write!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"#4878d0\"><title>{}: {:.1} MB, {:.1} QPS</title></circle>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
+            escape(&r.name),
+            r.resident_mb,
+            r.search_qps,
+            x + 8.0,
+            y + 4.0,
+            escape(&r.name)
+        );
+    }
+    svg.push_str("</svg></div>");
+    svg
 }
 
 fn bar_chart(c: &Column, configs: &[ConfigReport]) -> String {
@@ -324,6 +378,38 @@ fn bar_chart(c: &Column, configs: &[ConfigReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scatter_places_one_dot_per_configuration() {
+        let configs = [
+            ConfigReport {
+                name: "small-fast".into(),
+                resident_mb: 10.0,
+                search_qps: 1000.0,
+                ..Default::default()
+            },
+            ConfigReport {
+                name: "big-slow".into(),
+                resident_mb: 100.0,
+                search_qps: 10.0,
+                ..Default::default()
+            },
+        ];
+        let svg = memory_speed_scatter(&configs);
+        assert_eq!(svg.matches("<circle").count(), 2);
+        let cx = |name: &str| -> (f64, f64) {
+            let at = svg.find(&format!("<title>{name}:")).unwrap();
+            let circle = &svg[svg[..at].rfind("<circle").unwrap()..at];
+            let attr = |a: &str| {
+                let s = &circle[circle.find(&format!("{a}=\"")).unwrap() + a.len() + 2..];
+                s[..s.find('"').unwrap()].parse::<f64>().unwrap()
+            };
+            (attr("cx"), attr("cy"))
+        };
+        let (small, big) = (cx("small-fast"), cx("big-slow"));
+        assert!(small.0 < big.0, "less memory is further left");
+        assert!(small.1 < big.1, "more QPS is higher up (smaller y)");
+    }
 
     #[test]
     fn table_aligns_columns_and_marks_missing_values() {

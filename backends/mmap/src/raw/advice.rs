@@ -52,3 +52,10 @@ pub fn evict_file_cache(file: &File, path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The system page size from `sysconf(_SC_PAGESIZE)` (4096 if it fails).
+pub fn system_page_size() -> usize {
+    // SAFETY: sysconf takes no pointers and only reads a system constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|n| *n > 0).unwrap_or(4096)
+}

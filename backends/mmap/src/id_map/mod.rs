@@ -6,58 +6,70 @@
 //! Numeric ids and UUIDs get separate perfect hash functions (PHFs), so a
 //! numeric id and a UUID with the same bits never collide and each kind is
 //! hashed as its natural integer (`u64` / `u128`). The PHFs are loaded into
-//! RAM at open (about 2.8 bits per key); everything else is mapped:
+//! RAM at open (about 2.8 bits per key), the deleted bitmap is held in RAM,
+//! everything else is mapped read-only:
 //!
 //! | file                | entry (per)            | role                                    |
 //! |---------------------|------------------------|-----------------------------------------|
 //! | `ids_phf.bin`       | ~2.8 bits (id)         | the two PHFs (`num`, `uuid`)            |
-//! | `ids_slots.dat`     | `u32` (numeric id)     | PHF slot → offset, bit 31 = dropped     |
-//! | `ids_uuids.dat`     | 24 B (UUID id)         | PHF slot → {uuid, offset, dropped}      |
+//! | `ids_slots.dat`     | `u32` (numeric id)     | PHF slot → offset                       |
+//! | `ids_uuids.dat`     | 24 B (UUID id)         | PHF slot → {uuid, offset}               |
 //! | `ids_external.dat`  | `u64` (offset)         | offset → numeric id, or UUID slot index |
-//! | `ids_flags.dat`     | 2 bits (offset)        | deleted bitmap + is-UUID bitmap         |
+//! | `ids_kinds.dat`     | 1 bit (offset)         | is-UUID bitmap                          |
+//! | `ids_deleted.dat`   | 1 bit (offset) ×2      | deleted (dropped or never mapped) bitmap, a [`CheckedBitmap`] |
 //! | `ids_versions.dat`  | `u64` (offset)         | version slot ([`vecseg_traits::version_slot`], 0 = none) |
 //! | `ids_order.dat`     | `u32` (mapped id)      | offsets sorted by external id           |
 //!
-//! * **numeric id → offset**: `s = phf_num(id)`, `e = slots[s]`; the id is
-//!   present iff `e`'s dropped bit is clear and `external[e] == id`. The
+//! * **numeric id → offset**: `s = phf_num(id)`, `o = slots[s]`; the id is
+//!   present iff `external[o] == id` and `o` is not deleted. The
 //!   internal → external array doubles as the membership check (a PHF maps
 //!   unknown keys to some slot too), so ids are stored once. Cold, this
-//!   touches two pages beyond the in-RAM hash function: one of `slots`, one
-//!   of `external`.
+//!   touches two pages beyond the in-RAM hash function and bitmap: one of
+//!   `slots`, one of `external`.
 //! * **UUID → offset**: `s = phf_uuid(uuid)`, the record `uuids[s]` holds the
-//!   UUID itself (the check), its offset and the dropped bit: one page.
+//!   UUID itself (the check) and its offset: one page.
 //! * **offset → id**: deleted bit, is-UUID bit, then `external[o]` (a numeric
 //!   id, or the UUID's slot in `ids_uuids.dat`).
 //!
-//! Memory per numeric point: PHF ≈ 0.35 B + slot 4 B + external 8 B + flags
-//! 0.25 B ≈ **12.6 B** for the two-way mapping. The ordering index
-//! (`ids_order.dat`, 4 B) is not part of the mapping: it is read only by
-//! [`IdMapperRead::iter_from`] (binary search + scan), so its pages are
-//! faulted in only while iterating in id order and never by lookups; with it
-//! the files total ≈ 16.6 B per numeric point. Versions (8 B) are excluded
-//! from the budget by definition. A UUID point costs 24 B (record) + 8 B
-//! (external) + flags + PHF.
+//! Memory per numeric point: PHF ≈ 0.35 B + slot 4 B + external 8 B + kinds
+//! and deleted bits 0.25 B ≈ **12.6 B** for the two-way mapping. The
+//! ordering index (`ids_order.dat`, 4 B) is not part of the mapping: it is
+//! read only by [`IdMapperRead::iter_from`] (binary search + scan), so its
+//! pages are faulted in only while iterating in id order and never by
+//! lookups; with it the files total ≈ 16.6 B per numeric point. Versions
+//! (8 B) are excluded from the budget by definition. A UUID point costs
+//! 24 B (record) + 8 B (external) + bits + PHF.
+//!
+//! ## Integrity
+//!
+//! Everything but the deleted bitmap and the versions is written once, at
+//! build, and each of those files carries a CRC-32C of its body in its
+//! header, checked at open: a damaged byte anywhere in the id tables is
+//! [`StorageError::Corrupted`] at open, never a lookup that silently misses
+//! (opening reads the tables once, sequentially: about 16 B per point).
+//! The deleted bitmap is a [`CheckedBitmap`] (two checksummed copies);
+//! versions carry a check byte per slot.
 //!
 //! ## Writes and crash safety
 //!
-//! Immutable means no new points. [`IdMapper::drop_id`] sets the dropped bit
-//! of the slot (or UUID record) *and* the offset's deleted bit, in place (a
-//! drop vouches for nothing, and the segment flags the vector deleted only
-//! after it); [`IdMapper::set_version`] buffers the version in RAM, and
-//! [`IdMapper::flush_versions`] writes it (a version vouches for the
-//! point's data, which the segment flushes first). Before the
-//! first drop after a flush, a `dirty` word in the flags header is set and
-//! synced; [`IdMapper::flush_mappings`] syncs slots, records and flags, then
-//! clears it. Opening a dirty mapper reconciles both copies of the dropped
-//! state (a drop recorded in either wins), so a crash between the writes
-//! can never leave `internal` and `external` disagreeing.
+//! Immutable means no new points. [`IdMapper::drop_id`] sets the offset's
+//! deleted bit in RAM; [`IdMapper::flush_mappings`] persists the bitmap
+//! (its generation is the mapper's durable sequence). [`IdMapper::set_version`]
+//! buffers the version in RAM and [`IdMapper::flush_versions`] writes it
+//! (a version vouches for the point's data, which the segment flushes
+//! first). A kill therefore leaves the state of the last flush.
 //!
-//! Offsets must be below 2^31 (bit 31 of a slot is the dropped flag).
-//! Every file is validated at open (magic, version, lengths against the
-//! headers, bits past the end, the PHFs' own encoding, and a sample of ids
-//! hashed back to their offsets, which catches a PHF written with a
-//! different hasher); every index read from a file is bounds-checked on use.
-//! Byte layouts are in `docs/file-formats.md`.
+//! Format 1 (dropped bits inside the slot tables, a plain `ids_flags.dat`,
+//! no table checksums) is upgraded at open by [`format_v1`].
+//!
+//! Offsets must be below 2^31. Every file is validated at open (magic,
+//! version, lengths against the headers, checksums, bits past the end, the
+//! PHFs' own encoding, and a sample of ids hashed back to their offsets,
+//! which catches a PHF written with a different hasher); every index read
+//! from a file is bounds-checked on use. Byte layouts are in
+//! `docs/file-formats.md`.
+
+mod format_v1;
 
 use std::fs;
 use std::io::Write;
@@ -71,10 +83,10 @@ use vecseg_traits::{
     IdMapper, IdMapperRead, IoResultExt, PointId, PointOffset, Result, StorageError, Version,
 };
 
-use crate::advice::Advice;
-use crate::file::{MmapFile, MmapFileMut};
+use crate::advice::{Advice, AdviceSetting};
+use crate::checked_bitmap::{bit, bitmap_words, count_ones, has_bits_past, set_bit, CheckedBitmap};
+use crate::file::{write_new_file, MmapFile, MmapFileMut};
 use crate::header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
-use crate::payload::{bit, bitmap_words, has_bits_past, set_bit, write_new_file};
 
 /// File holding the two perfect hash functions.
 pub const IDS_PHF_FILE: &str = "ids_phf.bin";
@@ -84,26 +96,31 @@ pub const IDS_SLOTS_FILE: &str = "ids_slots.dat";
 pub const IDS_UUIDS_FILE: &str = "ids_uuids.dat";
 /// File mapping offsets to external ids.
 pub const IDS_EXTERNAL_FILE: &str = "ids_external.dat";
-/// File of the deleted and is-UUID bitmaps.
+/// Format 1 only: the deleted and is-UUID bitmaps (replaced by
+/// [`IDS_KINDS_FILE`] and [`IDS_DELETED_FILE`]).
 pub const IDS_FLAGS_FILE: &str = "ids_flags.dat";
+/// File of the is-UUID bitmap.
+pub const IDS_KINDS_FILE: &str = "ids_kinds.dat";
+/// File of the deleted bitmap (a [`CheckedBitmap`]).
+pub const IDS_DELETED_FILE: &str = "ids_deleted.dat";
 /// File of per-offset versions.
 pub const IDS_VERSIONS_FILE: &str = "ids_versions.dat";
 /// File of offsets in external-id order.
 pub const IDS_ORDER_FILE: &str = "ids_order.dat";
 
-/// Format version of every id-map file.
-pub const IDS_FORMAT_VERSION: u32 = 1;
+/// Format version of the id-map tables (`ids_phf.bin`, slots, UUID
+/// records, external, kinds, order). Format 1 is upgraded at open.
+pub const IDS_FORMAT_VERSION: u32 = 2;
 
 const PHF_MAGIC: [u8; 8] = *b"VSIDPHF_";
 const SLOTS_MAGIC: [u8; 8] = *b"VSIDSLOT";
 const UUIDS_MAGIC: [u8; 8] = *b"VSIDUUID";
 const EXTERNAL_MAGIC: [u8; 8] = *b"VSIDEXTL";
 const FLAGS_MAGIC: [u8; 8] = *b"VSIDFLAG";
+const KINDS_MAGIC: [u8; 8] = *b"VSIDKIND";
 const VERSIONS_MAGIC: [u8; 8] = *b"VSIDVERS";
 const ORDER_MAGIC: [u8; 8] = *b"VSIDORDR";
 
-/// Bit of a slot entry / UUID record marking a dropped id.
-const DROPPED: u32 = 1 << 31;
 /// Largest number of offsets a mapper can cover.
 pub const MAX_TOTAL: usize = 1 << 31;
 /// Stored in a format-1 `ids_versions.dat` for offsets without a version
@@ -113,7 +130,7 @@ pub const NO_VERSION: Version = u64::MAX;
 /// [`vecseg_traits::version_slot`]); format 1 is converted at open.
 pub const IDS_VERSIONS_FORMAT_VERSION: u32 = 2;
 
-/// Header of `ids_phf.bin` (48 bytes).
+/// Header of `ids_phf.bin` (56 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 struct PhfHeader {
@@ -122,10 +139,12 @@ struct PhfHeader {
     uuid_keys: u64,
     num_phf_bytes: u64,
     uuid_phf_bytes: u64,
+    /// CRC-32C of both serialized functions.
+    body_crc: u32,
+    reserved: u32,
 }
 
-/// Header of the files holding one count (24 bytes): slots, uuids,
-/// external, versions, order.
+/// Header of `ids_versions.dat` (24 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 struct CountHeader {
@@ -133,14 +152,17 @@ struct CountHeader {
     count: u64,
 }
 
-/// Header of `ids_flags.dat` (32 bytes).
+/// Header of the write-once tables (32 bytes): slots, UUID records,
+/// external, kinds, order.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct FlagsHeader {
+struct TableHeader {
     prefix: FilePrefix,
-    total: u64,
-    /// 1 while drops may be only partly written (see the module docs).
-    dirty: u64,
+    /// Entries in the body.
+    count: u64,
+    /// CRC-32C of the body.
+    body_crc: u32,
+    reserved: u32,
 }
 
 /// One UUID record of `ids_uuids.dat` (24 bytes).
@@ -149,13 +171,13 @@ struct FlagsHeader {
 struct UuidRecord {
     /// The UUID's 16 bytes (RFC 4122 order).
     uuid: [u8; 16],
-    /// Offset, bit 31 = dropped.
-    entry: u32,
+    /// Offset of the point.
+    offset: u32,
     _pad: u32,
 }
 
 const COUNT_START: usize = std::mem::size_of::<CountHeader>();
-const FLAGS_START: usize = std::mem::size_of::<FlagsHeader>();
+const TABLE_START: usize = std::mem::size_of::<TableHeader>();
 
 type Phf = fmph::Function;
 
@@ -206,17 +228,17 @@ pub struct MmapIdMapper {
     num_phf: Option<Phf>,
     uuid_phf: Option<Phf>,
     phf_bytes: usize,
-    slots: MmapFileMut,
-    uuids: MmapFileMut,
+    slots: MmapFile,
+    uuids: MmapFile,
     external: MmapFile,
-    flags: MmapFileMut,
+    kinds: MmapFile,
+    deleted: CheckedBitmap,
     versions: MmapFileMut,
     order: MmapFile,
     total: usize,
     num_keys: usize,
     uuid_keys: usize,
     available: usize,
-    mappings_dirty: bool,
     /// Versions set since the last flush, not yet written to the file.
     pending_versions: std::collections::BTreeMap<PointOffset, Version>,
 }
@@ -373,6 +395,77 @@ fn check_count_file(
     Ok(count)
 }
 
+/// Write a write-once table: [`TableHeader`] (with the body's CRC-32C),
+/// then `body`.
+fn write_table(path: &Path, magic: [u8; 8], count: usize, body: &[u8]) -> Result<()> {
+    let header = TableHeader {
+        prefix: FilePrefix::new::<TableHeader>(magic, IDS_FORMAT_VERSION),
+        count: count as u64,
+        body_crc: crc32c::crc32c(body),
+        reserved: 0,
+    };
+    write_new_file(path, |w| {
+        w.write_all(bytemuck::bytes_of(&header))?;
+        w.write_all(body)
+    })
+}
+
+/// Open a write-once table of `entry`-byte entries: header, length and the
+/// body's checksum (one sequential read of the file). Returns the mapping
+/// and the entry count.
+fn open_table(
+    path: &Path,
+    magic: [u8; 8],
+    entry: usize,
+    what: &str,
+    advice: Advice,
+) -> Result<(MmapFile, usize)> {
+    let file = MmapFile::open(path, advice)?;
+    let h: TableHeader = read_header(path, file.bytes(), magic, IDS_FORMAT_VERSION)?;
+    let count = usize::try_from(h.count)
+        .ok()
+        .filter(|c| *c <= MAX_TOTAL)
+        .ok_or_else(|| corrupted(path, format!("{what} count {} out of range", h.count)))?;
+    let body = &file.bytes()[TABLE_START..];
+    if body.len() as u64 != count as u64 * entry as u64 {
+        return Err(corrupted(
+            path,
+            format!(
+                "holds {} bytes of {what}, header announces {count} entries of {entry} bytes",
+                body.len()
+            ),
+        ));
+    }
+    if h.reserved != 0 || crc32c::crc32c(body) != h.body_crc {
+        return Err(corrupted(path, format!("{what} fail their checksum")));
+    }
+    Ok((file, count))
+}
+
+/// Write `ids_phf.bin`: header (with the CRC-32C of `body`) and `body`, the
+/// numeric function's `num_phf_bytes` bytes followed by the UUID one's.
+fn write_phf_file(
+    dir: &Path,
+    num_keys: usize,
+    uuid_keys: usize,
+    num_phf_bytes: usize,
+    body: &[u8],
+) -> Result<()> {
+    let header = PhfHeader {
+        prefix: FilePrefix::new::<PhfHeader>(PHF_MAGIC, IDS_FORMAT_VERSION),
+        num_keys: num_keys as u64,
+        uuid_keys: uuid_keys as u64,
+        num_phf_bytes: num_phf_bytes as u64,
+        uuid_phf_bytes: (body.len() - num_phf_bytes) as u64,
+        body_crc: crc32c::crc32c(body),
+        reserved: 0,
+    };
+    write_new_file(&dir.join(IDS_PHF_FILE), |w| {
+        w.write_all(bytemuck::bytes_of(&header))?;
+        w.write_all(body)
+    })
+}
+
 impl MmapIdMapper {
     /// Build a mapper in `dir` (created if missing; existing id-map files are
     /// replaced) holding every mapping and version of `source`, then open it.
@@ -475,7 +568,7 @@ impl MmapIdMapper {
                         .ok_or_else(|| slot_err(id))? as usize;
                     records[s] = UuidRecord {
                         uuid: *u.as_bytes(),
-                        entry: o,
+                        offset: o,
                         _pad: 0,
                     };
                     external[o as usize] = s as u64;
@@ -490,46 +583,35 @@ impl MmapIdMapper {
             });
         }
 
-        let num_bytes = phf_to_bytes(&num_phf);
-        let uuid_bytes = phf_to_bytes(&uuid_phf);
-        let phf_header = PhfHeader {
-            prefix: FilePrefix::new::<PhfHeader>(PHF_MAGIC, IDS_FORMAT_VERSION),
-            num_keys: num_keys as u64,
-            uuid_keys: uuid_keys as u64,
-            num_phf_bytes: num_bytes.len() as u64,
-            uuid_phf_bytes: uuid_bytes.len() as u64,
-        };
-        write_new_file(&dir.join(IDS_PHF_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&phf_header))?;
-            w.write_all(&num_bytes)?;
-            w.write_all(&uuid_bytes)
-        })?;
-        let count_header = |magic, count: usize| CountHeader {
-            prefix: FilePrefix::new::<CountHeader>(magic, IDS_FORMAT_VERSION),
-            count: count as u64,
-        };
-        write_new_file(&dir.join(IDS_SLOTS_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&count_header(SLOTS_MAGIC, num_keys)))?;
-            w.write_all(bytemuck::cast_slice(&slots))
-        })?;
-        write_new_file(&dir.join(IDS_UUIDS_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&count_header(UUIDS_MAGIC, uuid_keys)))?;
-            w.write_all(bytemuck::cast_slice(&records))
-        })?;
-        write_new_file(&dir.join(IDS_EXTERNAL_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&count_header(EXTERNAL_MAGIC, total)))?;
-            w.write_all(bytemuck::cast_slice(&external))
-        })?;
-        let flags_header = FlagsHeader {
-            prefix: FilePrefix::new::<FlagsHeader>(FLAGS_MAGIC, IDS_FORMAT_VERSION),
-            total: total as u64,
-            dirty: 0,
-        };
-        write_new_file(&dir.join(IDS_FLAGS_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&flags_header))?;
-            w.write_all(bytemuck::cast_slice(&deleted))?;
-            w.write_all(bytemuck::cast_slice(&kinds))
-        })?;
+        let mut phf_bytes = phf_to_bytes(&num_phf);
+        let num_phf_bytes = phf_bytes.len();
+        phf_bytes.extend_from_slice(&phf_to_bytes(&uuid_phf));
+        write_phf_file(dir, num_keys, uuid_keys, num_phf_bytes, &phf_bytes)?;
+        write_table(
+            &dir.join(IDS_SLOTS_FILE),
+            SLOTS_MAGIC,
+            num_keys,
+            bytemuck::cast_slice(&slots),
+        )?;
+        write_table(
+            &dir.join(IDS_UUIDS_FILE),
+            UUIDS_MAGIC,
+            uuid_keys,
+            bytemuck::cast_slice(&records),
+        )?;
+        write_table(
+            &dir.join(IDS_EXTERNAL_FILE),
+            EXTERNAL_MAGIC,
+            total,
+            bytemuck::cast_slice(&external),
+        )?;
+        write_table(
+            &dir.join(IDS_KINDS_FILE),
+            KINDS_MAGIC,
+            kinds.len(),
+            bytemuck::cast_slice(&kinds),
+        )?;
+        CheckedBitmap::create(&dir.join(IDS_DELETED_FILE), total, &deleted)?;
         write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
             let header = CountHeader {
                 prefix: FilePrefix::new::<CountHeader>(VERSIONS_MAGIC, IDS_VERSIONS_FORMAT_VERSION),
@@ -540,11 +622,19 @@ impl MmapIdMapper {
         })?;
         let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         drop(pairs);
-        write_new_file(&dir.join(IDS_ORDER_FILE), |w| {
-            w.write_all(bytemuck::bytes_of(&count_header(ORDER_MAGIC, order.len())))?;
-            w.write_all(bytemuck::cast_slice(&order))
-        })?;
+        write_table(
+            &dir.join(IDS_ORDER_FILE),
+            ORDER_MAGIC,
+            order.len(),
+            bytemuck::cast_slice(&order),
+        )?;
         drop((slots, records, external, versions, order, deleted, kinds));
+        // A directory that held a format-1 mapper: its flags file would
+        // make open upgrade the new tables.
+        let legacy = dir.join(IDS_FLAGS_FILE);
+        if legacy.exists() {
+            fs::remove_file(&legacy).at(&legacy)?;
+        }
 
         let mapper = Self::open(dir)?;
         let stats = IdMapBuildStats {
@@ -555,16 +645,23 @@ impl MmapIdMapper {
         Ok((mapper, stats))
     }
 
-    /// Open a mapper built by [`build`](Self::build), advising the mapped
-    /// arrays for random reads.
+    /// Open a mapper built by [`build`](Self::build); the tables follow
+    /// the process-wide advice, else [`Advice::Random`] (the order index
+    /// [`Advice::Normal`]: it is scanned).
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with_advice(dir, Advice::Random)
+        Self::open_with_advice(dir, AdviceSetting::Global)
     }
 
-    /// Open with an explicit [`Advice`] for the lookup arrays (the
-    /// process-wide default set by [`set_global_advice`](crate::set_global_advice)
-    /// wins).
-    pub fn open_with_advice(dir: &Path, advice: Advice) -> Result<Self> {
+    /// Open with an advice for the mapped tables: an explicit [`Advice`]
+    /// applies to every table; [`AdviceSetting::Global`] follows
+    /// [`set_global_advice`](crate::set_global_advice), else the defaults
+    /// of [`open`](Self::open).
+    pub fn open_with_advice(dir: &Path, advice: impl Into<AdviceSetting>) -> Result<Self> {
+        let setting = advice.into();
+        let advice = setting.resolve(Advice::Random);
+        if dir.join(IDS_FLAGS_FILE).exists() {
+            format_v1::upgrade(dir)?;
+        }
         // Perfect hash functions: read into RAM.
         let phf_path = dir.join(IDS_PHF_FILE);
         let phf_file = fs::read(&phf_path).at(&phf_path)?;
@@ -580,6 +677,9 @@ impl MmapIdMapper {
                 ),
             ));
         }
+        if ph.reserved != 0 || crc32c::crc32c(body) != ph.body_crc {
+            return Err(corrupted(&phf_path, "hash functions fail their checksum"));
+        }
         let key_count = |n: u64| {
             usize::try_from(n)
                 .ok()
@@ -592,31 +692,19 @@ impl MmapIdMapper {
         let num_phf = parse_phf(&phf_path, num_body, num_keys, "numeric")?;
         let uuid_phf = parse_phf(&phf_path, uuid_body, uuid_keys, "UUID")?;
 
-        let slots = MmapFileMut::open(&dir.join(IDS_SLOTS_FILE))?;
-        slots.advise(advice);
-        let n = check_count_file(
-            slots.bytes(),
-            slots.path(),
-            SLOTS_MAGIC,
-            4,
-            "slots",
-            IDS_FORMAT_VERSION,
-        )?;
+        let (slots, n) = open_table(&dir.join(IDS_SLOTS_FILE), SLOTS_MAGIC, 4, "slots", advice)?;
         if n != num_keys {
             return Err(corrupted(
                 slots.path(),
                 format!("{n} slots for {num_keys} numeric ids"),
             ));
         }
-        let uuids = MmapFileMut::open(&dir.join(IDS_UUIDS_FILE))?;
-        uuids.advise(advice);
-        let n = check_count_file(
-            uuids.bytes(),
-            uuids.path(),
+        let (uuids, n) = open_table(
+            &dir.join(IDS_UUIDS_FILE),
             UUIDS_MAGIC,
             std::mem::size_of::<UuidRecord>(),
             "UUID records",
-            IDS_FORMAT_VERSION,
+            advice,
         )?;
         if n != uuid_keys {
             return Err(corrupted(
@@ -624,19 +712,30 @@ impl MmapIdMapper {
                 format!("{n} records for {uuid_keys} UUIDs"),
             ));
         }
-        let external = MmapFile::open(&dir.join(IDS_EXTERNAL_FILE), advice)?;
-        let total = check_count_file(
-            external.bytes(),
-            external.path(),
+        let (external, total) = open_table(
+            &dir.join(IDS_EXTERNAL_FILE),
             EXTERNAL_MAGIC,
             8,
             "external ids",
-            IDS_FORMAT_VERSION,
+            advice,
         )?;
         if num_keys + uuid_keys > total {
             return Err(corrupted(
                 external.path(),
                 format!("{total} offsets cannot hold {} ids", num_keys + uuid_keys),
+            ));
+        }
+        let (kinds, n) = open_table(
+            &dir.join(IDS_KINDS_FILE),
+            KINDS_MAGIC,
+            8,
+            "is-UUID words",
+            advice,
+        )?;
+        if n != bitmap_words(total) {
+            return Err(corrupted(
+                kinds.path(),
+                format!("{n} words for {total} offsets"),
             ));
         }
         let mut versions = MmapFileMut::open(&dir.join(IDS_VERSIONS_FILE))?;
@@ -666,14 +765,12 @@ impl MmapIdMapper {
                 format!("{n} versions for {total} offsets"),
             ));
         }
-        let order = MmapFile::open(&dir.join(IDS_ORDER_FILE), Advice::Normal)?;
-        let n = check_count_file(
-            order.bytes(),
-            order.path(),
+        let (order, n) = open_table(
+            &dir.join(IDS_ORDER_FILE),
             ORDER_MAGIC,
             4,
             "order",
-            IDS_FORMAT_VERSION,
+            setting.resolve(Advice::Normal),
         )?;
         if n != num_keys + uuid_keys {
             return Err(corrupted(
@@ -681,38 +778,19 @@ impl MmapIdMapper {
                 format!("{n} ordered offsets for {} ids", num_keys + uuid_keys),
             ));
         }
-
-        let flags = MmapFileMut::open(&dir.join(IDS_FLAGS_FILE))?;
-        let fh: FlagsHeader =
-            read_header(flags.path(), flags.bytes(), FLAGS_MAGIC, IDS_FORMAT_VERSION)?;
-        if fh.total != total as u64 {
+        let deleted = CheckedBitmap::open(&dir.join(IDS_DELETED_FILE))?;
+        if deleted.len() != total {
             return Err(corrupted(
-                flags.path(),
+                deleted.path(),
                 format!(
                     "covers {} offsets, {IDS_EXTERNAL_FILE} has {total}",
-                    fh.total
+                    deleted.len()
                 ),
             ));
         }
-        let words = bitmap_words(total);
-        if flags.len() - FLAGS_START != 2 * words * 8 {
-            return Err(corrupted(
-                flags.path(),
-                format!(
-                    "bitmaps are {} bytes, expected {}",
-                    flags.len() - FLAGS_START,
-                    2 * words * 8
-                ),
-            ));
-        }
-        if fh.dirty > 1 {
-            return Err(corrupted(
-                flags.path(),
-                format!("dirty word is {}", fh.dirty),
-            ));
-        }
+        let available = total - deleted.count_ones();
 
-        let mut mapper = MmapIdMapper {
+        let mapper = MmapIdMapper {
             dir: dir.to_path_buf(),
             num_phf,
             uuid_phf,
@@ -720,102 +798,40 @@ impl MmapIdMapper {
             slots,
             uuids,
             external,
-            flags,
+            kinds,
+            deleted,
             versions,
             order,
             total,
             num_keys,
             uuid_keys,
-            available: 0,
-            mappings_dirty: false,
+            available,
             pending_versions: Default::default(),
         };
-        {
-            let (deleted, kinds) = mapper.bitmaps();
-            if has_bits_past(deleted, total) || has_bits_past(kinds, total) {
-                return Err(corrupted(
-                    mapper.flags.path(),
-                    "bits set past the last offset",
-                ));
-            }
-            let uuid_count: usize = kinds.iter().map(|w| w.count_ones() as usize).sum();
-            if uuid_count != uuid_keys {
-                return Err(corrupted(
-                    mapper.flags.path(),
-                    format!("{uuid_count} offsets flagged UUID for {uuid_keys} UUIDs"),
-                ));
-            }
-        }
-        if fh.dirty == 1 {
-            mapper.reconcile()?;
-        }
-        let deleted_count: usize = mapper
-            .bitmaps()
-            .0
-            .iter()
-            .map(|w| w.count_ones() as usize)
-            .sum();
-        mapper.available = total - deleted_count;
-        if mapper.available > num_keys + uuid_keys {
+        let kinds = mapper.kind_words();
+        if has_bits_past(kinds, total) {
             return Err(corrupted(
-                mapper.flags.path(),
+                mapper.kinds.path(),
+                "bits set past the last offset",
+            ));
+        }
+        if count_ones(kinds) != uuid_keys {
+            return Err(corrupted(
+                mapper.kinds.path(),
                 format!(
-                    "{} live offsets for {} ids",
-                    mapper.available,
-                    num_keys + uuid_keys
+                    "{} offsets flagged UUID for {uuid_keys} UUIDs",
+                    count_ones(kinds)
                 ),
+            ));
+        }
+        if available > num_keys + uuid_keys {
+            return Err(corrupted(
+                mapper.deleted.path(),
+                format!("{available} live offsets for {} ids", num_keys + uuid_keys),
             ));
         }
         mapper.check_sample()?;
         Ok(mapper)
-    }
-
-    /// After an unclean shutdown: make the dropped bits of slots / UUID
-    /// records and the deleted bitmap agree (a drop recorded in either
-    /// place wins), sync, and clear the dirty word.
-    fn reconcile(&mut self) -> Result<()> {
-        let total = self.total;
-        let flags_path = self.flags.path().to_path_buf();
-        let slots_path = self.slots.path().to_path_buf();
-        let uuids_path = self.uuids.path().to_path_buf();
-        let words = bitmap_words(total);
-        let flag_words: &mut [u64] =
-            cast_slice_mut(&flags_path, &mut self.flags.bytes_mut()[FLAGS_START..])?;
-        let deleted = &mut flag_words[..words];
-        let slots: &mut [u32] =
-            cast_slice_mut(&slots_path, &mut self.slots.bytes_mut()[COUNT_START..])?;
-        for e in slots.iter_mut() {
-            let o = (*e & !DROPPED) as usize;
-            if o >= total {
-                return Err(corrupted(
-                    &slots_path,
-                    format!("slot points at offset {o} of {total}"),
-                ));
-            }
-            if *e & DROPPED != 0 {
-                set_bit(deleted, o);
-            } else if bit(deleted, o) {
-                *e |= DROPPED;
-            }
-        }
-        let records: &mut [UuidRecord] =
-            cast_slice_mut(&uuids_path, &mut self.uuids.bytes_mut()[COUNT_START..])?;
-        for r in records.iter_mut() {
-            let o = (r.entry & !DROPPED) as usize;
-            if o >= total {
-                return Err(corrupted(
-                    &uuids_path,
-                    format!("record points at offset {o} of {total}"),
-                ));
-            }
-            if r.entry & DROPPED != 0 {
-                set_bit(deleted, o);
-            } else if bit(deleted, o) {
-                r.entry |= DROPPED;
-            }
-        }
-        self.mappings_dirty = true;
-        self.flush_mappings()
     }
 
     /// Hash a spread of stored ids back to their offsets: catches a PHF
@@ -828,7 +844,7 @@ impl MmapIdMapper {
         }
         let step = (order.len() / 16).max(1);
         for &o in order.iter().step_by(step).chain(order.last()) {
-            if bit(self.bitmaps().0, o as usize) {
+            if self.deleted.get(o as usize) {
                 continue;
             }
             let id = self.external_raw(o).ok_or_else(|| {
@@ -851,40 +867,38 @@ impl MmapIdMapper {
 
     #[inline]
     fn slots_slice(&self) -> &[u32] {
-        cast_slice(self.slots.path(), &self.slots.bytes()[COUNT_START..]).unwrap_or(&[])
+        cast_slice(self.slots.path(), &self.slots.bytes()[TABLE_START..]).unwrap_or(&[])
     }
 
     #[inline]
     fn records(&self) -> &[UuidRecord] {
-        cast_slice(self.uuids.path(), &self.uuids.bytes()[COUNT_START..]).unwrap_or(&[])
+        cast_slice(self.uuids.path(), &self.uuids.bytes()[TABLE_START..]).unwrap_or(&[])
     }
 
     #[inline]
     fn external_slice(&self) -> &[u64] {
-        cast_slice(self.external.path(), &self.external.bytes()[COUNT_START..]).unwrap_or(&[])
+        cast_slice(self.external.path(), &self.external.bytes()[TABLE_START..]).unwrap_or(&[])
     }
 
     fn order_slice(&self) -> &[u32] {
-        cast_slice(self.order.path(), &self.order.bytes()[COUNT_START..]).unwrap_or(&[])
+        cast_slice(self.order.path(), &self.order.bytes()[TABLE_START..]).unwrap_or(&[])
+    }
+
+    /// The is-UUID bitmap.
+    #[inline]
+    fn kind_words(&self) -> &[u64] {
+        cast_slice(self.kinds.path(), &self.kinds.bytes()[TABLE_START..]).unwrap_or(&[])
     }
 
     fn versions_slice(&self) -> &[u64] {
         cast_slice(self.versions.path(), &self.versions.bytes()[COUNT_START..]).unwrap_or(&[])
     }
 
-    /// (deleted, is-UUID) bitmaps.
-    fn bitmaps(&self) -> (&[u64], &[u64]) {
-        let words: &[u64] =
-            cast_slice(self.flags.path(), &self.flags.bytes()[FLAGS_START..]).unwrap_or(&[]);
-        let n = bitmap_words(self.total).min(words.len());
-        words.split_at(n)
-    }
-
     /// The external id stored for `offset`, ignoring the deleted bit.
     fn external_raw(&self, offset: PointOffset) -> Option<PointId> {
         let o = offset as usize;
         let value = *self.external_slice().get(o)?;
-        if bit(self.bitmaps().1, o) {
+        if bit(self.kind_words(), o) {
             let r = self.records().get(usize::try_from(value).ok()?)?;
             Some(PointId::Uuid(uuid::Uuid::from_bytes(r.uuid)))
         } else {
@@ -892,27 +906,28 @@ impl MmapIdMapper {
         }
     }
 
-    /// Slot index and entry of a mapped numeric id (dropped or not).
+    /// The offset `id` was built with (dropped or not).
     #[inline]
-    fn find_num(&self, n: u64) -> Option<(usize, u32)> {
-        let s = self.num_phf.as_ref()?.get(&n)? as usize;
-        let e = *self.slots_slice().get(s)?;
-        let o = (e & !DROPPED) as usize;
-        (*self.external_slice().get(o)? == n).then_some((s, e))
-    }
-
-    /// Record index and entry of a mapped UUID (dropped or not).
-    #[inline]
-    fn find_uuid(&self, u: &uuid::Uuid) -> Option<(usize, u32)> {
-        let s = self.uuid_phf.as_ref()?.get(&u.as_u128())? as usize;
-        let r = self.records().get(s)?;
-        (r.uuid == *u.as_bytes()).then_some((s, r.entry))
+    fn find(&self, id: PointId) -> Option<PointOffset> {
+        match id {
+            PointId::Num(n) => {
+                let s = self.num_phf.as_ref()?.get(&n)? as usize;
+                let o = *self.slots_slice().get(s)?;
+                (*self.external_slice().get(o as usize)? == n).then_some(o)
+            }
+            PointId::Uuid(u) => {
+                let s = self.uuid_phf.as_ref()?.get(&u.as_u128())? as usize;
+                let r = self.records().get(s)?;
+                (r.uuid == *u.as_bytes()).then_some(r.offset)
+            }
+        }
     }
 
     /// Sizes of this mapper's structures (for reports and budgets).
     pub fn sizes(&self) -> IdMapSizes {
         let ids = self.num_keys + self.uuid_keys;
         let per = |b: usize| if ids == 0 { 0.0 } else { b as f64 / ids as f64 };
+        // Kinds on disk, deleted in RAM: two bitmaps.
         let mapping_bytes = self.phf_bytes
             + self.num_keys * 4
             + self.uuid_keys * std::mem::size_of::<UuidRecord>()
@@ -934,16 +949,18 @@ impl MmapIdMapper {
         self.slots.populate();
         self.uuids.populate();
         self.external.populate();
-        self.flags.populate();
+        self.kinds.populate();
         self.versions.populate();
     }
 
-    /// Evict the read-only arrays from the page cache (cold-lookup
-    /// benchmarks). Writable mappings (slots, records, flags, versions) keep
-    /// their pages; use a fresh [`open`](Self::open) after dropping the
-    /// caches externally to measure those cold.
+    /// Evict the read-only tables from the page cache (cold-lookup
+    /// benchmarks). The versions mapping keeps its pages; the deleted
+    /// bitmap lives in RAM.
     pub fn clear_cache(&self) -> Result<()> {
+        self.slots.clear_cache()?;
+        self.uuids.clear_cache()?;
         self.external.clear_cache()?;
+        self.kinds.clear_cache()?;
         self.order.clear_cache()
     }
 
@@ -951,32 +968,9 @@ impl MmapIdMapper {
     /// mapped arrays cannot fail; every index is bounds-checked).
     #[inline]
     fn lookup(&self, id: PointId) -> Option<PointOffset> {
-        match id {
-            PointId::Num(n) => {
-                // Hot path: hash, one slot read, one external-id read.
-                let s = self.num_phf.as_ref()?.get(&n)? as usize;
-                let e = *self.slots_slice().get(s)?;
-                // A dropped entry has bit 31 set, which no offset has.
-                (*self.external_slice().get(e as usize)? == n).then_some(e)
-            }
-            PointId::Uuid(u) => {
-                let (_, e) = self.find_uuid(&u)?;
-                (e & DROPPED == 0).then_some(e)
-            }
-        }
-    }
-
-    fn mark_dirty(&mut self) -> Result<()> {
-        if self.mappings_dirty {
-            return Ok(());
-        }
-        let bytes = self.flags.bytes_mut();
-        let mut header: FlagsHeader = bytemuck::pod_read_unaligned(&bytes[..FLAGS_START]);
-        header.dirty = 1;
-        bytes[..FLAGS_START].copy_from_slice(bytemuck::bytes_of(&header));
-        self.flags.flush_range(0, FLAGS_START)?;
-        self.mappings_dirty = true;
-        Ok(())
+        // Hot path: hash, one slot read, one external-id read (numeric) or
+        // one record read (UUID), one bit of the in-RAM deleted bitmap.
+        self.find(id).filter(|o| !self.deleted.get(*o as usize))
     }
 }
 
@@ -987,7 +981,7 @@ impl IdMapperRead for MmapIdMapper {
     }
 
     fn external(&self, offset: PointOffset) -> Result<Option<PointId>> {
-        if bit(self.bitmaps().0, offset as usize) {
+        if self.deleted.get(offset as usize) {
             return Ok(None);
         }
         Ok(self.external_raw(offset))
@@ -1029,9 +1023,8 @@ impl IdMapperRead for MmapIdMapper {
                 None => true,
             }),
         };
-        let deleted = self.bitmaps().0;
         Box::new(order[start..].iter().filter_map(move |&o| {
-            if bit(deleted, o as usize) {
+            if self.deleted.get(o as usize) {
                 return None;
             }
             Some(self.external_raw(o).map(|id| (id, o)).ok_or_else(|| {
@@ -1047,60 +1040,36 @@ impl IdMapperRead for MmapIdMapper {
         let mut bytes = (self.slots.len()
             + self.uuids.len()
             + self.external.len()
-            + self.flags.len()
+            + self.kinds.len()
             + self.versions.len()
             + self.order.len()) as u64;
         bytes += (std::mem::size_of::<PhfHeader>() + self.phf_bytes) as u64;
-        bytes
+        bytes + self.deleted.file_len()
+    }
+
+    /// The deleted bitmap's generation (+1 per flush that dropped ids).
+    fn durable_sequence(&self) -> Option<u64> {
+        Some(self.deleted.generation())
     }
 }
 
 impl IdMapper for MmapIdMapper {
     fn drop_id(&mut self, id: PointId) -> Result<Option<PointOffset>> {
-        let found = match id {
-            PointId::Num(n) => self.find_num(n).map(|f| (f, false)),
-            PointId::Uuid(u) => self.find_uuid(&u).map(|f| (f, true)),
-        };
-        let Some(((index, entry), is_uuid)) = found else {
+        let Some(offset) = self.find(id) else {
             return Ok(None);
         };
-        if entry & DROPPED != 0 {
-            return Ok(None);
-        }
-        let offset = entry & !DROPPED;
         if offset as usize >= self.total {
-            let path = if is_uuid {
-                self.uuids.path()
-            } else {
-                self.slots.path()
-            };
             return Err(corrupted(
-                path,
-                format!("entry points at offset {offset} of {}", self.total),
+                self.external.path(),
+                format!("{id} maps to offset {offset} of {}", self.total),
             ));
         }
-        self.mark_dirty()?;
-        if is_uuid {
-            let path = self.uuids.path().to_path_buf();
-            let records: &mut [UuidRecord] =
-                cast_slice_mut(&path, &mut self.uuids.bytes_mut()[COUNT_START..])?;
-            if let Some(r) = records.get_mut(index) {
-                r.entry |= DROPPED;
-            }
-        } else {
-            let path = self.slots.path().to_path_buf();
-            let slots: &mut [u32] =
-                cast_slice_mut(&path, &mut self.slots.bytes_mut()[COUNT_START..])?;
-            if let Some(e) = slots.get_mut(index) {
-                *e |= DROPPED;
-            }
+        // In RAM until `flush_mappings`: a kill keeps the point mapped, as
+        // of the last flush.
+        if self.deleted.set(offset)? {
+            return Ok(None);
         }
-        let path = self.flags.path().to_path_buf();
-        let words: &mut [u64] = cast_slice_mut(&path, &mut self.flags.bytes_mut()[FLAGS_START..])?;
-        let n = bitmap_words(self.total).min(words.len());
-        if !set_bit(&mut words[..n], offset as usize) {
-            self.available = self.available.saturating_sub(1);
-        }
+        self.available = self.available.saturating_sub(1);
         Ok(Some(offset))
     }
 
@@ -1118,20 +1087,9 @@ impl IdMapper for MmapIdMapper {
         Ok(())
     }
 
+    /// Persist the deleted bitmap (both checksummed copies).
     fn flush_mappings(&mut self) -> Result<()> {
-        if !self.mappings_dirty {
-            return Ok(());
-        }
-        self.slots.flush()?;
-        self.uuids.flush()?;
-        self.flags.flush()?;
-        let bytes = self.flags.bytes_mut();
-        let mut header: FlagsHeader = bytemuck::pod_read_unaligned(&bytes[..FLAGS_START]);
-        header.dirty = 0;
-        bytes[..FLAGS_START].copy_from_slice(bytemuck::bytes_of(&header));
-        self.flags.flush_range(0, FLAGS_START)?;
-        self.mappings_dirty = false;
-        Ok(())
+        self.deleted.flush()
     }
 
     /// Write the buffered versions into `ids_versions.dat` and msync it.

@@ -1,5 +1,21 @@
-//! Segment directory layout and the concrete segment types migration
-//! knows how to open: RocksDB, chunked and mmap.
+//! The segment kinds registry: the directory layout of a persistent
+//! segment, the concrete segment types (chunked, mmap, RocksDB), and the
+//! helpers that create and open each kind. The CLI, migration and the
+//! collection all go through here, so a new kind is added in one place.
+//!
+//! ```no_run
+//! use vecseg::kinds::{create_chunked_segment, open_chunked_segment};
+//! use vecseg::prelude::*;
+//!
+//! let dir = std::path::Path::new("/tmp/my-segment");
+//! let mut segment = create_chunked_segment::<f32>(dir, 3, Distance::Cosine)?;
+//! segment.upsert(1, PointId::Num(7), &[1.0, 0.0, 0.0], &Payload::new())?;
+//! segment.flush()?;
+//! drop(segment);
+//! let segment = open_chunked_segment::<f32>(dir)?;
+//! assert_eq!(segment.point_count(), 1);
+//! # Ok::<(), vecseg::StorageError>(())
+//! ```
 //!
 //! ```text
 //! <segment>/segment.json   which backends the directory holds (the commit point)
@@ -13,21 +29,37 @@
 use std::path::{Path, PathBuf};
 
 use vecseg_chunked::{
-    ChunkedConfig, ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage, PayloadOptions,
+    ChunkedIdMapper, ChunkedPayloadOptions, ChunkedPayloadStorage, ChunkedVectorOptions,
+    ChunkedVectorStorage,
 };
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
+#[cfg(feature = "rocksdb")]
 use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
 use vecseg_traits::{Distance, Result, StorageError, VectorElement};
 
-use super::copy::MmapSegment;
 use crate::segment::SegmentState;
 use crate::Segment;
 
+/// A segment over the three immutable mmap storages (built by
+/// [`build_mmap`](crate::migrate::build_mmap) or a migration).
+pub type MmapSegment<T = f32> = Segment<MmapVectorStorage<T>, MmapPayloadStorage, MmapIdMapper>;
 /// A segment over the three RocksDB storages sharing one database.
+#[cfg(feature = "rocksdb")]
 pub type RocksSegment<T = f32> = Segment<RocksVectorStorage<T>, RocksPayloadStorage, RocksIdMapper>;
 /// A segment over the three appendable chunked (mmap-backed) storages.
 pub type ChunkedSegment<T = f32> =
     Segment<ChunkedVectorStorage<T>, ChunkedPayloadStorage, ChunkedIdMapper>;
+
+/// Subdirectory of a RocksDB segment holding its database
+/// (`vecseg_rocksdb::DB_DIR`).
+pub const ROCKSDB_DIR: &str = "rocksdb";
+
+/// The error for `what` in a build without the `rocksdb` cargo feature.
+pub fn rocksdb_feature_missing(what: &str) -> StorageError {
+    StorageError::Unsupported(format!(
+        "{what} needs the `rocksdb` cargo feature of vecseg, which this build was compiled without"
+    ))
+}
 
 /// Paths inside one segment directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +97,7 @@ impl SegmentLayout {
 
     /// `<segment>/rocksdb`.
     pub fn rocksdb(&self) -> PathBuf {
-        self.dir.join(vecseg_rocksdb::DB_DIR)
+        self.dir.join(ROCKSDB_DIR)
     }
 
     /// `<segment>/migration`: the in-place upgrade's staging area.
@@ -107,18 +139,56 @@ impl SegmentKind {
             .find(|k| k.name() == name)
     }
 
+    /// Whether this build can open segments of this kind (RocksDB needs
+    /// the `rocksdb` cargo feature).
+    pub fn is_available(self) -> bool {
+        self != SegmentKind::Rocks || cfg!(feature = "rocksdb")
+    }
+
+    /// `Ok` when [`is_available`](Self::is_available), else an error that
+    /// says which cargo feature `what` needs.
+    pub fn require_available(self, what: &str) -> Result<()> {
+        if self.is_available() {
+            Ok(())
+        } else {
+            Err(rocksdb_feature_missing(what))
+        }
+    }
+
     /// Type names `segment.json` records for this kind with element `T`.
     pub fn backend_names<T: VectorElement>(self) -> [String; 3] {
         match self {
+            #[cfg(feature = "rocksdb")]
             SegmentKind::Rocks => {
                 names::<RocksVectorStorage<T>, RocksPayloadStorage, RocksIdMapper>()
             }
+            #[cfg(not(feature = "rocksdb"))]
+            SegmentKind::Rocks => rocks_names_spelled_out::<T>(),
             SegmentKind::Chunked => {
                 names::<ChunkedVectorStorage<T>, ChunkedPayloadStorage, ChunkedIdMapper>()
             }
             SegmentKind::Mmap => names::<MmapVectorStorage<T>, MmapPayloadStorage, MmapIdMapper>(),
         }
     }
+}
+
+/// The names [`SegmentKind::backend_names`] gives the RocksDB kind, spelled
+/// out so a build without the `rocksdb` feature still recognises (and
+/// names) a RocksDB segment; a test checks them against the types. The
+/// vector storage's element parameter defaults to `f32`, which
+/// `type_name` leaves out.
+#[cfg_attr(feature = "rocksdb", allow(dead_code))]
+fn rocks_names_spelled_out<T: VectorElement>() -> [String; 3] {
+    let vectors = if T::NAME == f32::NAME {
+        "RocksVectorStorage".to_string()
+    } else {
+        format!("RocksVectorStorage<{}>", T::NAME)
+    };
+    [
+        vectors,
+        "RocksPayloadStorage".to_string(),
+        "RocksIdMapper".to_string(),
+    ]
 }
 
 fn names<V, P, I>() -> [String; 3] {
@@ -153,6 +223,9 @@ pub fn detect_kind(state: &SegmentState) -> Option<(SegmentKind, &'static str)> 
 }
 
 /// `base` with its backend names replaced by those of `kind` for element `T`.
+/// The durable sequences are cleared: they are the old storages' own
+/// counters (a RocksDB sequence number means nothing to an mmap bitmap);
+/// the next flush of the new segment records its own.
 pub fn state_for_kind<T: VectorElement>(
     base: &SegmentState,
     kind: SegmentKind,
@@ -161,10 +234,13 @@ pub fn state_for_kind<T: VectorElement>(
     let mut value = serde_json::to_value(base).map_err(codec)?;
     let [vectors, payloads, ids] = kind.backend_names::<T>();
     value["backends"] = serde_json::json!({ "vectors": vectors, "payloads": payloads, "ids": ids });
-    serde_json::from_value(value).map_err(codec)
+    let mut state: SegmentState = serde_json::from_value(value).map_err(codec)?;
+    state.durable_sequences = [None; 3];
+    Ok(state)
 }
 
 /// Create an empty RocksDB segment in `dir`.
+#[cfg(feature = "rocksdb")]
 pub fn create_rocks_segment<T: VectorElement>(
     dir: &Path,
     dim: usize,
@@ -176,6 +252,7 @@ pub fn create_rocks_segment<T: VectorElement>(
 }
 
 /// Open the RocksDB segment in `dir`.
+#[cfg(feature = "rocksdb")]
 pub fn open_rocks_segment<T: VectorElement>(
     dir: &Path,
     options: &RocksOptions,
@@ -186,6 +263,7 @@ pub fn open_rocks_segment<T: VectorElement>(
 
 /// Open the RocksDB segment in `dir` without `Segment::open`'s repair
 /// (which may write): the source of an upgrade is only ever read.
+#[cfg(feature = "rocksdb")]
 pub fn open_rocks_segment_unrepaired<T: VectorElement>(
     dir: &Path,
     state: &SegmentState,
@@ -207,8 +285,9 @@ pub fn create_chunked_segment<T: VectorElement>(
 ) -> Result<ChunkedSegment<T>> {
     let l = SegmentLayout::new(dir);
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
-    let v = ChunkedVectorStorage::create(&l.vectors(), dim, distance, ChunkedConfig::default())?;
-    let p = ChunkedPayloadStorage::create(&l.payloads(), PayloadOptions::default())?;
+    let v =
+        ChunkedVectorStorage::create(&l.vectors(), dim, distance, ChunkedVectorOptions::default())?;
+    let p = ChunkedPayloadStorage::create(&l.payloads(), ChunkedPayloadOptions::default())?;
     let i = ChunkedIdMapper::create(&l.ids())?;
     Segment::create(dir, v, p, i)
 }
@@ -248,50 +327,20 @@ pub fn open_mmap_segment<T: VectorElement>(
     Segment::open(dir, v, p, i)
 }
 
-/// [`read_batch`](super::read_batch) for a RocksDB segment through one
-/// forward iterator per column family instead of point lookups per offset
-/// (returns exactly what `read_batch` returns; a test checks it).
-pub fn read_rocks_batch<T: VectorElement>(
-    s: &RocksSegment<T>,
-    range: std::ops::Range<usize>,
-) -> Result<super::SlotBatch<T>> {
-    use vecseg_traits::{IdMapperRead, PointOffset, Sequential, VectorStorageRead};
-    let dim = s.vectors.dim();
-    let clamp = |x: usize| x.min(u32::MAX as usize) as PointOffset;
-    let vec_end = range.end.min(s.vectors.total_count()).max(range.start);
-    let offsets: Vec<PointOffset> = (range.start..vec_end).map(|o| o as PointOffset).collect();
-    let mut vectors = vec![T::default(); offsets.len() * dim];
-    s.vectors.get_batch::<Sequential>(&offsets, &mut |i, v| {
-        if v.len() == dim {
-            vectors[i * dim..(i + 1) * dim].copy_from_slice(v);
+#[cfg(all(test, feature = "rocksdb"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spelled_out_rocksdb_names_match_the_types() {
+        fn check<T: VectorElement>() {
+            assert_eq!(
+                rocks_names_spelled_out::<T>(),
+                SegmentKind::Rocks.backend_names::<T>()
+            );
         }
-    })?;
-    let deleted = offsets.iter().map(|&o| s.vectors.is_deleted(o)).collect();
-    let len = range.len();
-    let start = range.start;
-    let mut payloads = vec![vecseg_traits::Payload::new(); len];
-    s.payloads
-        .scan_range(clamp(range.start)..clamp(range.end), &mut |o, p| {
-            payloads[o as usize - start] = p;
-        })?;
-    let id_end = range.end.min(s.ids.total_count()).max(range.start);
-    let mut mappings = vec![None; id_end - start];
-    let id_range = clamp(start)..clamp(id_end);
-    s.ids.scan_external(id_range.clone(), &mut |o, id| {
-        mappings[o as usize - start] = Some((id, None));
-    })?;
-    s.ids.scan_versions(id_range, &mut |o, v| {
-        if let Some(Some((_, version))) = mappings.get_mut(o as usize - start) {
-            *version = Some(v);
-        }
-    })?;
-    Ok(super::SlotBatch {
-        start: start as PointOffset,
-        dim,
-        vector_slots: offsets.len(),
-        vectors,
-        deleted,
-        payloads,
-        mappings,
-    })
+        check::<f32>();
+        check::<u8>();
+        assert_eq!(ROCKSDB_DIR, vecseg_rocksdb::DB_DIR);
+    }
 }
