@@ -1,14 +1,9 @@
 //! Batch writes and reads: [`Segment::upsert_batch`] and
 //! [`Segment::get_batch`].
 //!
-//! A batch upsert is one operation with **one version for every point**,
-//! as one write-ahead-log record carries one sequence number. It is
-//! validated whole (dimensions, finite components, payload depth) before
-//! anything is written, so an invalid point rejects the batch instead of
-//! leaving half of it applied; vectors are normalised in parallel. Then the
-//! points are applied in order exactly as [`Segment::upsert`] would apply
-//! them one by one with that version: a point whose stored version is newer
-//! is skipped, and an id repeated in the batch ends with its last entry.
+//! A batch upsert is one operation with one version for every point (see
+//! [`Segment::upsert_batch`]); a batch read fetches vectors with one
+//! `get_batch` call in offset order.
 
 use rayon::prelude::*;
 use vecseg_traits::payload::validate_payload;
@@ -42,7 +37,15 @@ where
 {
     /// Insert or replace every point of `points` at `version`; returns, per
     /// point, whether it was applied (`false`: the stored point is newer).
-    /// See the [module docs](self) for the semantics.
+    ///
+    /// One version for every point, as one write-ahead-log record carries
+    /// one sequence number. The batch is validated whole (dimensions,
+    /// finite components, payload depth) before anything is written, so an
+    /// invalid point rejects the batch instead of leaving half of it
+    /// applied; vectors are normalised in parallel. The points are then
+    /// applied in order exactly as [`upsert`](Self::upsert) would apply
+    /// them one by one at `version`: a point whose stored version is newer
+    /// is skipped, and an id repeated in the batch ends with its last entry.
     ///
     /// ```
     /// use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};

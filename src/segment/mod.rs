@@ -8,7 +8,7 @@
 //! | `read.rs`   | get, scroll                                                   |
 //! | `search.rs` | exact top-k search (bounded heap, rayon across chunks)        |
 //! | `state.rs`  | `segment.json`: the persisted segment version and backend kinds |
-//! | `entry.rs`  | the object-safe [`SegmentEntry`] impls                        |
+//! | `entry.rs`  | the object-safe [`crate::SegmentEntry`] impls                      |
 //! | `verify.rs` | the full read pass of `vecseg inspect --verify`               |
 //!
 //! Invariant: an offset is live exactly when its vector is not flagged

@@ -37,8 +37,8 @@
 //! 2. Implement the read half, then the write half, then (if it can grow)
 //!    the appendable half. Validate every file on open and return
 //!    [`StorageError::Corrupted`] naming it; never panic on bad input.
-//! 3. Implement the factories of [`testing`] and call
-//!    [`conformance_suite!`] once; add reopen and corruption tests.
+//! 3. Implement the factories of `testing` (feature `testing`) and call
+//!    `conformance_suite!` once; add reopen and corruption tests.
 //!
 //! `docs/adding-a-backend.md` walks through it in more detail.
 #![forbid(unsafe_code)]

@@ -60,7 +60,7 @@
 //! first). A kill therefore leaves the state of the last flush.
 //!
 //! Format 1 (dropped bits inside the slot tables, a plain `ids_flags.dat`,
-//! no table checksums) is upgraded at open by [`format_v1`].
+//! no table checksums) is upgraded at open by `format_v1.rs`.
 //!
 //! Offsets must be below 2^31. Every file is validated at open (magic,
 //! version, lengths against the headers, checksums, bits past the end, the
