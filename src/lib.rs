@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod collection;
 pub mod kinds;
 pub mod migrate;
 pub mod prelude;

@@ -5,7 +5,6 @@
 //! [`Segment::upsert_batch`]); a batch read fetches vectors with one
 //! `get_batch` call in offset order.
 
-use rayon::prelude::*;
 use vecseg_traits::payload::validate_payload;
 use vecseg_traits::{
     AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, IdMapperRead, Payload,
@@ -14,9 +13,6 @@ use vecseg_traits::{
 };
 
 use super::Segment;
-
-/// Points per parallel preprocessing task.
-const PREPARE_CHUNK: usize = 256;
 
 /// One point of [`Segment::upsert_batch`].
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +38,7 @@ where
     /// one sequence number. The batch is validated whole (dimensions,
     /// finite components, payload depth) before anything is written, so an
     /// invalid point rejects the batch instead of leaving half of it
-    /// applied; vectors are normalised in parallel. The points are then
+    /// applied. The points are then
     /// applied in order exactly as [`upsert`](Self::upsert) would apply
     /// them one by one at `version`: a point whose stored version is newer
     /// is skipped, and an id repeated in the batch ends with its last entry.
@@ -75,23 +71,15 @@ where
             V::Element::validate(p.vector, dim)?;
             validate_payload(p.payload)?;
         }
-        let mut stored: Vec<V::Element> = Vec::with_capacity(points.len() * dim);
-        for p in points {
-            stored.extend_from_slice(p.vector);
-        }
-        if dim > 0 {
-            stored
-                .par_chunks_mut(dim * PREPARE_CHUNK)
-                .try_for_each(|chunk| {
-                    chunk
-                        .chunks_exact_mut(dim)
-                        .try_for_each(|v| V::Element::preprocess(distance, v))
-                })?;
-        }
+        // Normalised right before its insert, in one reused buffer: the
+        // vector is still in cache when the storage copies it.
+        let mut stored: Vec<V::Element> = Vec::with_capacity(dim);
         let mut applied = Vec::with_capacity(points.len());
-        for (i, p) in points.iter().enumerate() {
-            let vector = &stored[i * dim..(i + 1) * dim];
-            applied.push(self.upsert_prepared(version, p.id, vector, p.payload)?);
+        for p in points {
+            stored.clear();
+            stored.extend_from_slice(p.vector);
+            V::Element::preprocess(distance, &mut stored)?;
+            applied.push(self.upsert_prepared(version, p.id, &stored, p.payload)?);
         }
         Ok(applied)
     }
@@ -103,26 +91,29 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
     /// offset order, so backends that batch reads (io_uring, RocksDB
     /// multi-get) do.
     pub fn get_batch(&self, ids: &[PointId]) -> Result<Vec<Option<Record<V::Element>>>> {
-        let mut found: Vec<(usize, PointOffset)> = Vec::with_capacity(ids.len());
+        let mut out: Vec<Option<Record<V::Element>>> = Vec::with_capacity(ids.len());
+        let mut found: Vec<(PointOffset, usize)> = Vec::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
-            if let Some(o) = self.ids.internal(*id)? {
-                found.push((i, o));
-            }
-        }
-        found.sort_unstable_by_key(|&(_, o)| o);
-        let offsets: Vec<PointOffset> = found.iter().map(|&(_, o)| o).collect();
-        let mut vectors: Vec<Vec<V::Element>> = vec![Vec::new(); offsets.len()];
-        self.vectors
-            .get_batch::<Random>(&offsets, &mut |k, v| vectors[k] = v.to_vec())?;
-        let mut out: Vec<Option<Record<V::Element>>> = (0..ids.len()).map(|_| None).collect();
-        for ((i, o), vector) in found.into_iter().zip(vectors) {
-            out[i] = Some(Record {
-                id: ids[i],
-                version: self.ids.version(o)?.unwrap_or(0),
-                vector,
-                payload: self.payloads.get(o)?,
+            out.push(match self.ids.internal(*id)? {
+                Some(o) => {
+                    found.push((o, i));
+                    Some(Record {
+                        id: *id,
+                        version: self.ids.version(o)?.unwrap_or(0),
+                        vector: Vec::new(),
+                        payload: self.payloads.get(o)?,
+                    })
+                }
+                None => None,
             });
         }
+        found.sort_unstable();
+        let offsets: Vec<PointOffset> = found.iter().map(|&(o, _)| o).collect();
+        self.vectors.get_batch::<Random>(&offsets, &mut |k, v| {
+            if let Some(Some(r)) = found.get(k).and_then(|&(_, i)| out.get_mut(i)) {
+                r.vector = v.to_vec();
+            }
+        })?;
         Ok(out)
     }
 }

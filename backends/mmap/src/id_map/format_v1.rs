@@ -29,10 +29,10 @@ use vecseg_traits::fsutil::fsync_dir;
 use vecseg_traits::{IoResultExt, Result};
 
 use super::{
-    corrupted, write_phf_file, write_table, PhfHeader, TableHeader, UuidRecord, EXTERNAL_MAGIC,
-    FLAGS_MAGIC, IDS_DELETED_FILE, IDS_EXTERNAL_FILE, IDS_FLAGS_FILE, IDS_FORMAT_VERSION,
-    IDS_KINDS_FILE, IDS_ORDER_FILE, IDS_PHF_FILE, IDS_SLOTS_FILE, IDS_UUIDS_FILE, KINDS_MAGIC,
-    MAX_TOTAL, ORDER_MAGIC, PHF_MAGIC, SLOTS_MAGIC, UUIDS_MAGIC,
+    corrupted, write_bitmaps, write_phf_file, write_table, PhfHeader, TableHeader, UuidRecord,
+    EXTERNAL_MAGIC, FLAGS_MAGIC, IDS_DELETED_FILE, IDS_EXTERNAL_FILE, IDS_FLAGS_FILE,
+    IDS_FORMAT_VERSION, IDS_ORDER_FILE, IDS_PHF_FILE, IDS_SLOTS_FILE, IDS_UUIDS_FILE, MAX_TOTAL,
+    ORDER_MAGIC, PHF_MAGIC, SLOTS_MAGIC, UUIDS_MAGIC,
 };
 use crate::checked_bitmap::{bitmap_words, has_bits_past, set_bit, CheckedBitmap};
 use crate::header::{read_header, FilePrefix};
@@ -178,13 +178,7 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
     }
 
     // 2. The new bitmaps.
-    CheckedBitmap::create(&deleted_path, total, &deleted)?;
-    write_table(
-        &dir.join(IDS_KINDS_FILE),
-        KINDS_MAGIC,
-        kinds.len(),
-        bytemuck::cast_slice(&kinds),
-    )?;
+    write_bitmaps(dir, total, &deleted, &kinds)?;
 
     // 3. Tables still in format 1.
     if slots.version == 1 {

@@ -442,6 +442,18 @@ fn open_table(
     Ok((file, count))
 }
 
+/// Write `ids_deleted.dat` (a [`CheckedBitmap`] of `deleted`) and
+/// `ids_kinds.dat` (the is-UUID words), each replaced by rename.
+fn write_bitmaps(dir: &Path, total: usize, deleted: &[u64], kinds: &[u64]) -> Result<()> {
+    CheckedBitmap::create(&dir.join(IDS_DELETED_FILE), total, deleted)?;
+    write_table(
+        &dir.join(IDS_KINDS_FILE),
+        KINDS_MAGIC,
+        kinds.len(),
+        bytemuck::cast_slice(kinds),
+    )
+}
+
 /// Write `ids_phf.bin`: header (with the CRC-32C of `body`) and `body`, the
 /// numeric function's `num_phf_bytes` bytes followed by the UUID one's.
 fn write_phf_file(
@@ -605,13 +617,7 @@ impl MmapIdMapper {
             total,
             bytemuck::cast_slice(&external),
         )?;
-        write_table(
-            &dir.join(IDS_KINDS_FILE),
-            KINDS_MAGIC,
-            kinds.len(),
-            bytemuck::cast_slice(&kinds),
-        )?;
-        CheckedBitmap::create(&dir.join(IDS_DELETED_FILE), total, &deleted)?;
+        write_bitmaps(dir, total, &deleted, &kinds)?;
         write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
             let header = CountHeader {
                 prefix: FilePrefix::new::<CountHeader>(VERSIONS_MAGIC, IDS_VERSIONS_FORMAT_VERSION),
