@@ -27,7 +27,9 @@
 //! | [`chunked`]          | `vecseg-chunked`  | appendable mmap storages                    |
 //! | `rocksdb`            | `vecseg-rocksdb`  | RocksDB storages (cargo feature `rocksdb`, on by default) |
 //!
-//! [`kinds`] creates and opens each kind of persistent segment,
+//! [`Collection`] is the database around segments (write-ahead log,
+//! several segments, recovery); [`kinds`] creates and opens each kind of
+//! persistent segment,
 //! [`migrate`] copies, verifies and upgrades segments, and [`prelude`]
 //! imports what a program using segments needs. See `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
@@ -39,6 +41,7 @@ pub mod migrate;
 pub mod prelude;
 pub mod segment;
 
+pub use collection::{Collection, CollectionOptions};
 pub use segment::{PointInput, ScanOptions, Segment};
 pub use vecseg_traits::*;
 

@@ -4,6 +4,7 @@
 //! are how segments and storages are used), and the everyday types. Backend
 //! types stay in their modules ([`crate::memory`], [`crate::chunked`], ...).
 
+pub use crate::collection::{Collection, CollectionOptions, PointData};
 pub use crate::kinds::{ChunkedSegment, MmapSegment, SegmentKind};
 pub use crate::segment::{PointInput, Segment};
 pub use vecseg_traits::{

@@ -97,6 +97,44 @@ pub struct UpgradeOptions {
     pub paranoid: bool,
 }
 
+impl UpgradeOptions {
+    /// These options migrating to `target`.
+    pub fn with_target(mut self, target: SegmentKind) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// These options copying `slots` slots per batch.
+    pub fn with_batch_slots(mut self, slots: usize) -> Self {
+        self.batch_slots = slots;
+        self
+    }
+
+    /// These options staging and verifying only (no switch).
+    pub fn with_verify_only(mut self, on: bool) -> Self {
+        self.verify_only = on;
+        self
+    }
+
+    /// These options also re-reading the source slot by slot.
+    pub fn with_paranoid(mut self, on: bool) -> Self {
+        self.paranoid = on;
+        self
+    }
+
+    /// These options opening the source database with `rocks`.
+    pub fn with_rocks(mut self, rocks: RocksOptions) -> Self {
+        self.rocks = rocks;
+        self
+    }
+
+    /// These options building mmap vectors with `mmap`.
+    pub fn with_mmap(mut self, mmap: MmapVectorOptions) -> Self {
+        self.mmap = mmap;
+        self
+    }
+}
+
 impl Default for UpgradeOptions {
     fn default() -> Self {
         UpgradeOptions {

@@ -95,6 +95,13 @@ pub enum StorageError {
     /// Migration verification found the two sides different.
     #[error("verification failed: {0}")]
     VerificationFailed(String),
+    /// The directory is open for writing elsewhere (another process, or
+    /// another open in this one).
+    #[error("{}: locked: already open for writing (another process, or an earlier open in this one)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
 }
 
 impl StorageError {

@@ -83,6 +83,32 @@ impl Default for RocksOptions {
     }
 }
 
+impl RocksOptions {
+    /// These options with at most `n` open SST files.
+    pub fn with_max_open_files(mut self, n: i32) -> Self {
+        self.max_open_files = n;
+        self
+    }
+
+    /// These options with a block cache of `bytes`.
+    pub fn with_block_cache_bytes(mut self, bytes: usize) -> Self {
+        self.block_cache_bytes = bytes;
+        self
+    }
+
+    /// These options with memtables of `bytes` per column family.
+    pub fn with_write_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.write_buffer_bytes = bytes;
+        self
+    }
+
+    /// These options with `n` background flush/compaction threads.
+    pub fn with_background_jobs(mut self, n: i32) -> Self {
+        self.background_jobs = n;
+        self
+    }
+}
+
 /// One RocksDB database shared (through an [`Arc`]) by the vector storage,
 /// payload storage and id mapper of a segment.
 pub struct RocksDb {

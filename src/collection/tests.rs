@@ -1,0 +1,262 @@
+//! Collection tests: a model under random operations across an appendable
+//! and sealed segments (so copy-on-write happens), with flushes, seals and
+//! reopens without flush (WAL replay); the directory lock.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use vecseg_traits::{Distance, Payload, PointId, StorageError};
+
+use super::*;
+
+const DIM: usize = 3;
+
+fn options() -> CollectionOptions {
+    CollectionOptions::new(DIM, Distance::Euclid).with_wal(WalOptions {
+        file_capacity: 4096,
+        durability: Durability::None,
+    })
+}
+
+fn payload(k: &str, v: i64) -> Payload {
+    let mut p = Payload::new();
+    p.insert(k.to_string(), v.into());
+    p
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Upsert(Vec<(u64, i64)>),
+    Delete(Vec<u64>),
+    Set(Vec<u64>, i64),
+    Overwrite(Vec<u64>, i64),
+    DeleteKey(Vec<u64>),
+    Clear(Vec<u64>),
+    Flush,
+    Seal,
+    Reopen,
+}
+
+fn ids() -> impl Strategy<Value = Vec<u64>> {
+    proptest::collection::vec(0u64..24, 1..5)
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => proptest::collection::vec((0u64..24, -50i64..50), 1..6).prop_map(Step::Upsert),
+        2 => ids().prop_map(Step::Delete),
+        2 => (ids(), -9i64..9).prop_map(|(i, v)| Step::Set(i, v)),
+        1 => (ids(), -9i64..9).prop_map(|(i, v)| Step::Overwrite(i, v)),
+        1 => ids().prop_map(Step::DeleteKey),
+        1 => ids().prop_map(Step::Clear),
+        1 => Just(Step::Flush),
+        1 => Just(Step::Seal),
+        2 => Just(Step::Reopen),
+    ]
+}
+
+/// The model: id → (vector, payload).
+type Model = BTreeMap<u64, (Vec<f32>, Payload)>;
+
+fn check(c: &Collection, model: &Model) {
+    for id in 0..24u64 {
+        let got = c.get(PointId::Num(id)).unwrap();
+        match model.get(&id) {
+            None => assert!(got.is_none(), "{id} should be absent"),
+            Some((v, p)) => {
+                let r = got.unwrap_or_else(|| panic!("{id} missing"));
+                assert_eq!(&r.vector, v, "vector of {id}");
+                assert_eq!(&r.payload, p, "payload of {id}");
+            }
+        }
+    }
+    let scrolled: Vec<u64> = c
+        .scroll(None, 1000, None)
+        .unwrap()
+        .into_iter()
+        .map(|id| match id {
+            PointId::Num(n) => n,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(scrolled, model.keys().copied().collect::<Vec<_>>());
+    assert_eq!(c.count().unwrap(), model.len());
+    let in_pages: Vec<PointId> = {
+        let mut out = Vec::new();
+        let mut from = None;
+        loop {
+            let page = c.scroll(from, 3, None).unwrap();
+            out.extend(&page);
+            match page.last() {
+                Some(PointId::Num(n)) if page.len() == 3 => from = Some(PointId::Num(n + 1)),
+                _ => break,
+            }
+        }
+        out
+    };
+    assert_eq!(in_pages.len(), model.len());
+    if let Some((id, (v, _))) = model.iter().next() {
+        let hits = c.search(v, 1, None).unwrap();
+        assert_eq!(hits[0].score, 0.0, "the point itself is nearest");
+        let _ = id;
+    }
+}
+
+fn vector(id: u64, salt: i64) -> Vec<f32> {
+    vec![id as f32, salt as f32, 1.0]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn matches_a_model(steps in proptest::collection::vec(step(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Collection::create(dir.path(), options()).unwrap();
+        let mut model = Model::new();
+        for s in steps {
+            match s {
+                Step::Upsert(points) => {
+                    let batch = points
+                        .iter()
+                        .map(|&(id, salt)| PointData {
+                            id: PointId::Num(id),
+                            vector: vector(id, salt),
+                            payload: payload("a", salt),
+                        })
+                        .collect();
+                    c.upsert_points(batch).unwrap();
+                    for (id, salt) in points {
+                        model.insert(id, (vector(id, salt), payload("a", salt)));
+                    }
+                }
+                Step::Delete(ids) => {
+                    c.delete_points(ids.iter().map(|i| PointId::Num(*i)).collect()).unwrap();
+                    for id in ids {
+                        model.remove(&id);
+                    }
+                }
+                Step::Set(ids, v) => {
+                    c.set_payload(ids.iter().map(|i| PointId::Num(*i)).collect(), payload("b", v)).unwrap();
+                    for id in ids {
+                        if let Some(p) = model.get_mut(&id) {
+                            p.1.insert("b".into(), v.into());
+                        }
+                    }
+                }
+                Step::Overwrite(ids, v) => {
+                    c.overwrite_payload(ids.iter().map(|i| PointId::Num(*i)).collect(), payload("c", v)).unwrap();
+                    for id in ids {
+                        if let Some(p) = model.get_mut(&id) {
+                            p.1 = payload("c", v);
+                        }
+                    }
+                }
+                Step::DeleteKey(ids) => {
+                    c.delete_payload_keys(ids.iter().map(|i| PointId::Num(*i)).collect(), vec!["a".into()]).unwrap();
+                    for id in ids {
+                        if let Some(p) = model.get_mut(&id) {
+                            p.1.remove("a");
+                        }
+                    }
+                }
+                Step::Clear(ids) => {
+                    c.clear_payload(ids.iter().map(|i| PointId::Num(*i)).collect()).unwrap();
+                    for id in ids {
+                        if let Some(p) = model.get_mut(&id) {
+                            p.1.clear();
+                        }
+                    }
+                }
+                Step::Flush => {
+                    c.flush().unwrap();
+                }
+                Step::Seal => c.seal_appendable().unwrap(),
+                Step::Reopen => {
+                    // No flush: what is not in the segments is in the WAL.
+                    drop(c);
+                    c = Collection::open(dir.path()).unwrap();
+                }
+            }
+            check(&c, &model);
+        }
+        drop(c);
+        let c = Collection::open(dir.path()).unwrap();
+        check(&c, &model);
+    }
+}
+
+#[test]
+fn copy_on_write_moves_a_sealed_point_and_reads_take_the_newest_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collection::create(dir.path(), options()).unwrap();
+    c.upsert_points(vec![PointData {
+        id: PointId::Num(1),
+        vector: vector(1, 0),
+        payload: payload("a", 1),
+    }])
+    .unwrap();
+    c.seal_appendable().unwrap();
+    let segs = c.segments();
+    assert_eq!(segs.len(), 2);
+    assert_eq!((segs[0].2, segs[1].1.as_str(), segs[1].2), (0, "mmap", 1));
+    c.set_payload(vec![PointId::Num(1)], payload("b", 2))
+        .unwrap();
+    let segs = c.segments();
+    assert_eq!(
+        (segs[0].2, segs[1].2),
+        (1, 0),
+        "the point moved to the appendable segment"
+    );
+    let r = c.get(PointId::Num(1)).unwrap().unwrap();
+    assert_eq!(r.payload.get("b"), Some(&2.into()));
+    assert_eq!(r.payload.get("a"), Some(&1.into()));
+    drop(c);
+    let c = Collection::open(dir.path()).unwrap();
+    assert_eq!(c.count().unwrap(), 1);
+    let dirs = std::fs::read_dir(dir.path().join(SEGMENTS_DIR))
+        .unwrap()
+        .count();
+    assert_eq!(dirs, 2, "the sealed appendable segment's directory is gone");
+}
+
+#[test]
+fn a_second_open_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::create(dir.path(), options()).unwrap();
+    assert!(matches!(
+        Collection::open(dir.path()),
+        Err(StorageError::Locked { .. })
+    ));
+    assert!(matches!(
+        Collection::create(dir.path(), options()),
+        Err(StorageError::Locked { .. })
+    ));
+    drop(c);
+    let c = Collection::open(dir.path()).unwrap();
+    drop(c);
+    assert!(
+        Collection::create(dir.path(), options()).is_err(),
+        "already a collection"
+    );
+}
+
+#[test]
+fn invalid_points_are_rejected_before_they_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collection::create(dir.path(), options()).unwrap();
+    let bad = vec![
+        PointData {
+            id: PointId::Num(1),
+            vector: vec![1.0, 2.0, 3.0],
+            payload: Payload::new(),
+        },
+        PointData {
+            id: PointId::Num(2),
+            vector: vec![1.0, f32::NAN, 3.0],
+            payload: Payload::new(),
+        },
+    ];
+    assert!(c.upsert_points(bad).is_err());
+    assert_eq!(c.wal().next_seq().unwrap(), 1, "nothing logged");
+    assert_eq!(c.count().unwrap(), 0);
+}
