@@ -1,5 +1,7 @@
-//! `vecseg inspect <segment-dir> [--verify]`: what a segment directory
-//! holds; with `--verify`, also a full read pass ([`Segment::verify`]).
+//! `vecseg inspect <dir> [--verify]`: what a segment directory holds (with
+//! `--verify`, also a full read pass, [`Segment::verify`]), or what a
+//! collection directory holds (manifest, segments, WAL), read without
+//! opening, locking or repairing anything.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -37,9 +39,15 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()).into());
     }
+    if dir
+        .join(crate::collection::manifest::MANIFEST_FILE)
+        .exists()
+    {
+        return inspect_collection(dir);
+    }
     if !dir.join(crate::segment::STATE_FILE).exists() {
         return Err(format!(
-            "{} is not a vecseg segment directory (no {})",
+            "{} is not a vecseg segment or collection directory (no {})",
             dir.display(),
             crate::segment::STATE_FILE
         )
@@ -76,6 +84,66 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
             .display()
             .to_string();
         let _ = writeln!(out, "  {rel:<40} {size:>12} B  {}", file_format(&path));
+    }
+    Ok(out)
+}
+
+/// The report for a collection directory, read without opening (or
+/// locking, or repairing) anything: manifest, each segment's
+/// `segment.json`, the WAL files.
+fn inspect_collection(dir: &Path) -> Result<String, Box<dyn Error>> {
+    use crate::collection::manifest::Manifest;
+    let m = Manifest::read(dir)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "collection  {}", dir.display());
+    let _ = writeln!(out, "dim         {}", m.dim);
+    let _ = writeln!(out, "distance    {}", m.distance.name());
+    let _ = writeln!(out, "segments");
+    for s in &m.segments {
+        let seg_dir = dir.join(crate::collection::SEGMENTS_DIR).join(&s.name);
+        let state = SegmentState::read(&seg_dir)?;
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<8} persisted version {:>10}  offsets {:>10}{}",
+            s.name,
+            s.kind,
+            state.version,
+            state.id_total,
+            if s.name == m.appendable {
+                "  (appendable)"
+            } else {
+                ""
+            }
+        );
+    }
+    let wal_dir = dir.join(crate::collection::WAL_DIR);
+    let (first, files) = crate::collection::wal::inspect(&wal_dir)?;
+    let entries: u64 = files.iter().map(|f| f.entries).sum();
+    let next = files.last().map_or(first, |f| f.first + f.entries);
+    let _ = writeln!(
+        out,
+        "wal         {} file(s), {} bytes, entries {}..{} ({} still needed), durability {:?}",
+        files.len(),
+        files.iter().map(|f| f.file_len).sum::<u64>(),
+        files.first().map_or(first, |f| f.first),
+        next,
+        next.saturating_sub(first).min(entries),
+        m.wal_durability
+    );
+    for f in &files {
+        let torn = if f.file_len > f.valid_len {
+            format!(
+                "  torn tail of {} B (cut at the next open)",
+                f.file_len - f.valid_len
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>8} entries {:>12} B{torn}",
+            f.name, f.entries, f.file_len
+        );
     }
     Ok(out)
 }

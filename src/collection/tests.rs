@@ -260,3 +260,45 @@ fn invalid_points_are_rejected_before_they_are_logged() {
     assert_eq!(c.wal().next_seq().unwrap(), 1, "nothing logged");
     assert_eq!(c.count().unwrap(), 0);
 }
+
+#[test]
+fn inspect_reads_a_live_collection_without_changing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collection::create(dir.path(), options()).unwrap();
+    for i in 0..5u64 {
+        c.upsert_points(vec![PointData {
+            id: PointId::Num(i),
+            vector: vector(i, 1),
+            payload: Payload::new(),
+        }])
+        .unwrap();
+    }
+    c.seal_appendable().unwrap();
+    c.delete_points(vec![PointId::Num(0)]).unwrap();
+    // A torn tail after the last entry: reported, not cut.
+    let wal_file = std::fs::read_dir(dir.path().join(WAL_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wal_file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[7u8; 5]).unwrap();
+    let len = std::fs::metadata(&wal_file).unwrap().len();
+    let report = crate::cli::inspect::inspect(dir.path(), false).unwrap();
+    assert!(report.contains("collection"), "{report}");
+    assert!(
+        report.contains("mmap") && report.contains("(appendable)"),
+        "{report}"
+    );
+    assert!(report.contains("torn tail of 5 B"), "{report}");
+    assert_eq!(
+        std::fs::metadata(&wal_file).unwrap().len(),
+        len,
+        "nothing cut"
+    );
+    drop(c);
+}

@@ -445,5 +445,56 @@ impl Wal {
     }
 }
 
+/// One log file as [`inspect`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalFileSummary {
+    /// File name.
+    pub name: String,
+    /// Sequence number of its first entry.
+    pub first: u64,
+    /// Valid entries.
+    pub entries: u64,
+    /// Bytes of the valid prefix.
+    pub valid_len: u64,
+    /// Bytes of the file (more than `valid_len`: a torn tail).
+    pub file_len: u64,
+}
+
+/// What a log directory holds, read without changing anything (a torn
+/// tail is reported, not cut): the first needed sequence number and the
+/// files. Damage is an error, as at open.
+pub fn inspect(dir: &Path) -> Result<(u64, Vec<WalFileSummary>)> {
+    let first_path = dir.join(FIRST_FILE);
+    let first_needed = if first_path.exists() {
+        let bytes = read_sealed(&first_path)?;
+        serde_json::from_slice::<FirstNeeded>(&bytes)
+            .map_err(|e| StorageError::corrupted(&first_path, format!("invalid JSON: {e}")))?
+            .first
+    } else {
+        1
+    };
+    let mut firsts: Vec<u64> = Vec::new();
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        if let Some(first) = e.file_name().to_str().and_then(parse_file_name) {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    let mut files = Vec::new();
+    for first in firsts {
+        let path = dir.join(file_name(first));
+        let scanned = log_file::scan(&path, first)?;
+        files.push(WalFileSummary {
+            name: file_name(first),
+            first,
+            entries: scanned.entries.len() as u64,
+            valid_len: scanned.valid_len,
+            file_len: std::fs::metadata(&path).at(&path)?.len(),
+        });
+    }
+    Ok((first_needed, files))
+}
+
 #[cfg(test)]
 mod tests;

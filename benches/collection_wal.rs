@@ -1,0 +1,162 @@
+//! The cost of durability: loading 200k × 128 f32 points in batches of
+//! 1,000 into a collection with the WAL in each durability mode, against
+//! the same batches upserted into a bare chunked segment (no WAL) in the
+//! same run. Also prints, once, the WAL bytes per point and the time to
+//! reopen a collection whose whole load is still in the WAL (recovery by
+//! replay).
+//!
+//! `cargo bench --no-default-features --bench collection_wal`
+//! (`VECSEG_WAL_BENCH_N` overrides the number of points).
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use vecseg::collection::{Durability, WalOptions};
+use vecseg::kinds::create_chunked_segment;
+use vecseg::prelude::*;
+use vecseg::testing::Rng;
+
+const DIM: usize = 128;
+const BATCH: usize = 1_000;
+
+fn points(n: usize) -> Vec<PointData> {
+    let mut rng = Rng::new(5);
+    (0..n)
+        .map(|i| {
+            let mut payload = Payload::new();
+            payload.insert("tenant".into(), format!("t{}", i % 16).into());
+            PointData {
+                id: PointId::Num(i as u64),
+                vector: rng.vector(DIM),
+                payload,
+            }
+        })
+        .collect()
+}
+
+fn options(durability: Durability) -> CollectionOptions {
+    CollectionOptions::new(DIM, Distance::Cosine).with_wal(WalOptions {
+        durability,
+        ..Default::default()
+    })
+}
+
+fn batches(data: &[PointData]) -> Vec<Vec<PointData>> {
+    data.chunks(BATCH).map(<[PointData]>::to_vec).collect()
+}
+
+fn load(c: &mut Collection, batches: Vec<Vec<PointData>>) {
+    for batch in batches {
+        c.upsert_points(batch).unwrap();
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("VECSEG_WAL_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let data = points(n);
+    let root = tempfile::tempdir().unwrap();
+    let mut round = 0usize;
+    let mut fresh = move |root: &std::path::Path| {
+        round += 1;
+        root.join(round.to_string())
+    };
+
+    // Once: WAL size and recovery time.
+    {
+        let dir = fresh(root.path());
+        let mut coll = Collection::create(&dir, options(Durability::None)).unwrap();
+        load(&mut coll, batches(&data));
+        let wal_bytes = coll.wal().disk_bytes().unwrap();
+        drop(coll);
+        let t = Instant::now();
+        let coll = Collection::open(&dir).unwrap();
+        let recovery = t.elapsed();
+        assert_eq!(coll.count().unwrap(), n);
+        eprintln!(
+            "collection_wal: {n} points, WAL {:.1} MB = {:.1} bytes/point; recovery by replay {:.2} s = {:.2} s per GB of WAL",
+            wal_bytes as f64 / 1e6,
+            wal_bytes as f64 / n as f64,
+            recovery.as_secs_f64(),
+            recovery.as_secs_f64() / (wal_bytes as f64 / 1e9)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // Once: what batching buys with fsync per write (2,000 points).
+    {
+        let small = &data[..2_000.min(n)];
+        let mut one_by_one =
+            Collection::create(&fresh(root.path()), options(Durability::Fsync)).unwrap();
+        let t = Instant::now();
+        for p in small {
+            one_by_one.upsert_points(vec![p.clone()]).unwrap();
+        }
+        let single = t.elapsed().as_secs_f64();
+        let mut batched =
+            Collection::create(&fresh(root.path()), options(Durability::Fsync)).unwrap();
+        let t = Instant::now();
+        load(&mut batched, batches(small));
+        let batch = t.elapsed().as_secs_f64();
+        eprintln!(
+            "collection_wal: {} points with fsync: one per call {:.0} points/s, batches of {BATCH} {:.0} points/s ({:.1}x)",
+            small.len(),
+            small.len() as f64 / single,
+            small.len() as f64 / batch,
+            single / batch
+        );
+    }
+
+    let mut g = c.benchmark_group(format!("load_{n}_x_{DIM}_batches_of_{BATCH}"));
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    let root_path = root.path().to_path_buf();
+    g.bench_function("segment_without_wal", |b| {
+        b.iter_batched(
+            || create_chunked_segment::<f32>(&fresh(&root_path), DIM, Distance::Cosine).unwrap(),
+            |mut s| {
+                for chunk in data.chunks(BATCH) {
+                    let batch: Vec<PointInput<'_, f32>> = chunk
+                        .iter()
+                        .map(|p| PointInput {
+                            id: p.id,
+                            vector: &p.vector,
+                            payload: &p.payload,
+                        })
+                        .collect();
+                    s.upsert_batch(1, &batch).unwrap();
+                }
+                s
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    for (name, durability) in [
+        ("collection_wal_none", Durability::None),
+        ("collection_wal_group_commit", Durability::GroupCommit),
+        ("collection_wal_fsync", Durability::Fsync),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let coll = Collection::create(&fresh(&root_path), options(durability)).unwrap();
+                    (coll, batches(&data))
+                },
+                |(mut coll, batches)| {
+                    load(&mut coll, batches);
+                    coll
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
