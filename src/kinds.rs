@@ -204,6 +204,13 @@ pub use crate::segment::short_type_name;
 /// Which kind of segment `state` describes, and its element type name
 /// (`f32`, `u8`), or `None` for combinations migration does not handle.
 pub fn detect_kind(state: &SegmentState) -> Option<(SegmentKind, &'static str)> {
+    // The stable names a newer `segment.json` records come first.
+    if let (Some(kind), Some(element)) = (&state.kind, &state.element) {
+        let element = [f32::NAME, u8::NAME].into_iter().find(|e| e == element);
+        if let (Some(kind), Some(element)) = (SegmentKind::from_name(kind), element) {
+            return Some((kind, element));
+        }
+    }
     let have = [
         state.backends.vectors.as_str(),
         state.backends.payloads.as_str(),
@@ -236,6 +243,8 @@ pub fn state_for_kind<T: VectorElement>(
     value["backends"] = serde_json::json!({ "vectors": vectors, "payloads": payloads, "ids": ids });
     let mut state: SegmentState = serde_json::from_value(value).map_err(codec)?;
     state.durable_sequences = [None; 3];
+    state.kind = Some(kind.name().to_string());
+    state.element = Some(T::NAME.to_string());
     Ok(state)
 }
 
@@ -342,5 +351,39 @@ mod tests {
         check::<f32>();
         check::<u8>();
         assert_eq!(ROCKSDB_DIR, vecseg_rocksdb::DB_DIR);
+    }
+}
+
+#[cfg(test)]
+mod stable_kind_tests {
+    use super::*;
+
+    #[test]
+    fn segment_json_records_the_stable_kind_which_outlives_type_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path().join("s");
+        let mut s = create_chunked_segment::<f32>(&seg, 2, Distance::Dot).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let mut state = SegmentState::read(&seg).unwrap();
+        assert_eq!(state.kind.as_deref(), Some("chunked"));
+        assert_eq!(state.element.as_deref(), Some("f32"));
+        assert_eq!(detect_kind(&state), Some((SegmentKind::Chunked, "f32")));
+        // Another compiler spells the type names differently: the kind
+        // still identifies the segment, and it opens as that kind.
+        state.backends.vectors = "vecseg_chunked::vector::ChunkedVectorStorage<f32>".into();
+        state.write(&seg).unwrap();
+        assert_eq!(
+            detect_kind(&SegmentState::read(&seg).unwrap()),
+            Some((SegmentKind::Chunked, "f32"))
+        );
+        open_chunked_segment::<f32>(&seg).unwrap();
+        // Without a recorded kind, a spelling mismatch is still refused.
+        let mut state = SegmentState::read(&seg).unwrap();
+        state.kind = None;
+        state.backends.vectors = "SomethingElse".into();
+        state.write(&seg).unwrap();
+        assert!(open_chunked_segment::<f32>(&seg).is_err());
+        assert_eq!(detect_kind(&SegmentState::read(&seg).unwrap()), None);
     }
 }

@@ -175,7 +175,16 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
         let state = SegmentState::read(dir)?;
         let state_path = dir.join(STATE_FILE);
         let expected = state::BackendNames::of::<V, P, I>();
-        if state.backends != expected {
+        // The recorded kind settles it when the type names changed spelling
+        // (another compiler): the same kind opened as the same types.
+        let same_kind = state.kind.is_some() && {
+            let mut probe = state.clone();
+            probe.backends = expected.clone();
+            probe.kind = None;
+            crate::kinds::detect_kind(&probe).map(|(k, e)| (k.name(), e))
+                == state.kind.as_deref().zip(state.element.as_deref())
+        };
+        if state.backends != expected && !same_kind {
             return Err(StorageError::InvalidArgument(format!(
                 "{} holds {} / {} / {}, but was opened as {} / {} / {}",
                 dir.display(),
@@ -337,7 +346,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
 
     fn write_state_with(&self, version: Version) -> Result<()> {
         if let Some(dir) = &self.dir {
-            SegmentState {
+            let mut state = SegmentState {
                 format_version: state::FORMAT_VERSION,
                 version,
                 dim: self.vectors.dim(),
@@ -346,8 +355,14 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 id_total: self.ids.total_count() as u64,
                 vector_total: self.vectors.total_count() as u64,
                 durable_sequences: self.durable_sequences(),
+                kind: None,
+                element: None,
+            };
+            if let Some((kind, element)) = crate::kinds::detect_kind(&state) {
+                state.kind = Some(kind.name().to_string());
+                state.element = Some(element.to_string());
             }
-            .write(dir)?;
+            state.write(dir)?;
         }
         Ok(())
     }

@@ -87,6 +87,14 @@ pub struct SegmentState {
     /// migrated segment, so that key is ignored.
     #[serde(default, rename = "storage_sequences")]
     pub durable_sequences: [Option<u64>; 3],
+    /// Stable name of the segment kind (`chunked`, `mmap`, `rocksdb`; see
+    /// [`crate::kinds::SegmentKind::name`]), when the backends form one.
+    /// Unlike the type names above it does not depend on the compiler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Element type name of the vectors (`f32`, `u8`), with `kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
 }
 
 impl SegmentState {
@@ -139,6 +147,8 @@ mod tests {
             id_total: 3,
             vector_total: 4,
             durable_sequences: [None, Some(7), None],
+            kind: Some("chunked".into()),
+            element: Some("f32".into()),
         };
         state.write(dir.path()).unwrap();
         assert_eq!(SegmentState::read(dir.path()).unwrap(), state);
