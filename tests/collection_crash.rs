@@ -238,10 +238,21 @@ fn killed_collection_writers_lose_no_acknowledged_operation() {
 }
 
 /// The long run the closing note reports: `cargo test --test
-/// collection_crash -- --ignored`.
+/// collection_crash -- --ignored` (`VECSEG_CRASH_CYCLES`, `VECSEG_CRASH_SEED`
+/// change the count and the seed).
 #[test]
 #[ignore]
 fn collection_crash_many() {
-    let killed = kill_cycles(1000, 7);
-    println!("collection: {killed} of 1000 writers killed mid-way, every reopen consistent");
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let cycles = env("VECSEG_CRASH_CYCLES", 1000) as usize;
+    let seed = env("VECSEG_CRASH_SEED", 7);
+    let killed = kill_cycles(cycles, seed);
+    println!(
+        "collection: {killed} of {cycles} writers killed mid-way (seed {seed}), every reopen consistent"
+    );
 }

@@ -108,11 +108,15 @@ mod f32_bytes {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(v.len() * 4);
-        for x in v {
-            bytes.extend_from_slice(&x.to_le_bytes());
+        #[cfg(target_endian = "little")]
+        {
+            s.serialize_bytes(bytemuck::cast_slice(v))
         }
-        s.serialize_bytes(&bytes)
+        #[cfg(not(target_endian = "little"))]
+        {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            s.serialize_bytes(&bytes)
+        }
     }
 
     struct BytesVisitor;

@@ -47,16 +47,46 @@ impl Collection {
     /// vector or payload rejects it before anything is logged. Returns the
     /// operation's sequence number.
     pub fn upsert_points(&mut self, points: Vec<PointData>) -> Result<u64> {
+        let prepared = self.prepare(&points)?;
+        let op = Operation::UpsertPoints(points);
+        let seq = self.wal.append(&op.encode()?)?;
+        if let Operation::UpsertPoints(points) = &op {
+            self.upsert_prepared(seq, points, &prepared)?;
+        }
+        self.last_seq = self.last_seq.max(seq);
+        Ok(seq)
+    }
+
+    /// Validate every point of a batch and return the stored forms of
+    /// their vectors back to back (normalised for cosine).
+    fn prepare(&self, points: &[PointData]) -> Result<Vec<f32>> {
         let (dim, distance) = (self.manifest.dim, self.manifest.distance);
-        let mut scratch = Vec::with_capacity(dim);
-        for p in &points {
+        let mut prepared = Vec::with_capacity(points.len() * dim);
+        for p in points {
             f32::validate(&p.vector, dim)?;
-            scratch.clear();
-            scratch.extend_from_slice(&p.vector);
-            f32::preprocess(distance, &mut scratch)?;
+            let start = prepared.len();
+            prepared.extend_from_slice(&p.vector);
+            f32::preprocess(distance, &mut prepared[start..])?;
             validate_payload(&p.payload)?;
         }
-        self.log_and_apply(Operation::UpsertPoints(points))
+        Ok(prepared)
+    }
+
+    /// Upsert `points` (vectors already in `prepared`) at `version` into
+    /// the appendable segment and drop their older sealed copies.
+    fn upsert_prepared(
+        &mut self,
+        version: Version,
+        points: &[PointData],
+        prepared: &[f32],
+    ) -> Result<()> {
+        let dim = self.manifest.dim.max(1);
+        for (p, stored) in points.iter().zip(prepared.chunks_exact(dim)) {
+            self.appendable
+                .upsert_prepared(version, p.id, stored, &p.payload)?;
+            self.delete_sealed_copies(version, p.id)?;
+        }
+        Ok(())
     }
 
     /// Delete `ids` (absent ones are ignored). Returns the sequence number.
@@ -96,10 +126,8 @@ impl Collection {
     pub(super) fn apply(&mut self, seq: u64, op: &Operation) -> Result<()> {
         match op {
             Operation::UpsertPoints(points) => {
-                for p in points {
-                    self.appendable.upsert(seq, p.id, &p.vector, &p.payload)?;
-                    self.delete_sealed_copies(seq, p.id)?;
-                }
+                let prepared = self.prepare(points)?;
+                self.upsert_prepared(seq, points, &prepared)?;
             }
             Operation::DeletePoints(ids) => {
                 for id in ids {

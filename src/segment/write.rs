@@ -105,7 +105,7 @@ where
 
     /// [`upsert`](Self::upsert) of a vector already validated and
     /// preprocessed, with a validated payload.
-    pub(super) fn upsert_prepared(
+    pub(crate) fn upsert_prepared(
         &mut self,
         version: Version,
         id: PointId,
