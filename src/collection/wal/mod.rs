@@ -132,6 +132,31 @@ fn parse_file_name(name: &str) -> Option<u64> {
         .ok()
 }
 
+/// The first needed sequence number recorded in `first.json` (1 if none).
+fn read_first_needed(dir: &Path) -> Result<u64> {
+    let path = dir.join(FIRST_FILE);
+    if !path.exists() {
+        return Ok(1);
+    }
+    let bytes = read_sealed(&path)?;
+    serde_json::from_slice::<FirstNeeded>(&bytes)
+        .map(|f| f.first)
+        .map_err(|e| StorageError::corrupted(&path, format!("invalid JSON: {e}")))
+}
+
+/// First sequence numbers of the log files in `dir`, ascending.
+fn list_files(dir: &Path) -> Result<Vec<u64>> {
+    let mut firsts = Vec::new();
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        if let Some(first) = e.file_name().to_str().and_then(parse_file_name) {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
 fn random_seed() -> u32 {
     rand::random()
 }
@@ -147,23 +172,8 @@ impl Wal {
     #[allow(clippy::type_complexity)]
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Self, Vec<(u64, Vec<u8>)>)> {
         std::fs::create_dir_all(dir).at(dir)?;
-        let first_path = dir.join(FIRST_FILE);
-        let first_needed = if first_path.exists() {
-            let bytes = read_sealed(&first_path)?;
-            serde_json::from_slice::<FirstNeeded>(&bytes)
-                .map_err(|e| StorageError::corrupted(&first_path, format!("invalid JSON: {e}")))?
-                .first
-        } else {
-            1
-        };
-        let mut firsts: Vec<u64> = Vec::new();
-        for e in std::fs::read_dir(dir).at(dir)? {
-            let e = e.at(dir)?;
-            if let Some(first) = e.file_name().to_str().and_then(parse_file_name) {
-                firsts.push(first);
-            }
-        }
-        firsts.sort_unstable();
+        let first_needed = read_first_needed(dir)?;
+        let firsts = list_files(dir)?;
         let mut files = Vec::new();
         let mut entries = Vec::new();
         let mut next = None::<u64>;
@@ -464,23 +474,8 @@ pub struct WalFileSummary {
 /// tail is reported, not cut): the first needed sequence number and the
 /// files. Damage is an error, as at open.
 pub fn inspect(dir: &Path) -> Result<(u64, Vec<WalFileSummary>)> {
-    let first_path = dir.join(FIRST_FILE);
-    let first_needed = if first_path.exists() {
-        let bytes = read_sealed(&first_path)?;
-        serde_json::from_slice::<FirstNeeded>(&bytes)
-            .map_err(|e| StorageError::corrupted(&first_path, format!("invalid JSON: {e}")))?
-            .first
-    } else {
-        1
-    };
-    let mut firsts: Vec<u64> = Vec::new();
-    for e in std::fs::read_dir(dir).at(dir)? {
-        let e = e.at(dir)?;
-        if let Some(first) = e.file_name().to_str().and_then(parse_file_name) {
-            firsts.push(first);
-        }
-    }
-    firsts.sort_unstable();
+    let first_needed = read_first_needed(dir)?;
+    let firsts = list_files(dir)?;
     let mut files = Vec::new();
     for first in firsts {
         let path = dir.join(file_name(first));
