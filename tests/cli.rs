@@ -191,7 +191,10 @@ fn inspect_describes_a_segment_and_rejects_non_segments() {
     let r = vecseg().arg("inspect").arg(dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1));
-    assert!(err.contains("not a vecseg segment directory"), "{err}");
+    assert!(
+        err.contains("not a vecseg segment or collection directory"),
+        "{err}"
+    );
     // Corrupted state file: the error names it.
     std::fs::write(seg_dir.join("segment.json"), b"{ broken").unwrap();
     let r = vecseg().arg("inspect").arg(&seg_dir).output().unwrap();
