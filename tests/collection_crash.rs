@@ -75,10 +75,17 @@ fn ids(v: &[u64]) -> Vec<PointId> {
     v.iter().map(|i| PointId::Num(*i)).collect()
 }
 
-fn options() -> CollectionOptions {
+/// Odd cycles sync the WAL per write (the path that applies while the
+/// sync runs); even ones do not sync (a kill keeps the page cache).
+fn options(cycle: usize) -> CollectionOptions {
+    let durability = if cycle % 2 == 1 {
+        Durability::Fsync
+    } else {
+        Durability::None
+    };
     CollectionOptions::new(DIM, Distance::Euclid).with_wal(WalOptions {
         file_capacity: 16 << 10,
-        durability: Durability::None,
+        durability,
     })
 }
 
@@ -182,7 +189,7 @@ fn kill_cycles(cycles: usize, seed: u64) -> usize {
     for cycle in 0..=cycles {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("collection");
-        drop(Collection::create(&dir, options()).unwrap());
+        drop(Collection::create(&dir, options(cycle)).unwrap());
         let op_seed = seed * 10_000 + cycle as u64;
         let mut child = Command::new(self_exe())
             .args([

@@ -122,8 +122,9 @@ fn inspect_collection(dir: &Path) -> Result<String, Box<dyn Error>> {
     let next = files.last().map_or(first, |f| f.first + f.entries);
     let _ = writeln!(
         out,
-        "wal         {} file(s), {} bytes, entries {}..{} ({} still needed), durability {:?}",
+        "wal         {} file(s), {} bytes used of {} preallocated, entries {}..{} ({} still needed), durability {:?}",
         files.len(),
+        files.iter().map(|f| f.valid_len).sum::<u64>(),
         files.iter().map(|f| f.file_len).sum::<u64>(),
         files.first().map_or(first, |f| f.first),
         next,
@@ -131,18 +132,18 @@ fn inspect_collection(dir: &Path) -> Result<String, Box<dyn Error>> {
         m.wal_durability
     );
     for f in &files {
-        let torn = if f.file_len > f.valid_len {
+        let torn = if f.dirty_end > f.valid_len {
             format!(
-                "  torn tail of {} B (cut at the next open)",
-                f.file_len - f.valid_len
+                "  torn tail of {} B (zeroed at the next open)",
+                f.dirty_end - f.valid_len
             )
         } else {
             String::new()
         };
         let _ = writeln!(
             out,
-            "  {:<28} {:>8} entries {:>12} B{torn}",
-            f.name, f.entries, f.file_len
+            "  {:<28} {:>8} entries {:>12} B used{torn}",
+            f.name, f.entries, f.valid_len
         );
     }
     Ok(out)

@@ -49,6 +49,7 @@ pub mod wal;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use vecseg_traits::{Distance, IoResultExt, Result, SegmentEntry, StorageError};
 
@@ -117,11 +118,14 @@ pub struct Collection {
     dir: PathBuf,
     _lock: DirLock,
     manifest: Manifest,
-    wal: Wal,
+    wal: Arc<Wal>,
     appendable: ChunkedSegment<f32>,
     sealed: Vec<(String, Box<dyn SegmentEntry<f32>>)>,
     /// Sequence number of the last applied operation.
     last_seq: u64,
+    /// Why writes are refused: an operation was logged but failed to
+    /// apply, or the WAL failed; a reopen replays the log.
+    unusable: Option<String>,
 }
 
 impl std::fmt::Debug for Collection {
@@ -230,15 +234,16 @@ impl Collection {
             dir: dir.to_path_buf(),
             _lock: lock,
             manifest,
-            wal,
+            wal: Arc::new(wal),
             appendable,
             sealed,
             last_seq,
+            unusable: None,
         };
         let wal_dir = dir.join(WAL_DIR);
         for (seq, bytes) in entries {
             let op = Operation::decode(&bytes, &format!("{} entry {seq}", wal_dir.display()))?;
-            c.apply(seq, &op)?;
+            c.apply(seq, op)?;
         }
         Ok(c)
     }
@@ -290,7 +295,13 @@ impl Collection {
     /// Make every applied operation durable in the segments: flush the
     /// appendable segment, then the sealed ones, then drop the log's
     /// entries up to the last applied one. Returns that sequence number.
+    /// The WAL is synced first, whatever its durability.
     pub fn flush(&mut self) -> Result<u64> {
+        self.check_usable()?;
+        // Whatever the segments persist must be in the durable log first:
+        // otherwise a crash could lose log entries the segments hold and
+        // hand their sequence numbers out again.
+        self.wal.sync()?;
         self.appendable.flush()?;
         for (_, s) in &mut self.sealed {
             s.flush()?;

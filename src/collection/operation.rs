@@ -70,16 +70,18 @@ pub struct LoggedOperation {
 impl Operation {
     /// The bytes of a WAL entry holding this operation.
     pub fn encode(&self) -> Result<Vec<u8>> {
+        encode_logged(self)
+    }
+
+    /// The bytes of a WAL entry holding `UpsertPoints(points)`, without
+    /// moving the points into an [`Operation`] (the same bytes as
+    /// [`encode`](Self::encode) of that operation).
+    pub fn encode_upsert(points: &[PointData]) -> Result<Vec<u8>> {
         #[derive(Serialize)]
-        struct Borrowed<'a> {
-            format: u16,
-            operation: &'a Operation,
+        enum BorrowedOperation<'a> {
+            UpsertPoints(&'a [PointData]),
         }
-        rmp_serde::to_vec_named(&Borrowed {
-            format: OPERATION_FORMAT_VERSION,
-            operation: self,
-        })
-        .map_err(|e| StorageError::Codec(Box::new(e)))
+        encode_logged(&BorrowedOperation::UpsertPoints(points))
     }
 
     /// Decode a WAL entry written by [`encode`](Self::encode); `what` names
@@ -100,6 +102,20 @@ impl Operation {
         }
         Ok(logged.operation)
     }
+}
+
+/// MessagePack of a [`LoggedOperation`] whose operation is `operation`.
+fn encode_logged<O: Serialize>(operation: &O) -> Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Borrowed<'a, O> {
+        format: u16,
+        operation: &'a O,
+    }
+    rmp_serde::to_vec_named(&Borrowed {
+        format: OPERATION_FORMAT_VERSION,
+        operation,
+    })
+    .map_err(|e| StorageError::Codec(Box::new(e)))
 }
 
 /// `Vec<f32>` as one MessagePack `bin` of little-endian bytes.
@@ -186,6 +202,9 @@ mod tests {
         ];
         for op in ops {
             let bytes = op.encode().unwrap();
+            if let Operation::UpsertPoints(points) = &op {
+                assert_eq!(Operation::encode_upsert(points).unwrap(), bytes);
+            }
             assert_eq!(Operation::decode(&bytes, "wal#1").unwrap(), op);
         }
     }

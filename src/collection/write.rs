@@ -6,12 +6,16 @@
 //! segments' version checks, so applying an operation twice changes
 //! nothing the second time.
 
+use std::sync::Arc;
+
 use vecseg_traits::payload::validate_payload;
 use vecseg_traits::{
-    AppendableSegmentEntry, Payload, PointId, Result, SegmentEntry, VectorElement, Version,
+    AppendableSegmentEntry, Payload, PointId, Result, SegmentEntry, StorageError, VectorElement,
+    Version,
 };
 
 use super::operation::{Operation, PointData};
+use super::wal::Durability;
 use super::Collection;
 
 /// A payload change of a point, applied in place or to a copy.
@@ -45,45 +49,35 @@ impl Collection {
     /// Insert or replace `points` as one operation (one sequence number,
     /// one version for all). The batch is validated whole first: a bad
     /// vector or payload rejects it before anything is logged. Returns the
-    /// operation's sequence number.
-    pub fn upsert_points(&mut self, points: Vec<PointData>) -> Result<u64> {
-        let prepared = self.prepare(&points)?;
-        let op = Operation::UpsertPoints(points);
-        let seq = self.wal.append(&op.encode()?)?;
-        if let Operation::UpsertPoints(points) = &op {
-            self.upsert_prepared(seq, points, &prepared)?;
-        }
-        self.last_seq = self.last_seq.max(seq);
-        Ok(seq)
-    }
-
-    /// Validate every point of a batch and return the stored forms of
-    /// their vectors back to back (normalised for cosine).
-    fn prepare(&self, points: &[PointData]) -> Result<Vec<f32>> {
-        let (dim, distance) = (self.manifest.dim, self.manifest.distance);
-        let mut prepared = Vec::with_capacity(points.len() * dim);
-        for p in points {
-            f32::validate(&p.vector, dim)?;
-            let start = prepared.len();
-            prepared.extend_from_slice(&p.vector);
-            f32::preprocess(distance, &mut prepared[start..])?;
+    /// operation's sequence number once the operation is durable (per the
+    /// WAL's [`Durability`]) and applied.
+    pub fn upsert_points(&mut self, mut points: Vec<PointData>) -> Result<u64> {
+        for p in &points {
+            f32::validate(&p.vector, self.manifest.dim)?;
             validate_payload(&p.payload)?;
         }
-        Ok(prepared)
+        // The log keeps the vectors as given; the segments get their
+        // stored form (a zero vector under cosine fails here, unlogged).
+        let entry = Operation::encode_upsert(&points)?;
+        self.to_stored_form(&mut points)?;
+        self.log_and_apply_with(&entry, |c, seq| c.upsert_stored(seq, &points))
     }
 
-    /// Upsert `points` (vectors already in `prepared`) at `version` into
-    /// the appendable segment and drop their older sealed copies.
-    fn upsert_prepared(
-        &mut self,
-        version: Version,
-        points: &[PointData],
-        prepared: &[f32],
-    ) -> Result<()> {
-        let dim = self.manifest.dim.max(1);
-        for (p, stored) in points.iter().zip(prepared.chunks_exact(dim)) {
+    /// Turn the vectors of `points` into their stored form in place
+    /// (normalised for cosine).
+    fn to_stored_form(&self, points: &mut [PointData]) -> Result<()> {
+        for p in points {
+            f32::preprocess(self.manifest.distance, &mut p.vector)?;
+        }
+        Ok(())
+    }
+
+    /// Upsert `points` (vectors in stored form) at `version` into the
+    /// appendable segment and drop their older sealed copies.
+    fn upsert_stored(&mut self, version: Version, points: &[PointData]) -> Result<()> {
+        for p in points {
             self.appendable
-                .upsert_prepared(version, p.id, stored, &p.payload)?;
+                .upsert_prepared(version, p.id, &p.vector, &p.payload)?;
             self.delete_sealed_copies(version, p.id)?;
         }
         Ok(())
@@ -117,34 +111,91 @@ impl Collection {
     }
 
     fn log_and_apply(&mut self, op: Operation) -> Result<u64> {
-        let seq = self.wal.append(&op.encode()?)?;
-        self.apply(seq, &op)?;
+        let entry = op.encode()?;
+        self.log_and_apply_with(&entry, |c, seq| c.apply(seq, op))
+    }
+
+    /// Write `entry` to the WAL, then run `apply` at its sequence number
+    /// while the WAL makes the entry durable on another thread; return
+    /// the sequence number once both are done.
+    ///
+    /// Applying before the entry is durable is safe: what `apply` changes
+    /// stays in RAM until [`Collection::flush`], which syncs the WAL first,
+    /// so no segment can persist an operation the log might lose. The
+    /// caller is only answered after the sync, so nothing unlogged is
+    /// acknowledged. The overlap hides the `fdatasync` behind the work of
+    /// applying a batch.
+    fn log_and_apply_with(
+        &mut self,
+        entry: &[u8],
+        apply: impl FnOnce(&mut Self, u64) -> Result<()>,
+    ) -> Result<u64> {
+        self.check_usable()?;
+        let seq = self.wal.write(entry)?;
+        let result = if self.wal.durability() == Durability::None {
+            apply(self, seq)
+        } else {
+            let wal = Arc::clone(&self.wal);
+            std::thread::scope(|scope| {
+                let sync = scope.spawn(move || wal.wait_durable(seq));
+                let applied = apply(self, seq);
+                let synced = sync.join().unwrap_or_else(|_| {
+                    Err(StorageError::InvalidArgument(
+                        "the WAL sync thread panicked".into(),
+                    ))
+                });
+                applied.and(synced)
+            })
+        };
+        if let Err(e) = &result {
+            // The operation is logged (maybe durably) but not wholly
+            // applied: only a reopen (replay) can bring RAM and the
+            // segments back in line with the log.
+            self.unusable = Some(e.to_string());
+        }
+        result?;
+        self.last_seq = self.last_seq.max(seq);
         Ok(seq)
     }
 
+    /// An error if an earlier write failed half-way.
+    pub(super) fn check_usable(&self) -> Result<()> {
+        match &self.unusable {
+            None => Ok(()),
+            Some(reason) => Err(StorageError::io(
+                &self.dir,
+                std::io::Error::other(format!(
+                    "the collection refuses writes after an earlier failure ({reason}); reopen it"
+                )),
+            )),
+        }
+    }
+
     /// Apply `op` at version `seq` (a new write, or a replayed one).
-    pub(super) fn apply(&mut self, seq: u64, op: &Operation) -> Result<()> {
+    pub(super) fn apply(&mut self, seq: u64, op: Operation) -> Result<()> {
         match op {
-            Operation::UpsertPoints(points) => {
-                let prepared = self.prepare(points)?;
-                self.upsert_prepared(seq, points, &prepared)?;
+            Operation::UpsertPoints(mut points) => {
+                self.to_stored_form(&mut points)?;
+                self.upsert_stored(seq, &points)?;
             }
             Operation::DeletePoints(ids) => {
                 for id in ids {
-                    self.appendable.delete(seq, *id)?;
-                    self.delete_sealed_copies(seq, *id)?;
+                    self.appendable.delete(seq, id)?;
+                    self.delete_sealed_copies(seq, id)?;
                 }
             }
             Operation::SetPayload { ids, payload } => {
-                self.change_payloads(seq, ids, PayloadChange::Set(payload))?
+                self.change_payloads(seq, &ids, PayloadChange::Set(&payload))?
             }
             Operation::OverwritePayload { ids, payload } => {
-                self.change_payloads(seq, ids, PayloadChange::Overwrite(payload))?
+                self.change_payloads(seq, &ids, PayloadChange::Overwrite(&payload))?
             }
             Operation::DeletePayloadKeys { ids, keys } => {
-                self.change_payloads(seq, ids, PayloadChange::DeleteKeys(keys))?
+                self.change_payloads(seq, &ids, PayloadChange::DeleteKeys(&keys))?
             }
-            Operation::ClearPayload(ids) => self.change_payloads(seq, ids, PayloadChange::Clear)?,
+            Operation::ClearPayload(ids) => {
+                self.change_payloads(seq, &ids, PayloadChange::Clear)?
+            }
         }
         self.last_seq = self.last_seq.max(seq);
         Ok(())

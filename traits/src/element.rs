@@ -54,10 +54,13 @@ impl VectorElement for f32 {
                 got: v.len(),
             });
         }
-        match v.iter().position(|x| !x.is_finite()) {
-            Some(index) => Err(StorageError::NonFiniteComponent { index }),
-            None => Ok(()),
+        // A branch-free pass the compiler vectorises; the position is
+        // only searched for when there is something to report.
+        if v.iter().fold(true, |ok, x| ok & x.is_finite()) {
+            return Ok(());
         }
+        let index = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+        Err(StorageError::NonFiniteComponent { index })
     }
 
     fn preprocess(distance: Distance, v: &mut [f32]) -> Result<()> {

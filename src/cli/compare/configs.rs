@@ -252,11 +252,13 @@ impl Config for Rocks {
     }
 }
 
-/// Names of every configuration, in table order.
+/// Names of every configuration, in table order (`collection` is measured
+/// by its own code, `super::collection`).
 pub const ALL: &[&str] = &[
     Memory::NAME,
     ChunkedOnDisk::NAME,
     ChunkedInRam::NAME,
+    super::collection::NAME,
     Mmap::NAME,
     #[cfg(feature = "rocksdb")]
     Rocks::NAME,

@@ -10,12 +10,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use vecseg_traits::{
-    Condition, Filter, IdMapperRead, PointId, PointOffset, Random, Result, Sequential,
-    VectorStorageRead,
+    Condition, Filter, IdMapperRead, PayloadStorageRead, PointId, PointOffset, Random, Record,
+    Result, ScoredPoint, Sequential, VectorStorageRead,
 };
 
 use super::configs::Config;
 use super::dataset::Dataset;
+use crate::Segment;
 
 /// Figures measured for one configuration. Keys are stable (snake_case) and
 /// carry their unit; `None` means "not applicable" (e.g. open time of an
@@ -42,8 +43,8 @@ pub struct ConfigReport {
     /// Mean latency of a random whole-point `get` (vector + payload), warm.
     pub random_get_us: f64,
     /// Scan of every live vector through `scan_live` (the path search
-    /// uses), GB of vector data per second.
-    pub scan_gb_per_sec: f64,
+    /// uses), GB of vector data per second (`None` for a collection).
+    pub scan_gb_per_sec: Option<f64>,
     /// Exact search queries per second (one query at a time, rayon inside).
     pub search_qps: f64,
     /// Median search latency.
@@ -52,8 +53,8 @@ pub struct ConfigReport {
     pub search_p99_ms: f64,
     /// Tenant-filtered search queries per second.
     pub filtered_search_qps: f64,
-    /// Mean external → internal id lookup latency.
-    pub id_lookup_ns: f64,
+    /// Mean external → internal id lookup latency (`None` for a collection).
+    pub id_lookup_ns: Option<f64>,
     /// Mean random vector read latency right after the storage dropped its
     /// pages from the page cache (`None` when the storage is not file-backed).
     pub cold_random_get_us: Option<f64>,
@@ -119,19 +120,13 @@ pub fn measure<C: Config>(
         scanned += 1;
     })?;
     std::hint::black_box(checksum);
-    r.scan_gb_per_sec = (scanned * data.dim * 4) as f64 / 1e9 / t.elapsed().as_secs_f64();
+    r.scan_gb_per_sec = Some((scanned * data.dim * 4) as f64 / 1e9 / t.elapsed().as_secs_f64());
     r.resident_mb = resident_bytes().saturating_sub(rss_before) as f64 / 1e6;
 
-    progress.set_message(format!("{}: random get + id lookup", C::NAME));
     let mut rng = StdRng::seed_from_u64(work.seed);
-    let ids: Vec<PointId> = (0..work.gets)
-        .map(|_| data.id(rng.gen_range(0..data.len())))
-        .collect();
-    let t = Instant::now();
-    for id in &ids {
-        std::hint::black_box(seg.get(*id)?);
-    }
-    r.random_get_us = t.elapsed().as_secs_f64() * 1e6 / ids.len() as f64;
+    measure_queries(&mut r, &seg, data, truth, work, &mut rng, progress)?;
+
+    progress.set_message(format!("{}: id lookup", C::NAME));
     let lookups: Vec<PointId> = (0..100_000)
         .map(|_| data.id(rng.gen_range(0..data.len())))
         .collect();
@@ -139,39 +134,7 @@ pub fn measure<C: Config>(
     for id in &lookups {
         std::hint::black_box(seg.ids().internal(*id)?);
     }
-    r.id_lookup_ns = t.elapsed().as_secs_f64() * 1e9 / lookups.len() as f64;
-
-    progress.set_message(format!("{}: search", C::NAME));
-    let mut latencies = Vec::with_capacity(data.query_count());
-    let mut found = 0usize;
-    let t = Instant::now();
-    for (q, expected) in truth.iter().enumerate() {
-        let start = Instant::now();
-        let hits = seg.search(data.query(q), work.top, None)?;
-        latencies.push(start.elapsed());
-        found += hits.iter().filter(|h| expected.contains(&h.id)).count();
-    }
-    let elapsed = t.elapsed().as_secs_f64();
-    r.search_qps = data.query_count() as f64 / elapsed;
-    latencies.sort_unstable();
-    r.search_p50_ms = ms(percentile(&latencies, 0.50));
-    r.search_p99_ms = ms(percentile(&latencies, 0.99));
-    let expected: usize = truth.iter().map(Vec::len).sum();
-    r.recall_at_k = if expected == 0 {
-        1.0
-    } else {
-        found as f64 / expected as f64
-    };
-
-    progress.set_message(format!("{}: filtered search", C::NAME));
-    let filtered_queries = data.query_count();
-    let t = Instant::now();
-    for q in 0..filtered_queries {
-        let tenant = format!("tenant-{}", q % data.tenants.max(1));
-        let filter = Filter::must(Condition::keyword("tenant", tenant));
-        std::hint::black_box(seg.search(data.query(q), work.top, Some(&filter))?);
-    }
-    r.filtered_search_qps = filtered_queries as f64 / t.elapsed().as_secs_f64();
+    r.id_lookup_ns = Some(t.elapsed().as_secs_f64() * 1e9 / lookups.len() as f64);
 
     progress.set_message(format!("{}: cold reads", C::NAME));
     let offsets: Vec<PointOffset> = (0..1000).map(|_| rng.gen_range(0..total.max(1))).collect();
@@ -190,6 +153,94 @@ pub fn measure<C: Config>(
         }
     }
     Ok(r)
+}
+
+/// What the query measurements read: a segment or a collection.
+pub trait QueryTarget {
+    /// The whole point `id` (vector and payload), if present.
+    fn get_point(&self, id: PointId) -> Result<Option<Record<f32>>>;
+    /// Top-`k` for `query` among points passing `filter`.
+    fn search_points(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredPoint>>;
+}
+
+impl<V, P, I> QueryTarget for Segment<V, P, I>
+where
+    V: VectorStorageRead<Element = f32>,
+    P: PayloadStorageRead,
+    I: IdMapperRead,
+{
+    fn get_point(&self, id: PointId) -> Result<Option<Record<f32>>> {
+        self.get(id)
+    }
+
+    fn search_points(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredPoint>> {
+        self.search(query, k, filter)
+    }
+}
+
+/// Warm random gets, search (latency, recall) and tenant-filtered search
+/// on `target`, into `r`.
+pub fn measure_queries(
+    r: &mut ConfigReport,
+    target: &impl QueryTarget,
+    data: &Dataset,
+    truth: &[Vec<PointId>],
+    work: Workload,
+    rng: &mut StdRng,
+    progress: &ProgressBar,
+) -> Result<()> {
+    progress.set_message(format!("{}: random get", r.name));
+    let ids: Vec<PointId> = (0..work.gets)
+        .map(|_| data.id(rng.gen_range(0..data.len())))
+        .collect();
+    let t = Instant::now();
+    for id in &ids {
+        std::hint::black_box(target.get_point(*id)?);
+    }
+    r.random_get_us = t.elapsed().as_secs_f64() * 1e6 / ids.len() as f64;
+
+    progress.set_message(format!("{}: search", r.name));
+    let mut latencies = Vec::with_capacity(data.query_count());
+    let mut found = 0usize;
+    let t = Instant::now();
+    for (q, expected) in truth.iter().enumerate() {
+        let start = Instant::now();
+        let hits = target.search_points(data.query(q), work.top, None)?;
+        latencies.push(start.elapsed());
+        found += hits.iter().filter(|h| expected.contains(&h.id)).count();
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    r.search_qps = data.query_count() as f64 / elapsed;
+    latencies.sort_unstable();
+    r.search_p50_ms = ms(percentile(&latencies, 0.50));
+    r.search_p99_ms = ms(percentile(&latencies, 0.99));
+    let expected: usize = truth.iter().map(Vec::len).sum();
+    r.recall_at_k = if expected == 0 {
+        1.0
+    } else {
+        found as f64 / expected as f64
+    };
+
+    progress.set_message(format!("{}: filtered search", r.name));
+    let filtered_queries = data.query_count();
+    let t = Instant::now();
+    for q in 0..filtered_queries {
+        let tenant = format!("tenant-{}", q % data.tenants.max(1));
+        let filter = Filter::must(Condition::keyword("tenant", tenant));
+        std::hint::black_box(target.search_points(data.query(q), work.top, Some(&filter))?);
+    }
+    r.filtered_search_qps = filtered_queries as f64 / t.elapsed().as_secs_f64();
+    Ok(())
 }
 
 /// Exact top-`k` ids per query by brute force over the raw data, the

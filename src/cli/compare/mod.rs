@@ -6,12 +6,14 @@
 //! | `dataset.rs`  | generated clustered data or `.fvecs` / `.npy` input           |
 //! | `configs.rs`  | the configurations: concrete `Segment<V, P, I>` types         |
 //! | `measure.rs`  | the measurements, generic over a configuration                |
+//! | `collection.rs` | the `collection` configuration (WAL + segments), its own load path |
 //! | `report.rs`   | table, `report.json`, `report.html`                           |
 //!
 //! The parent process runs itself once per configuration with the hidden
 //! `--worker NAME` flag; a worker loads the data into a fresh directory,
 //! measures, and prints its [`ConfigReport`] as one JSON line on stdout.
 
+pub mod collection;
 pub mod configs;
 pub mod dataset;
 pub mod measure;
@@ -271,8 +273,11 @@ fn run_worker(args: &CompareArgs, name: &str, quiet: bool) -> Result<(), Box<dyn
         work,
         progress: &progress,
     };
-    let report =
-        configs::dispatch(name, job).ok_or_else(|| format!("unknown configuration {name:?}"))??;
+    let report = if name == collection::NAME {
+        collection::measure(&dir, &data, &truth, work, &progress)?
+    } else {
+        configs::dispatch(name, job).ok_or_else(|| format!("unknown configuration {name:?}"))??
+    };
     progress.finish_and_clear();
     if !args.keep {
         std::fs::remove_dir_all(&dir)?;

@@ -112,7 +112,7 @@ const COLUMNS: &[Column] = &[
         header: "scan GB/s",
         key: "scan_gb_per_sec",
         higher_is_better: true,
-        value: |r| Some(r.scan_gb_per_sec),
+        value: |r| r.scan_gb_per_sec,
         decimals: 2,
     },
     Column {
@@ -147,7 +147,7 @@ const COLUMNS: &[Column] = &[
         header: "id ns",
         key: "id_lookup_ns",
         higher_is_better: false,
-        value: |r| Some(r.id_lookup_ns),
+        value: |r| r.id_lookup_ns,
         decimals: 1,
     },
     Column {

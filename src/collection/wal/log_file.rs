@@ -19,7 +19,12 @@
 //! one exists, the damage is in the middle of the log and is reported as
 //! [`StorageError::Corrupted`] with the file and the byte offset; if none
 //! does, the rest is a torn tail (a write cut short by a crash), which the
-//! log cuts off.
+//! log zeroes.
+//!
+//! Files are preallocated: created as the header followed by zeros up to
+//! the log's file capacity ([`create`]), and entries overwrite the zeros.
+//! The end of the valid entries is where the scan stops; zeros after it
+//! are free space, anything else a torn tail.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -74,19 +79,36 @@ pub fn encode_entry(out: &mut Vec<u8>, seed: u32, seq: u64, data: &[u8]) {
     out.extend(std::iter::repeat_n(0u8, padding(data.len())));
 }
 
-/// Create `path` holding only a header with `seed`: written as
-/// `path.tmp`, fsynced, renamed (the caller fsyncs the directory).
-pub fn create(path: &Path, seed: u32) -> Result<File> {
+/// Create `path` holding a header with `seed` followed by zeros up to
+/// `capacity` bytes: written as `path.tmp`, fsynced, renamed (the caller
+/// fsyncs the directory). Returns the file open for writing.
+///
+/// The zeros preallocate the file: appends then overwrite blocks that
+/// already exist, so an `fdatasync` after an append flushes data only and
+/// needs no filesystem journal commit (which on ext4 would also flush
+/// other files' dirty pages, the segments' among them).
+pub fn create(path: &Path, seed: u32, capacity: u64) -> Result<File> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(&header(seed)).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-    }
+    preallocate(&tmp, seed, capacity)?;
     std::fs::rename(&tmp, path).at(path)?;
-    std::fs::OpenOptions::new().append(true).open(path).at(path)
+    std::fs::OpenOptions::new().write(true).open(path).at(path)
+}
+
+/// Write `path` as a header with `seed` and zeros up to `capacity` bytes,
+/// and fsync it.
+pub fn preallocate(path: &Path, seed: u32, capacity: u64) -> Result<()> {
+    let mut f = File::create(path).at(path)?;
+    f.write_all(&header(seed)).at(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = capacity.saturating_sub(HEADER_LEN);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).at(path)?;
+        left -= n as u64;
+    }
+    f.sync_all().at(path)
 }
 
 /// What a scan found in one file.
@@ -96,9 +118,12 @@ pub struct Scanned {
     pub seed: u32,
     /// Valid entries in order: (sequence number, data).
     pub entries: Vec<(u64, Vec<u8>)>,
-    /// Byte length of the valid prefix (header + valid entries); anything
-    /// after it is a torn tail.
+    /// Byte length of the valid prefix (header + valid entries).
     pub valid_len: u64,
+    /// End of the last non-zero byte after the valid prefix (`valid_len`
+    /// when the rest is preallocated zeros); more than `valid_len`: a
+    /// torn tail.
+    pub dirty_end: u64,
 }
 
 /// Decode the entry at `at` if it validates with `seed`: (seq, data, next).
@@ -151,7 +176,13 @@ pub fn scan(path: &Path, first: u64) -> Result<Scanned> {
     // Anything valid after the first bad entry means damage mid-log.
     let mut probe = at + 8;
     while probe + ENTRY_HEAD <= bytes.len() {
-        if let Some((seq, _, _)) = entry_at(&bytes, probe, seed) {
+        // A zero head (preallocated space) claims sequence number 0,
+        // which no entry has.
+        let zero_head = bytes[probe..probe + ENTRY_HEAD].iter().all(|b| *b == 0);
+        if let Some((seq, _, _)) = (!zero_head)
+            .then(|| entry_at(&bytes, probe, seed))
+            .flatten()
+        {
             if seq >= expect {
                 return Err(StorageError::corrupted(
                     path,
@@ -164,10 +195,15 @@ pub fn scan(path: &Path, first: u64) -> Result<Scanned> {
         }
         probe += 8;
     }
+    let dirty_end = bytes[at..]
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(at, |i| at + i + 1);
     Ok(Scanned {
         seed,
         entries,
         valid_len: at as u64,
+        dirty_end: dirty_end as u64,
     })
 }
 

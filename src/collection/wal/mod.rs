@@ -6,10 +6,13 @@
 //! still needed. Appends go to the last file; once it holds
 //! [`WalOptions::file_capacity`] bytes, the next append starts a new file
 //! (created as temp + fsync + rename + directory fsync). Sequence numbers
-//! start at 1 and have no gaps.
+//! start at 1 and have no gaps. Files are preallocated with zeros (see
+//! [`log_file`]); the next one is prepared on a background thread once
+//! the current one is half full.
 //!
 //! **Durability** ([`Durability`]): an append returns once its entry is
-//! durable in the chosen sense:
+//! durable in the chosen sense ([`Wal::write`] and [`Wal::wait_durable`]
+//! split the two steps so a caller can work while the sync runs):
 //!
 //! | mode | an acknowledged append survives | cost |
 //! |------|--------------------------------|------|
@@ -18,7 +21,7 @@
 //! | `None` | a killed process, not a power loss (the page cache keeps it) | nothing |
 //!
 //! **Opening** scans every file ([`log_file::scan`]): a torn tail of the
-//! last file (a write cut short) is cut off; damage followed by valid
+//! last file (a write cut short) is zeroed; damage followed by valid
 //! entries, a file whose first sequence number does not follow the previous
 //! file's last, or a torn tail in any file but the last is
 //! [`StorageError::Corrupted`] naming the file.
@@ -31,9 +34,10 @@
 pub mod log_file;
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{fsync_dir, read_sealed, write_sealed};
@@ -43,6 +47,9 @@ use vecseg_traits::{IoResultExt, Result, StorageError};
 pub const DEFAULT_FILE_CAPACITY: u64 = 32 << 20;
 /// Name of the file recording the first sequence number still needed.
 pub const FIRST_FILE: &str = "first.json";
+/// Suffix of a next log file being preallocated (`next-<seed>.prealloc`);
+/// one left by a crash is removed at open.
+pub const PREPARED_SUFFIX: &str = ".prealloc";
 
 /// When an append counts as durable (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -94,6 +101,9 @@ struct Writer {
     next: u64,
     first_needed: u64,
     buf: Vec<u8>,
+    /// The next file, being preallocated in the background: its
+    /// temporary path and seed.
+    prepared: Option<JoinHandle<Result<(PathBuf, u32)>>>,
 }
 
 /// Group-commit bookkeeping.
@@ -119,6 +129,8 @@ pub struct Wal {
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    /// Why the log refuses writes (a write or sync failed).
+    failed: Mutex<Option<String>>,
 }
 
 fn file_name(first: u64) -> String {
@@ -157,6 +169,34 @@ fn list_files(dir: &Path) -> Result<Vec<u64>> {
     Ok(firsts)
 }
 
+/// Overwrite bytes `from..to` of `path` with zeros and sync them.
+fn zero_range(path: &Path, from: u64, to: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .at(path)?;
+    let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], at).at(path)?;
+        at += n as u64;
+    }
+    f.sync_data().at(path)
+}
+
+/// Remove preallocated next files left by a crash.
+fn remove_prepared(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        if e.file_name().to_string_lossy().ends_with(PREPARED_SUFFIX) {
+            let path = e.path();
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
 fn random_seed() -> u32 {
     rand::random()
 }
@@ -172,6 +212,7 @@ impl Wal {
     #[allow(clippy::type_complexity)]
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Self, Vec<(u64, Vec<u8>)>)> {
         std::fs::create_dir_all(dir).at(dir)?;
+        remove_prepared(dir)?;
         let first_needed = read_first_needed(dir)?;
         let firsts = list_files(dir)?;
         let mut files = Vec::new();
@@ -200,25 +241,22 @@ impl Wal {
                 }
             }
             let scanned = log_file::scan(&path, first)?;
-            let on_disk = std::fs::metadata(&path).at(&path)?.len();
             let last = i + 1 == count;
-            if scanned.valid_len < on_disk {
+            if scanned.dirty_end > scanned.valid_len {
                 if !last {
                     return Err(StorageError::corrupted(
                         &path,
                         format!(
-                            "entries end at byte {} of {on_disk}, but later files follow",
-                            scanned.valid_len
+                            "entries end at byte {}, followed by {} bytes that are not \
+                             entries, but later files follow",
+                            scanned.valid_len,
+                            scanned.dirty_end - scanned.valid_len
                         ),
                     ));
                 }
-                // A torn tail: cut it so new entries follow the valid ones.
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .at(&path)?;
-                f.set_len(scanned.valid_len).at(&path)?;
-                f.sync_all().at(&path)?;
+                // A torn tail: zero it so new entries follow the valid ones
+                // and no stale byte is read as part of a later entry.
+                zero_range(&path, scanned.valid_len, scanned.dirty_end)?;
             }
             let n = scanned.entries.len() as u64;
             next = Some(first + n);
@@ -239,7 +277,7 @@ impl Wal {
         let next = next.unwrap_or(first_needed).max(first_needed);
         let file = match files.last() {
             Some(f) if f.first + f.count == next => std::fs::OpenOptions::new()
-                .append(true)
+                .write(true)
                 .open(&f.path)
                 .at(&f.path)?,
             _ => {
@@ -247,7 +285,7 @@ impl Wal {
                 // needed entry: start a file at `next`.
                 seed = random_seed();
                 let path = dir.join(file_name(next));
-                let file = log_file::create(&path, seed)?;
+                let file = log_file::create(&path, seed, options.file_capacity)?;
                 fsync_dir(dir)?;
                 files.push(LogFile {
                     first: next,
@@ -268,14 +306,21 @@ impl Wal {
                 next,
                 first_needed,
                 buf: Vec::new(),
+                prepared: None,
             }),
             sync: Mutex::new(SyncState {
                 synced: next - 1,
                 running: false,
             }),
             synced: Condvar::new(),
+            failed: Mutex::new(None),
         };
         Ok((wal, entries))
+    }
+
+    /// When an append is durable.
+    pub fn durability(&self) -> Durability {
+        self.options.durability
     }
 
     /// The directory of the log.
@@ -306,8 +351,26 @@ impl Wal {
     }
 
     /// Append `data` as one entry; returns its sequence number once the
-    /// entry is durable per [`WalOptions::durability`].
+    /// entry is durable per [`WalOptions::durability`]. The same as
+    /// [`write`](Self::write) followed by [`wait_durable`](Self::wait_durable).
     pub fn append(&self, data: &[u8]) -> Result<u64> {
+        let seq = self.write(data)?;
+        self.wait_durable(seq)?;
+        Ok(seq)
+    }
+
+    /// Write `data` as one entry and return its sequence number, without
+    /// waiting for it to be durable: the entry is in the page cache (it
+    /// survives a killed process) and becomes durable with
+    /// [`wait_durable`](Self::wait_durable), [`sync`](Self::sync) or the
+    /// next file roll-over. A caller can apply the operation while the
+    /// sync runs, as [`Collection`](crate::Collection) does, as long as it
+    /// acknowledges the operation only after `wait_durable`.
+    ///
+    /// After a failed write or sync the log refuses every later write
+    /// (the state of the file and of the page cache is then unknown);
+    /// reopen it to recover what is on disk.
+    pub fn write(&self, data: &[u8]) -> Result<u64> {
         if data.len() > log_file::MAX_ENTRY {
             return Err(StorageError::InvalidArgument(format!(
                 "a WAL entry holds at most {} bytes, got {}",
@@ -315,43 +378,87 @@ impl Wal {
                 data.len()
             )));
         }
-        let (seq, file) = {
-            let mut w = self.writer.lock().map_err(poisoned)?;
-            let size = log_file::entry_len(data.len());
-            let current = w.files.last().map_or(0, |f| f.len);
-            if current + size > self.options.file_capacity
-                && w.files.last().is_some_and(|f| f.count > 0)
-            {
-                self.roll_over(&mut w)?;
-            }
-            let seq = w.next;
-            let seed = w.seed;
-            let mut buf = std::mem::take(&mut w.buf);
-            buf.clear();
-            log_file::encode_entry(&mut buf, seed, seq, data);
-            let path = w.files.last().map(|f| f.path.clone()).unwrap_or_default();
-            w.file.write_all(&buf).at(&path)?;
-            w.buf = buf;
-            w.next += 1;
-            if let Some(f) = w.files.last_mut() {
-                f.count += 1;
-                f.len += size;
-            }
-            let file = match self.options.durability {
-                Durability::None => None,
-                _ => Some(w.file.try_clone().at(&path)?),
-            };
-            (seq, file.map(|f| (f, path)))
-        };
-        match (self.options.durability, file) {
-            (Durability::Fsync, Some((f, path))) => {
-                f.sync_data().at(&path)?;
-                self.mark_synced(seq)?;
-            }
-            (Durability::GroupCommit, Some((f, path))) => self.group_sync(seq, &f, &path)?,
-            _ => {}
+        self.check_healthy()?;
+        let mut w = self.writer.lock().map_err(poisoned)?;
+        let result = self.write_locked(&mut w, data);
+        if let Err(e) = &result {
+            self.mark_failed(e);
+        }
+        result
+    }
+
+    fn write_locked(&self, w: &mut MutexGuard<'_, Writer>, data: &[u8]) -> Result<u64> {
+        let size = log_file::entry_len(data.len());
+        let current = w.files.last().map_or(0, |f| f.len);
+        if current + size > self.options.file_capacity
+            && w.files.last().is_some_and(|f| f.count > 0)
+        {
+            self.roll_over(w)?;
+        }
+        let seq = w.next;
+        let seed = w.seed;
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        log_file::encode_entry(&mut buf, seed, seq, data);
+        let (path, at) = w
+            .files
+            .last()
+            .map(|f| (f.path.clone(), f.len))
+            .unwrap_or_default();
+        w.file.write_all_at(&buf, at).at(&path)?;
+        w.buf = buf;
+        w.next += 1;
+        if let Some(f) = w.files.last_mut() {
+            f.count += 1;
+            f.len += size;
+        }
+        // Half full: start preallocating the next file.
+        if w.prepared.is_none() && at + size > self.options.file_capacity / 2 {
+            let (dir, capacity) = (self.dir.clone(), self.options.file_capacity);
+            w.prepared = Some(std::thread::spawn(move || {
+                let seed = random_seed();
+                let path = dir.join(format!("next-{seed:08x}{PREPARED_SUFFIX}"));
+                log_file::preallocate(&path, seed, capacity)?;
+                Ok((path, seed))
+            }));
         }
         Ok(seq)
+    }
+
+    /// Return once entry `seq` is durable per [`WalOptions::durability`]:
+    /// `Fsync` runs an `fdatasync` unless one that started after the entry
+    /// was written already covered it; `GroupCommit` shares one with the
+    /// writers waiting at the same time; `None` returns at once.
+    pub fn wait_durable(&self, seq: u64) -> Result<()> {
+        let result = match self.options.durability {
+            Durability::None => Ok(()),
+            Durability::Fsync => self.sync_covering(seq, false),
+            Durability::GroupCommit => self.sync_covering(seq, true),
+        };
+        if let Err(e) = &result {
+            self.mark_failed(e);
+        }
+        result?;
+        self.check_healthy()
+    }
+
+    /// An error if an earlier write or sync failed.
+    fn check_healthy(&self) -> Result<()> {
+        match &*self.failed.lock().map_err(poisoned)? {
+            None => Ok(()),
+            Some(reason) => Err(StorageError::io(
+                &self.dir,
+                std::io::Error::other(format!(
+                    "the WAL refuses writes after an earlier failure ({reason}); reopen it"
+                )),
+            )),
+        }
+    }
+
+    fn mark_failed(&self, e: &StorageError) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert_with(|| e.to_string());
+        }
     }
 
     fn mark_synced(&self, seq: u64) -> Result<()> {
@@ -360,24 +467,30 @@ impl Wal {
         Ok(())
     }
 
-    /// Make entry `seq` durable, sharing an `fdatasync` with the appends
-    /// that arrived while the previous one ran.
-    fn group_sync(&self, seq: u64, file: &File, path: &Path) -> Result<()> {
+    /// Make entry `seq` durable with an `fdatasync` of the current file.
+    /// With `share`, wait for a running sync and let one sync cover every
+    /// entry written before it started (group commit).
+    fn sync_covering(&self, seq: u64, share: bool) -> Result<()> {
         let mut s = self.sync.lock().map_err(poisoned)?;
         loop {
             if s.synced >= seq {
                 return Ok(());
             }
-            if !s.running {
+            if !share || !s.running {
                 break;
             }
             s = self.synced.wait(s).map_err(poisoned)?;
         }
         s.running = true;
         drop(s);
-        // Everything written so far is covered by this sync.
-        let upto = self.writer.lock().map_err(poisoned)?.next - 1;
-        let result = file.sync_data().at(path);
+        // Entries of older files were synced at roll-over; everything
+        // written to this one so far is covered by this sync.
+        let (file, path, upto) = {
+            let w = self.writer.lock().map_err(poisoned)?;
+            let path = w.files.last().map(|f| f.path.clone()).unwrap_or_default();
+            (w.file.try_clone().at(&path), path, w.next - 1)
+        };
+        let result = file.and_then(|f| f.sync_data().at(&path));
         let mut s = self.sync.lock().map_err(poisoned)?;
         s.running = false;
         if result.is_ok() {
@@ -393,11 +506,27 @@ impl Wal {
         let old = w.files.last().map(|f| f.path.clone()).unwrap_or_default();
         if self.options.durability != Durability::None {
             w.file.sync_data().at(&old)?;
+            self.mark_synced(w.next - 1)?;
         }
-        let seed = random_seed();
         let first = w.next;
         let path = self.dir.join(file_name(first));
-        w.file = log_file::create(&path, seed)?;
+        let prepared = w.prepared.take().and_then(|h| h.join().ok()?.ok());
+        let seed = match prepared {
+            Some((tmp, seed)) => {
+                std::fs::rename(&tmp, &path).at(&path)?;
+                w.file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .at(&path)?;
+                seed
+            }
+            // Not prepared (or preparing failed): create it now.
+            None => {
+                let seed = random_seed();
+                w.file = log_file::create(&path, seed, self.options.file_capacity)?;
+                seed
+            }
+        };
         fsync_dir(&self.dir)?;
         w.seed = seed;
         w.files.push(LogFile {
@@ -411,13 +540,12 @@ impl Wal {
 
     /// Make every appended entry durable now (whatever the durability).
     pub fn sync(&self) -> Result<()> {
-        let (file, path, upto) = {
-            let w = self.writer.lock().map_err(poisoned)?;
-            let path = w.files.last().map(|f| f.path.clone()).unwrap_or_default();
-            (w.file.try_clone().at(&path)?, path, w.next - 1)
-        };
-        file.sync_data().at(&path)?;
-        self.mark_synced(upto)
+        let last = self.writer.lock().map_err(poisoned)?.next - 1;
+        let result = self.sync_covering(last, false);
+        if let Err(e) = &result {
+            self.mark_failed(e);
+        }
+        result
     }
 
     /// Forget every entry before `first`: record it in `first.json`, then
@@ -466,7 +594,10 @@ pub struct WalFileSummary {
     pub entries: u64,
     /// Bytes of the valid prefix.
     pub valid_len: u64,
-    /// Bytes of the file (more than `valid_len`: a torn tail).
+    /// End of the non-zero bytes after the valid prefix (more than
+    /// `valid_len`: a torn tail, zeroed at the next open).
+    pub dirty_end: u64,
+    /// Bytes of the file (preallocated: the valid prefix, then zeros).
     pub file_len: u64,
 }
 
@@ -485,10 +616,23 @@ pub fn inspect(dir: &Path) -> Result<(u64, Vec<WalFileSummary>)> {
             first,
             entries: scanned.entries.len() as u64,
             valid_len: scanned.valid_len,
+            dirty_end: scanned.dirty_end,
             file_len: std::fs::metadata(&path).at(&path)?.len(),
         });
     }
     Ok((first_needed, files))
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Let a preallocation finish, so no thread of this log still
+        // writes in the directory when the next one opens it.
+        if let Ok(w) = self.writer.get_mut() {
+            if let Some(h) = w.prepared.take() {
+                let _ = h.join();
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -42,24 +42,36 @@ fn appends_survive_reopen_across_files() {
 #[test]
 fn a_torn_tail_is_cut_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), opts(1 << 20, Durability::None)).unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts(4096, Durability::None)).unwrap();
     for i in 1..=3u64 {
         wal.append(&entry(i, 21)).unwrap();
     }
     drop(wal);
     let path = dir.path().join(file_name(1));
     let full = std::fs::read(&path).unwrap();
-    let last = full.len() - log_file::entry_len(21) as usize;
-    for cut in last..full.len() {
-        std::fs::write(&path, &full[..cut]).unwrap();
-        let (wal, replay) = Wal::open(dir.path(), opts(1 << 20, Durability::None)).unwrap();
-        assert_eq!(replay.len(), 2, "cut at {cut}");
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), last as u64);
-        assert_eq!(wal.append(&entry(3, 21)).unwrap(), 3);
-        drop(wal);
-        let (_, replay) = Wal::open(dir.path(), opts(1 << 20, Durability::None)).unwrap();
-        assert_eq!(replay.len(), 3);
-        assert_eq!(std::fs::read(&path).unwrap(), full);
+    let end = (log_file::HEADER_LEN + 3 * log_file::entry_len(21)) as usize;
+    let last = end - log_file::entry_len(21) as usize;
+    assert!(full[end..].iter().all(|b| *b == 0), "preallocated zeros");
+    for cut in last..end {
+        // A write cut short: the last entry's bytes up to `cut`, then
+        // zeros (as preallocated) or garbage.
+        for garbage in [0u8, 0x5a] {
+            let mut torn = full.clone();
+            torn[cut..end].fill(garbage);
+            if torn == full {
+                continue; // only the zero padding was "cut"
+            }
+            std::fs::write(&path, &torn).unwrap();
+            let (wal, replay) = Wal::open(dir.path(), opts(4096, Durability::None)).unwrap();
+            assert_eq!(replay.len(), 2, "cut at {cut}");
+            let after = std::fs::read(&path).unwrap();
+            assert!(after[last..].iter().all(|b| *b == 0), "tail zeroed");
+            assert_eq!(wal.append(&entry(3, 21)).unwrap(), 3);
+            drop(wal);
+            let (_, replay) = Wal::open(dir.path(), opts(4096, Durability::None)).unwrap();
+            assert_eq!(replay.len(), 3);
+            assert_eq!(std::fs::read(&path).unwrap(), full);
+        }
     }
 }
 
@@ -84,7 +96,11 @@ fn damage_in_the_middle_or_a_missing_file_is_an_error() {
     );
     std::fs::write(&path, &good).unwrap();
     // A torn tail in a file that is not the last one is damage too.
-    std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+    let (_, files) = inspect(dir.path()).unwrap();
+    let mut torn = good.clone();
+    let end = files[0].valid_len as usize;
+    torn[end - 3..end].fill(0);
+    std::fs::write(&path, &torn).unwrap();
     assert!(Wal::open(dir.path(), WalOptions::default()).is_err());
     std::fs::write(&path, &good).unwrap();
     // A file missing from the middle: a gap in the sequence numbers.
@@ -218,4 +234,39 @@ proptest! {
         let want: Vec<_> = model.iter().filter(|e| e.0 >= first).cloned().collect();
         prop_assert_eq!(replay, want);
     }
+}
+
+#[test]
+fn files_are_preallocated_and_leftover_preparations_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let capacity = 4096;
+    let (wal, _) = Wal::open(dir.path(), opts(capacity, Durability::Fsync)).unwrap();
+    for i in 1..=300u64 {
+        wal.append(&entry(i, 40)).unwrap();
+    }
+    assert!(wal.file_count().unwrap() >= 3);
+    drop(wal);
+    // Every log file has the full capacity; a crash mid-preparation
+    // leaves a `.prealloc` file, which the next open removes.
+    std::fs::write(dir.path().join("next-0000beef.prealloc"), b"VW").unwrap();
+    let (wal, replay) = Wal::open(dir.path(), opts(capacity, Durability::Fsync)).unwrap();
+    assert_eq!(replay.len(), 300);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(PREPARED_SUFFIX)),
+        "{names:?}"
+    );
+    for n in names.iter().filter(|n| n.starts_with("wal-")) {
+        let len = std::fs::metadata(dir.path().join(n)).unwrap().len();
+        assert_eq!(len, capacity, "{n}");
+    }
+    // Appends continue in the preallocated space and survive reopen.
+    assert_eq!(wal.append(&entry(301, 40)).unwrap(), 301);
+    drop(wal);
+    let (_, replay) = Wal::open(dir.path(), opts(capacity, Durability::Fsync)).unwrap();
+    assert_eq!(replay.len(), 301);
+    assert_eq!(replay[300].1, entry(301, 40));
 }
