@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
             black_box(best)
         })
     });
-    let one_thread = ScanOptions { parallel: false };
+    let one_thread = ScanOptions::single_thread();
     for distance in [Distance::Dot, Distance::Euclid] {
         let seg = if distance == Distance::Dot {
             &seg

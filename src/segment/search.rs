@@ -1,13 +1,18 @@
-//! Exact search: score every live point, keep the best `k` in a bounded
-//! heap, split the offset range into chunks scored in parallel by rayon.
+//! Search: score every live point through the vector storage's
+//! [`QueryScorer`], keep the best candidates in a bounded heap, split the
+//! offset range into chunks scored in parallel by rayon. Over raw storages
+//! the scores are exact; over a quantized storage they come from codes,
+//! and the search keeps `k × oversampling` candidates and (by default for
+//! codecs that need it) rescores them with the raw vectors, fetched with
+//! one `get_batch` call.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 use vecseg_traits::{
-    Distance, Filter, IdMapperRead, PayloadStorageRead, PointOffset, Result, ScoredPoint,
-    Sequential, VectorElement, VectorStorageRead,
+    Filter, IdMapperRead, PayloadStorageRead, PointOffset, QueryScorer, Random, Result,
+    ScoredPoint, VectorElement, VectorStorageRead,
 };
 
 use super::Segment;
@@ -15,16 +20,50 @@ use super::Segment;
 /// Offsets scored per rayon task.
 const CHUNK: usize = 16 * 1024;
 
-/// Tuning for a scan.
+/// Tuning for a search.
 #[derive(Debug, Clone, Copy)]
 pub struct ScanOptions {
     /// Split the scan across rayon's pool (otherwise one thread).
     pub parallel: bool,
+    /// With approximate scores (quantized storages): keep
+    /// `ceil(k × oversampling)` candidates for rescoring; values at or
+    /// below 1.0 keep `k`. Ignored for exact storages.
+    pub oversampling: f32,
+    /// With approximate scores: rescore the candidates with the raw
+    /// vectors (`None`: the storage's default, see
+    /// [`QueryScorer::rescore_by_default`]).
+    pub rescore: Option<bool>,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { parallel: true }
+        ScanOptions {
+            parallel: true,
+            oversampling: 1.0,
+            rescore: None,
+        }
+    }
+}
+
+impl ScanOptions {
+    /// One thread, otherwise the defaults.
+    pub fn single_thread() -> Self {
+        ScanOptions {
+            parallel: false,
+            ..Default::default()
+        }
+    }
+
+    /// These options with `oversampling`.
+    pub fn with_oversampling(mut self, oversampling: f32) -> Self {
+        self.oversampling = oversampling;
+        self
+    }
+
+    /// These options with rescoring on or off.
+    pub fn with_rescore(mut self, rescore: bool) -> Self {
+        self.rescore = Some(rescore);
+        self
     }
 }
 
@@ -133,22 +172,34 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         if k == 0 {
             return Ok(Vec::new());
         }
+        let scorer = self.vectors.scorer(&q)?;
+        let exact = scorer.is_exact();
+        let rescore = !exact && options.rescore.unwrap_or_else(|| scorer.rescore_by_default());
+        let want = if exact || options.oversampling <= 1.0 {
+            k
+        } else {
+            ((k as f64 * f64::from(options.oversampling)).ceil() as usize).min(total)
+        };
         let chunks = total.div_ceil(CHUNK);
         let scan = |c: usize| {
             let range = (c * CHUNK) as PointOffset..((c + 1) * CHUNK).min(total) as PointOffset;
-            self.scan_range(&q, k, filter, range)
+            self.scan_range(&scorer, want, filter, range)
         };
         let top = if options.parallel && chunks > 1 {
             (0..chunks)
                 .into_par_iter()
                 .map(scan)
-                .try_reduce(|| TopK::new(k), |a, b| Ok(a.merge(b)))?
+                .try_reduce(|| TopK::new(want), |a, b| Ok(a.merge(b)))?
         } else {
-            (0..chunks).try_fold(TopK::new(k), |acc, c| {
+            (0..chunks).try_fold(TopK::new(want), |acc, c| {
                 Ok::<_, vecseg_traits::StorageError>(acc.merge(scan(c)?))
             })?
         };
-        let sorted = top.into_sorted();
+        let mut sorted = top.into_sorted();
+        if rescore {
+            sorted = self.rescore(&q, &sorted)?;
+        }
+        sorted.truncate(k);
         let mut out = Vec::with_capacity(sorted.len());
         for (score, offset) in sorted {
             if let Some(id) = self.ids.external(offset)? {
@@ -162,50 +213,44 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         Ok(out)
     }
 
-    fn scan_range(
+    fn scan_range<S: QueryScorer>(
         &self,
-        q: &[V::Element],
+        scorer: &S,
         k: usize,
         filter: Option<&Filter>,
         range: std::ops::Range<PointOffset>,
     ) -> Result<TopK> {
-        let distance = self.vectors.distance();
         let mut top = TopK::new(k);
         match filter {
-            // One monomorphised loop per distance, so the kernel is chosen
-            // once per scan instead of once per vector.
-            None => match distance {
-                Distance::Cosine => self.scan_scored(range, &mut top, |v| {
-                    V::Element::score(Distance::Cosine, q, v)
-                })?,
-                Distance::Dot => {
-                    self.scan_scored(range, &mut top, |v| V::Element::score(Distance::Dot, q, v))?
-                }
-                Distance::Euclid => self.scan_scored(range, &mut top, |v| {
-                    V::Element::score(Distance::Euclid, q, v)
-                })?,
-                Distance::Manhattan => self.scan_scored(range, &mut top, |v| {
-                    V::Element::score(Distance::Manhattan, q, v)
-                })?,
-            },
+            None => {
+                // A local copy of the admission threshold stays in a
+                // register; the heap is only touched when a score beats it.
+                let mut threshold = top.threshold;
+                scorer.score_live(
+                    range,
+                    |_| true,
+                    |offset, s| {
+                        if s > threshold {
+                            top.push(s, offset);
+                            threshold = top.threshold;
+                        }
+                    },
+                )?;
+            }
             Some(f) => {
                 let mut failed = None;
-                self.vectors
-                    .scan_live::<Sequential, _>(range, |offset, v| {
-                        let id = match self.ids.external(offset) {
-                            Ok(Some(id)) => id,
-                            Ok(None) => return,
-                            Err(e) => {
-                                failed = failed.take().or(Some(e));
-                                return;
-                            }
-                        };
-                        match self.passes(Some(f), id, offset) {
-                            Ok(true) => top.push(V::Element::score(distance, q, v), offset),
-                            Ok(false) => {}
-                            Err(e) => failed = failed.take().or(Some(e)),
-                        }
-                    })?;
+                let keep = |offset| {
+                    let passed = match self.ids.external(offset) {
+                        Ok(Some(id)) => self.passes(Some(f), id, offset),
+                        Ok(None) => Ok(false),
+                        Err(e) => Err(e),
+                    };
+                    passed.unwrap_or_else(|e| {
+                        failed = failed.take().or(Some(e));
+                        false
+                    })
+                };
+                scorer.score_live(range, keep, |offset, s| top.push(s, offset))?;
                 if let Some(e) = failed {
                     return Err(e);
                 }
@@ -214,24 +259,22 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         Ok(top)
     }
 
-    /// Score every live vector of `range` with `score` into `top`.
-    #[inline]
-    fn scan_scored(
+    /// Exact scores of `candidates` from the raw vectors (one `get_batch`
+    /// in offset order), best first.
+    fn rescore(
         &self,
-        range: std::ops::Range<PointOffset>,
-        top: &mut TopK,
-        score: impl Fn(&[V::Element]) -> f32,
-    ) -> Result<()> {
-        // A local copy of the admission threshold stays in a register; the
-        // heap is only touched when a score beats it.
-        let mut threshold = top.threshold;
-        self.vectors.scan_live::<Sequential, _>(range, |offset, v| {
-            let s = score(v);
-            if s > threshold {
-                top.push(s, offset);
-                threshold = top.threshold;
-            }
-        })
+        query: &[V::Element],
+        candidates: &[(f32, PointOffset)],
+    ) -> Result<Vec<(f32, PointOffset)>> {
+        let distance = self.vectors.distance();
+        let mut offsets: Vec<PointOffset> = candidates.iter().map(|&(_, o)| o).collect();
+        offsets.sort_unstable();
+        let mut rescored = Vec::with_capacity(offsets.len());
+        self.vectors.get_batch::<Random>(&offsets, &mut |i, v| {
+            rescored.push((V::Element::score(distance, query, v), offsets[i]));
+        })?;
+        rescored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok(rescored)
     }
 }
 
@@ -239,7 +282,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
 mod tests {
     use super::*;
     use crate::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
-    use vecseg_traits::{Condition, PointId};
+    use vecseg_traits::{Condition, Distance, PointId};
 
     type MemorySegment = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
 
@@ -269,7 +312,10 @@ mod tests {
         let even = Filter::must(Condition::keyword("even", "yes"));
         for k in [usize::MAX, 1_000_000_000_000, 1 << 40, 7, 6, 5] {
             for parallel in [true, false] {
-                let options = ScanOptions { parallel };
+                let options = ScanOptions {
+                    parallel,
+                    ..Default::default()
+                };
                 let hits = s.search_with(&[0.0, 0.0], k, None, options).unwrap();
                 assert_eq!(ids(&hits), all, "k = {k}");
                 let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();

@@ -51,6 +51,7 @@ pub mod filter;
 pub mod fsutil;
 pub mod id_map;
 pub mod payload;
+pub mod scorer;
 pub mod segment;
 pub mod types;
 pub mod vector;
@@ -70,6 +71,7 @@ pub use payload::{
     nested_payload, payload_depth, validate_payload, AppendablePayloadStorage, PayloadStorage,
     PayloadStorageRead, MAX_PAYLOAD_DEPTH,
 };
+pub use scorer::{QueryScorer, RawScorer};
 pub use segment::{AppendableSegmentEntry, SegmentEntry};
 pub use types::{Payload, PointId, PointOffset, Record, ScoredPoint, Version};
 pub use vector::{AppendableVectorStorage, VectorStorage, VectorStorageRead};

@@ -12,6 +12,9 @@ use crate::access::AccessPattern;
 use crate::distance::Distance;
 use crate::element::VectorElement;
 use crate::error::{Result, StorageError};
+use crate::scorer::QueryScorer;
+#[cfg(doc)]
+use crate::scorer::RawScorer;
 use crate::types::PointOffset;
 
 /// Reading vectors by offset.
@@ -35,6 +38,18 @@ pub trait VectorStorageRead: Send + Sync {
     fn available_count(&self) -> usize {
         self.total_count() - self.deleted_count()
     }
+
+    /// What [`scorer`](Self::scorer) returns: [`RawScorer`] for storages
+    /// of raw vectors.
+    type Scorer<'a>: QueryScorer
+    where
+        Self: 'a;
+
+    /// The scorer of `query` (in stored form: validated, and normalised
+    /// for cosine) against this storage: the seam search scores through
+    /// (see [`crate::scorer`]). Raw storages return
+    /// `Ok(RawScorer::new(self, query))`.
+    fn scorer(&self, query: &[Self::Element]) -> Result<Self::Scorer<'_>>;
 
     /// The vector at `offset` (deleted vectors are still readable).
     fn get<P: AccessPattern>(&self, offset: PointOffset) -> Result<Self::Vector<'_>>;

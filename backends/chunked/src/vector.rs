@@ -67,7 +67,7 @@ use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::fsutil::dir_size;
 use vecseg_traits::vector::scan_flat;
 use vecseg_traits::{
-    AccessPattern, AppendableVectorStorage, Distance, IoResultExt, PointOffset, Result,
+    AccessPattern, AppendableVectorStorage, Distance, IoResultExt, PointOffset, RawScorer, Result,
     StorageError, VectorElement, VectorStorage, VectorStorageRead,
 };
 
@@ -613,6 +613,11 @@ fn validate_chunk<T: VectorElement>(
 impl<T: VectorElement> VectorStorageRead for ChunkedVectorStorage<T> {
     type Element = T;
     type Vector<'a> = &'a [T];
+    type Scorer<'a> = RawScorer<'a, Self>;
+
+    fn scorer(&self, query: &[T]) -> Result<Self::Scorer<'_>> {
+        Ok(RawScorer::new(self, query))
+    }
 
     fn dim(&self) -> usize {
         self.dim

@@ -4,7 +4,7 @@ use bitvec::vec::BitVec;
 use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::vector::scan_flat;
 use vecseg_traits::{
-    AccessPattern, AppendableVectorStorage, Distance, PointOffset, Result, StorageError,
+    AccessPattern, AppendableVectorStorage, Distance, PointOffset, RawScorer, Result, StorageError,
     VectorElement, VectorStorage, VectorStorageRead,
 };
 
@@ -49,6 +49,11 @@ impl<T: VectorElement> MemoryVectorStorage<T> {
 impl<T: VectorElement> VectorStorageRead for MemoryVectorStorage<T> {
     type Element = T;
     type Vector<'a> = &'a [T];
+    type Scorer<'a> = RawScorer<'a, Self>;
+
+    fn scorer(&self, query: &[T]) -> Result<Self::Scorer<'_>> {
+        Ok(RawScorer::new(self, query))
+    }
 
     fn dim(&self) -> usize {
         self.dim

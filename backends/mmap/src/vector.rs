@@ -39,8 +39,8 @@ use bitvec::slice::BitSlice;
 use bytemuck::{Pod, Zeroable};
 use vecseg_traits::fsutil::fsync_dir;
 use vecseg_traits::{
-    AccessPattern, Distance, IoResultExt, PointOffset, Result, StorageError, VectorElement,
-    VectorStorage, VectorStorageRead,
+    AccessPattern, Distance, IoResultExt, PointOffset, RawScorer, Result, StorageError,
+    VectorElement, VectorStorage, VectorStorageRead,
 };
 
 use crate::advice::{Advice, AdviceSetting};
@@ -645,6 +645,11 @@ impl<T: VectorElement> MmapVectorStorage<T> {
 impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
     type Element = T;
     type Vector<'a> = &'a [T];
+    type Scorer<'a> = RawScorer<'a, Self>;
+
+    fn scorer(&self, query: &[T]) -> Result<Self::Scorer<'_>> {
+        Ok(RawScorer::new(self, query))
+    }
 
     fn dim(&self) -> usize {
         self.dim

@@ -14,7 +14,7 @@ use rocksdb::{ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::{
-    AccessPattern, AppendableVectorStorage, Distance, PointOffset, Result, StorageError,
+    AccessPattern, AppendableVectorStorage, Distance, PointOffset, RawScorer, Result, StorageError,
     VectorElement, VectorStorage, VectorStorageRead,
 };
 
@@ -258,6 +258,11 @@ impl<T: VectorElement> RocksVectorStorage<T> {
 impl<T: VectorElement> VectorStorageRead for RocksVectorStorage<T> {
     type Element = T;
     type Vector<'a> = Vec<T>;
+    type Scorer<'a> = RawScorer<'a, Self>;
+
+    fn scorer(&self, query: &[T]) -> Result<Self::Scorer<'_>> {
+        Ok(RawScorer::new(self, query))
+    }
 
     fn dim(&self) -> usize {
         self.dim

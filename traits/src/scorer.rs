@@ -1,0 +1,105 @@
+//! The scoring seam: search scores a query against a storage through a
+//! [`QueryScorer`] the storage makes ([`VectorStorageRead::scorer`]), so a
+//! storage that keeps compressed codes (quantization) scores through its
+//! codes while raw storages score their vectors with [`RawScorer`].
+//!
+//! A scorer says whether its scores are exact. Search over an inexact
+//! scorer keeps more candidates than asked for and can rescore them with
+//! the raw vectors (`VectorStorageRead::get_batch`), which every storage,
+//! quantized or not, still returns.
+
+use crate::access::Sequential;
+use crate::distance::Distance;
+use crate::element::VectorElement;
+use crate::error::Result;
+use crate::types::PointOffset;
+use crate::vector::VectorStorageRead;
+
+/// Scores of one query against the slots of one storage.
+pub trait QueryScorer: Sync {
+    /// Whether the scores are the exact ones of the raw vectors.
+    fn is_exact(&self) -> bool;
+
+    /// Whether search rescores candidates with the raw vectors when the
+    /// caller does not say (never needed when [`is_exact`](Self::is_exact)).
+    fn rescore_by_default(&self) -> bool {
+        !self.is_exact()
+    }
+
+    /// The score of the slot at `offset` (deleted slots too).
+    fn score(&self, offset: PointOffset) -> Result<f32>;
+
+    /// For every live slot of `range` in increasing offset order: ask
+    /// `keep(offset)`, and if it says yes, score the slot and call
+    /// `f(offset, score)`. The loop of exact search.
+    fn score_live<K, F>(&self, range: std::ops::Range<PointOffset>, keep: K, f: F) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        F: FnMut(PointOffset, f32);
+}
+
+/// The scorer of a raw storage: exact scores of its vectors.
+#[derive(Debug)]
+pub struct RawScorer<'a, S: VectorStorageRead> {
+    storage: &'a S,
+    query: Vec<S::Element>,
+    distance: Distance,
+}
+
+impl<'a, S: VectorStorageRead> RawScorer<'a, S> {
+    /// A scorer of `query` (already in stored form) against `storage`.
+    pub fn new(storage: &'a S, query: &[S::Element]) -> Self {
+        RawScorer {
+            storage,
+            query: query.to_vec(),
+            distance: storage.distance(),
+        }
+    }
+
+    /// Score the live slots of `range` with the kernel of distance `D`
+    /// (one monomorphised loop per distance: the kernel is chosen once
+    /// per scan, not once per vector).
+    #[inline]
+    fn scan<K, F>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        distance: Distance,
+        mut keep: K,
+        mut f: F,
+    ) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        F: FnMut(PointOffset, f32),
+    {
+        let q = &self.query[..];
+        self.storage.scan_live::<Sequential, _>(range, |offset, v| {
+            if keep(offset) {
+                f(offset, S::Element::score(distance, q, v));
+            }
+        })
+    }
+}
+
+impl<S: VectorStorageRead> QueryScorer for RawScorer<'_, S> {
+    fn is_exact(&self) -> bool {
+        true
+    }
+
+    fn score(&self, offset: PointOffset) -> Result<f32> {
+        let v = self.storage.get::<crate::access::Random>(offset)?;
+        Ok(S::Element::score(self.distance, &self.query, &v))
+    }
+
+    fn score_live<K, F>(&self, range: std::ops::Range<PointOffset>, keep: K, f: F) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        F: FnMut(PointOffset, f32),
+    {
+        match self.distance {
+            Distance::Cosine => self.scan(range, Distance::Cosine, keep, f),
+            Distance::Dot => self.scan(range, Distance::Dot, keep, f),
+            Distance::Euclid => self.scan(range, Distance::Euclid, keep, f),
+            Distance::Manhattan => self.scan(range, Distance::Manhattan, keep, f),
+        }
+    }
+}
