@@ -51,6 +51,8 @@ pub use vecseg_chunked as chunked;
 pub use vecseg_memory as memory;
 /// Immutable memory-mapped backends and mmap primitives (`vecseg-mmap`).
 pub use vecseg_mmap as mmap;
+/// Quantized vector storages: codes over any raw storage (`vecseg-quantized`).
+pub use vecseg_quantized as quantized;
 /// RocksDB backends (`vecseg-rocksdb`, cargo feature `rocksdb`).
 #[cfg(feature = "rocksdb")]
 pub use vecseg_rocksdb as rocksdb;

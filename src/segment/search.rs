@@ -174,7 +174,10 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         }
         let scorer = self.vectors.scorer(&q)?;
         let exact = scorer.is_exact();
-        let rescore = !exact && options.rescore.unwrap_or_else(|| scorer.rescore_by_default());
+        let rescore = !exact
+            && options
+                .rescore
+                .unwrap_or_else(|| scorer.rescore_by_default());
         let want = if exact || options.oversampling <= 1.0 {
             k
         } else {

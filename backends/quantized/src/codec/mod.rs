@@ -1,0 +1,150 @@
+//! Codecs: how a vector becomes a short code and how a query scores codes.
+//!
+//! | file         | codec |
+//! |--------------|-------|
+//! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
+//! | `binary.rs`  | [`Binary`]: 1 or 2 bits per component around the trained mean, query kept at 8 bits |
+//! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
+//!
+//! A codec is trained once on a sample of stored-form vectors (normalised
+//! for cosine), then encodes any vector with those parameters (clipping
+//! values outside the trained range), so a quantized storage over an
+//! appendable raw storage stays appendable.
+
+pub mod binary;
+pub mod product;
+pub mod scalar;
+
+pub use binary::{Binary, Binary1, Binary2, BinaryConfig, BitsPerDim};
+pub use product::{Product, ProductConfig};
+pub use scalar::{ScalarConfig, ScalarU8};
+
+use vecseg_traits::{Distance, Result};
+
+/// A trained quantization codec (see the [module docs](self)).
+pub trait Codec: Sized + Send + Sync + 'static {
+    /// Stable name, written in the meta file.
+    const NAME: &'static str;
+    /// Training settings.
+    type Config: Clone + std::fmt::Debug + Default + Send + Sync;
+    /// A query in the form the codec scores codes with.
+    type Query: Send + Sync;
+
+    /// Most vectors training looks at (the builder samples this many).
+    fn sample_limit(config: &Self::Config) -> usize;
+
+    /// Train on `sample`: `n × dim` stored-form components back to back.
+    /// An empty sample, non-finite values or a distance the codec cannot
+    /// score are errors.
+    fn train(config: &Self::Config, dim: usize, distance: Distance, sample: &[f32])
+        -> Result<Self>;
+
+    /// Components per vector.
+    fn dim(&self) -> usize;
+    /// Distance the scores approximate.
+    fn distance(&self) -> Distance;
+    /// Bytes of one code.
+    fn code_len(&self) -> usize;
+    /// Write the code of `v` (`dim` stored-form components) into `code`
+    /// (`code_len` bytes).
+    fn encode(&self, v: &[f32], code: &mut [u8]);
+    /// Prepare `query` (stored form) for scoring.
+    fn prepare(&self, query: &[f32]) -> Self::Query;
+    /// Approximate score of `query` against `code` (higher is better, on
+    /// the scale of [`Distance`]'s exact scores).
+    fn score(&self, query: &Self::Query, code: &[u8]) -> f32;
+    /// Whether search rescores with raw vectors by default.
+    fn rescore_by_default(&self) -> bool;
+
+    /// The trained parameters, little-endian (the meta file's body).
+    fn params(&self) -> Vec<u8>;
+    /// Parameters read back from [`params`](Self::params); an error
+    /// message (the caller names the file) when they do not fit `dim`.
+    fn from_params(
+        dim: usize,
+        distance: Distance,
+        bytes: &[u8],
+    ) -> std::result::Result<Self, String>;
+}
+
+/// Little-endian reader of parameter bytes, with errors instead of panics.
+#[derive(Debug)]
+pub struct ParamReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> ParamReader<'a> {
+    /// Read from `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        ParamReader { bytes }
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err(format!(
+                "parameters end early: {n} bytes wanted, {} left",
+                self.bytes.len()
+            ));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// The next u32.
+    pub fn u32(&mut self) -> std::result::Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The next f32.
+    pub fn f32(&mut self) -> std::result::Result<f32, String> {
+        Ok(f32::from_bits(self.u32()?))
+    }
+
+    /// The next `n` f32s.
+    pub fn f32s(&mut self, n: usize) -> std::result::Result<Vec<f32>, String> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+
+    /// Error unless every byte was read.
+    pub fn finish(self) -> std::result::Result<(), String> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} unexpected bytes after the parameters",
+                self.bytes.len()
+            ))
+        }
+    }
+}
+
+/// Append `v` as little-endian f32s to `out`.
+pub fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Error unless every value of `sample` is finite and it holds at least
+/// one whole vector of `dim`.
+pub fn check_sample(sample: &[f32], dim: usize) -> Result<usize> {
+    use vecseg_traits::StorageError;
+    if dim == 0 {
+        return Err(StorageError::InvalidArgument(
+            "cannot quantize vectors of dimension 0".into(),
+        ));
+    }
+    if sample.is_empty() || !sample.len().is_multiple_of(dim) {
+        return Err(StorageError::InvalidArgument(format!(
+            "training needs at least one whole vector of {dim} components, got {} values",
+            sample.len()
+        )));
+    }
+    if let Some(index) = sample.iter().position(|x| !x.is_finite()) {
+        return Err(StorageError::NonFiniteComponent { index: index % dim });
+    }
+    Ok(sample.len() / dim)
+}

@@ -1,0 +1,328 @@
+//! Scalar quantization to one byte per component.
+//!
+//! Training finds one range `[lo, hi]` for all components: the minimum and
+//! maximum of the sample, or with `quantile = Some(q)` the central `q`
+//! share of the sample's values (outliers then clip). A component `x`
+//! becomes `c = round((x - lo) / alpha)` clamped to `0..=255`, with
+//! `alpha = (hi - lo) / 255`; it decodes as `lo + alpha * c`.
+//!
+//! Scoring quantizes the query with the same range (`d`), so the heavy
+//! part is an integer dot product `Σ c·d` (or `Σ |c - d|`):
+//!
+//! ```text
+//! x̂·q ≈ lo·Σq  +  alpha·lo·Σc  +  alpha²·Σ c·d
+//!       (query)   (per vector)    (integer kernel)
+//! ```
+//!
+//! Code layout (`dim + 8` bytes): `dim` bytes `c`, then `alpha·lo·Σc` as
+//! f32 LE, then `|x̂|²` as f32 LE (for euclid). Parameters: `lo` f32 LE,
+//! `alpha` f32 LE.
+
+use vecseg_traits::{Distance, Result};
+
+use super::{check_sample, put_f32s, Codec, ParamReader};
+
+/// Training settings of [`ScalarU8`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalarConfig {
+    /// Central share of the sample's values the range covers (e.g. 0.99);
+    /// `None`: the whole range, minimum to maximum.
+    pub quantile: Option<f32>,
+    /// Most vectors training looks at (default 100,000).
+    pub sample: usize,
+}
+
+impl Default for ScalarConfig {
+    fn default() -> Self {
+        ScalarConfig {
+            quantile: None,
+            sample: 100_000,
+        }
+    }
+}
+
+/// One byte per component over a trained range (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalarU8 {
+    dim: usize,
+    distance: Distance,
+    lo: f32,
+    alpha: f32,
+}
+
+/// A query prepared for [`ScalarU8`].
+#[derive(Debug, Clone)]
+pub struct ScalarQuery {
+    codes: Vec<u8>,
+    /// `lo · Σq`.
+    offset: f32,
+    /// `|q|²`.
+    norm_sq: f32,
+}
+
+impl ScalarU8 {
+    /// The trained range `(lo, hi)`.
+    pub fn range(&self) -> (f32, f32) {
+        (self.lo, self.lo + self.alpha * 255.0)
+    }
+
+    fn quantize(&self, x: f32) -> u8 {
+        ((x - self.lo) / self.alpha).round().clamp(0.0, 255.0) as u8
+    }
+
+    /// The decoded vector of `code`.
+    pub fn decode(&self, code: &[u8]) -> Vec<f32> {
+        code[..self.dim]
+            .iter()
+            .map(|&c| self.lo + self.alpha * f32::from(c))
+            .collect()
+    }
+
+    fn new(dim: usize, distance: Distance, lo: f32, hi: f32) -> Self {
+        let alpha = if hi > lo {
+            (hi - lo) / 255.0
+        } else {
+            // Every value equal: any positive step decodes it exactly.
+            1.0
+        };
+        ScalarU8 {
+            dim,
+            distance,
+            lo,
+            alpha,
+        }
+    }
+}
+
+fn f32_at(code: &[u8], at: usize) -> f32 {
+    code.get(at..at + 4)
+        .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// `Σ a·b` of two byte slices.
+#[inline]
+fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
+    // A product needs 16 bits and a sum of two overflows them, so widen
+    // to u32; the compiler vectorises this into packed multiply-adds.
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| u32::from(x) * u32::from(y))
+        .sum()
+}
+
+/// `Σ |a - b|` of two byte slices.
+#[inline]
+fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| u32::from(x.abs_diff(y)))
+        .sum()
+}
+
+impl Codec for ScalarU8 {
+    const NAME: &'static str = "scalar-u8";
+    type Config = ScalarConfig;
+    type Query = ScalarQuery;
+
+    fn sample_limit(config: &ScalarConfig) -> usize {
+        config.sample
+    }
+
+    fn train(
+        config: &ScalarConfig,
+        dim: usize,
+        distance: Distance,
+        sample: &[f32],
+    ) -> Result<Self> {
+        check_sample(sample, dim)?;
+        let (lo, hi) = match config.quantile {
+            Some(q) if q > 0.0 && q < 1.0 => {
+                let mut values = sample.to_vec();
+                let last = values.len() - 1;
+                let tail = f64::from(1.0 - q) / 2.0;
+                let lo_at = ((last as f64) * tail).round() as usize;
+                let hi_at = ((last as f64) * (1.0 - tail)).round() as usize;
+                let lo = *values.select_nth_unstable_by(lo_at, f32::total_cmp).1;
+                let hi = *values.select_nth_unstable_by(hi_at, f32::total_cmp).1;
+                (lo, hi)
+            }
+            Some(q) if q != 1.0 => {
+                return Err(vecseg_traits::StorageError::InvalidArgument(format!(
+                    "scalar quantile must be in (0, 1], got {q}"
+                )))
+            }
+            _ => sample
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                }),
+        };
+        Ok(ScalarU8::new(dim, distance, lo, hi))
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn distance(&self) -> Distance {
+        self.distance
+    }
+
+    fn code_len(&self) -> usize {
+        self.dim + 8
+    }
+
+    fn encode(&self, v: &[f32], code: &mut [u8]) {
+        let mut sum = 0u32;
+        let mut norm_sq = 0.0f32;
+        for (c, &x) in code[..self.dim].iter_mut().zip(v) {
+            *c = self.quantize(x);
+            sum += u32::from(*c);
+            let decoded = self.lo + self.alpha * f32::from(*c);
+            norm_sq += decoded * decoded;
+        }
+        let per_vector = self.alpha * self.lo * sum as f32;
+        code[self.dim..self.dim + 4].copy_from_slice(&per_vector.to_le_bytes());
+        code[self.dim + 4..self.dim + 8].copy_from_slice(&norm_sq.to_le_bytes());
+    }
+
+    fn prepare(&self, query: &[f32]) -> ScalarQuery {
+        ScalarQuery {
+            codes: query.iter().map(|&x| self.quantize(x)).collect(),
+            offset: self.lo * query.iter().sum::<f32>(),
+            norm_sq: query.iter().map(|x| x * x).sum(),
+        }
+    }
+
+    #[inline]
+    fn score(&self, q: &ScalarQuery, code: &[u8]) -> f32 {
+        let c = &code[..self.dim];
+        match self.distance {
+            Distance::Manhattan => -self.alpha * l1_u8(c, &q.codes) as f32,
+            d => {
+                let dot = q.offset
+                    + f32_at(code, self.dim)
+                    + self.alpha * self.alpha * dot_u8(c, &q.codes) as f32;
+                if d == Distance::Euclid {
+                    -(f32_at(code, self.dim + 4) + q.norm_sq - 2.0 * dot)
+                        .max(0.0)
+                        .sqrt()
+                } else {
+                    dot
+                }
+            }
+        }
+    }
+
+    fn rescore_by_default(&self) -> bool {
+        false
+    }
+
+    fn params(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8);
+        put_f32s(&mut out, &[self.lo, self.alpha]);
+        out
+    }
+
+    fn from_params(
+        dim: usize,
+        distance: Distance,
+        bytes: &[u8],
+    ) -> std::result::Result<Self, String> {
+        let mut r = ParamReader::new(bytes);
+        let (lo, alpha) = (r.f32()?, r.f32()?);
+        r.finish()?;
+        if !lo.is_finite() || !alpha.is_finite() || alpha <= 0.0 {
+            return Err(format!("invalid scalar range: lo {lo}, step {alpha}"));
+        }
+        Ok(ScalarU8 {
+            dim,
+            distance,
+            lo,
+            alpha,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+    }
+
+    #[test]
+    fn decoding_is_within_half_a_step_and_scores_track_exact_ones() {
+        let dim = 64;
+        let data = random(500, dim, 1);
+        for distance in [Distance::Dot, Distance::Euclid, Distance::Manhattan] {
+            let codec = ScalarU8::train(&ScalarConfig::default(), dim, distance, &data).unwrap();
+            let (lo, hi) = codec.range();
+            assert!(lo >= -1.0 && hi <= 1.0 && hi > lo);
+            let step = (hi - lo) / 255.0;
+            let mut code = vec![0u8; codec.code_len()];
+            let query: Vec<f32> = data[..dim].iter().map(|x| x * 0.5 + 0.1).collect();
+            let prepared = codec.prepare(&query);
+            for v in data.chunks_exact(dim) {
+                codec.encode(v, &mut code);
+                let decoded = codec.decode(&code);
+                for (a, b) in v.iter().zip(&decoded) {
+                    assert!((a - b).abs() <= step / 2.0 + 1e-6, "{a} vs {b}");
+                }
+                let exact = distance.score_f32(&query, v);
+                let approx = codec.score(&prepared, &code);
+                // Both sides quantized: each term errs by at most a step.
+                let bound = match distance {
+                    Distance::Euclid => 0.05 * exact.abs().max(1.0),
+                    _ => step * dim as f32 * 1.5,
+                };
+                assert!(
+                    (exact - approx).abs() <= bound,
+                    "{distance:?}: {exact} vs {approx}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantile_clips_outliers_and_params_round_trip() {
+        let dim = 8;
+        let mut data = random(1000, dim, 2);
+        data[3] = 1000.0;
+        let config = ScalarConfig {
+            quantile: Some(0.99),
+            ..Default::default()
+        };
+        let codec = ScalarU8::train(&config, dim, Distance::Dot, &data).unwrap();
+        assert!(
+            codec.range().1 < 2.0,
+            "the outlier does not stretch the range"
+        );
+        let back = ScalarU8::from_params(dim, Distance::Dot, &codec.params()).unwrap();
+        assert_eq!(back, codec);
+        assert!(ScalarU8::from_params(dim, Distance::Dot, &codec.params()[..5]).is_err());
+        assert!(ScalarU8::from_params(dim, Distance::Dot, &[0; 8]).is_err());
+    }
+
+    #[test]
+    fn bad_training_input_is_an_error() {
+        let c = ScalarConfig::default();
+        assert!(ScalarU8::train(&c, 4, Distance::Dot, &[]).is_err());
+        assert!(ScalarU8::train(&c, 4, Distance::Dot, &[1.0, 2.0, 3.0]).is_err());
+        assert!(ScalarU8::train(&c, 2, Distance::Dot, &[1.0, f32::NAN]).is_err());
+        assert!(ScalarU8::train(&c, 0, Distance::Dot, &[1.0]).is_err());
+        let bad = ScalarConfig {
+            quantile: Some(1.5),
+            ..Default::default()
+        };
+        assert!(ScalarU8::train(&bad, 1, Distance::Dot, &[1.0]).is_err());
+        // All-equal values (e.g. zero vectors) train and decode exactly.
+        let z = ScalarU8::train(&c, 2, Distance::Dot, &[0.0; 8]).unwrap();
+        let mut code = vec![0u8; z.code_len()];
+        z.encode(&[0.0, 0.0], &mut code);
+        assert_eq!(z.decode(&code), vec![0.0, 0.0]);
+    }
+}

@@ -1,0 +1,111 @@
+//! `quantized.meta`: which codec made the codes next to it, for which
+//! vectors, with which trained parameters.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic "VQMT"
+//! 4       2     format version u16 LE (1)
+//! 6       2     codec name length n u16 LE
+//! 8       n     codec name, UTF-8 (Codec::NAME)
+//! 8+n     4     dim u32 LE
+//! 12+n    1     distance name length d
+//! 13+n    d     distance name ("cosine", "dot", "euclid", "manhattan")
+//! 13+n+d  4     code length in bytes u32 LE
+//! 17+n+d  4     parameter length p u32 LE
+//! 21+n+d  p     parameters (Codec::params, little-endian)
+//! 21+n+d+p 4    CRC-32C of every byte before it, u32 LE
+//! ```
+//!
+//! Written with `write_atomic` (temp file, fsync, rename, directory fsync).
+
+use std::path::Path;
+
+use vecseg_traits::fsutil::write_atomic;
+use vecseg_traits::{Distance, IoResultExt, Result, StorageError};
+
+use crate::codec::{Codec, ParamReader};
+
+/// File name of the meta file inside a quantized storage's directory.
+pub const META_FILE: &str = "quantized.meta";
+/// Magic bytes.
+pub const MAGIC: [u8; 4] = *b"VQMT";
+/// Format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Write the meta file of `codec` into `dir`.
+pub fn write<Q: Codec>(dir: &Path, codec: &Q) -> Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(Q::NAME.len() as u16).to_le_bytes());
+    out.extend_from_slice(Q::NAME.as_bytes());
+    out.extend_from_slice(&(codec.dim() as u32).to_le_bytes());
+    let distance = codec.distance().name();
+    out.push(distance.len() as u8);
+    out.extend_from_slice(distance.as_bytes());
+    out.extend_from_slice(&(codec.code_len() as u32).to_le_bytes());
+    let params = codec.params();
+    out.extend_from_slice(&(params.len() as u32).to_le_bytes());
+    out.extend_from_slice(&params);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    write_atomic(&dir.join(META_FILE), &out)
+}
+
+/// Read the meta file in `dir` as codec `Q` for vectors of `dim` and
+/// `distance`: every mismatch (another codec, dim or distance, damaged
+/// bytes) is an error naming the file.
+pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<Q> {
+    let path = dir.join(META_FILE);
+    let bytes = std::fs::read(&path).at(&path)?;
+    let bad = |what: String| StorageError::corrupted(&path, what);
+    if bytes.len() < 12 || bytes[..4] != MAGIC {
+        return Err(bad("not a vecseg quantization meta file (bad magic)".into()));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(bad("checksum mismatch (truncated or damaged)".into()));
+    }
+    let version = u16::from_le_bytes([body[4], body[5]]);
+    if version != FORMAT_VERSION {
+        return Err(StorageError::UnsupportedVersion {
+            path: path.clone(),
+            found: u32::from(version),
+            supported: u32::from(FORMAT_VERSION),
+        });
+    }
+    let mut r = ParamReader::new(&body[6..]);
+    let parsed = (|| -> std::result::Result<Q, String> {
+        let name_len = r.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))?;
+        let name = String::from_utf8_lossy(r.take(name_len as usize)?).into_owned();
+        if name != Q::NAME {
+            return Err(format!("holds {name:?} codes, expected {:?}", Q::NAME));
+        }
+        let file_dim = r.u32()? as usize;
+        if file_dim != dim {
+            return Err(format!(
+                "codes of dimension {file_dim}, the vectors have {dim}"
+            ));
+        }
+        let d_len = r.take(1)?[0] as usize;
+        let d_name = String::from_utf8_lossy(r.take(d_len)?).into_owned();
+        if Distance::from_name(&d_name) != Some(distance) {
+            return Err(format!(
+                "codes for distance {d_name:?}, the vectors use {:?}",
+                distance.name()
+            ));
+        }
+        let code_len = r.u32()? as usize;
+        let p_len = r.u32()? as usize;
+        let params = r.take(p_len)?;
+        let codec = Q::from_params(dim, distance, params)?;
+        if codec.code_len() != code_len {
+            return Err(format!(
+                "code length {code_len} does not match the parameters' {}",
+                codec.code_len()
+            ));
+        }
+        Ok(codec)
+    })();
+    parsed.map_err(bad)
+}

@@ -1,0 +1,465 @@
+//! [`Quantized`]: a raw vector storage plus a code per slot.
+//!
+//! Reads of vectors (`get`, `get_batch`, `scan_live`) go to the raw
+//! storage, so migration, rescoring and `Segment::get` see the original
+//! vectors; search scores through the codes ([`QuantizedScorer`]). The
+//! codes are themselves a vector storage of bytes (`code_len` "components"
+//! per slot): [`MemoryVectorStorage<u8>`] in RAM, [`MmapVectorStorage<u8>`]
+//! for an immutable file, [`ChunkedVectorStorage<u8>`] for appendable
+//! files, so each reuses that backend's files, checks and advice. Deletes
+//! and flushes go to both storages, raw first.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use vecseg_chunked::{ChunkedVectorOptions, ChunkedVectorStorage};
+use vecseg_memory::MemoryVectorStorage;
+use vecseg_mmap::{MmapVectorOptions, MmapVectorStorage};
+use vecseg_traits::bitvec::slice::BitSlice;
+use vecseg_traits::{
+    AccessPattern, AppendableVectorStorage, Distance, PointOffset, QueryScorer, Random, Result,
+    Sequential, StorageError, VectorStorage, VectorStorageRead,
+};
+
+use crate::codec::Codec;
+use crate::meta;
+
+/// Subdirectory of the codes inside a quantized storage's directory.
+pub const CODES_DIR: &str = "codes";
+
+/// Raw vectors `V` scored through codes of codec `Q` kept in `C` (see the
+/// [module docs](self)).
+#[derive(Debug)]
+pub struct Quantized<V, Q, C = MemoryVectorStorage<u8>> {
+    raw: V,
+    codes: C,
+    codec: Q,
+}
+
+/// Codes in RAM.
+pub type InRamCodes = MemoryVectorStorage<u8>;
+/// Codes in an immutable mmap file.
+pub type MmapCodes = MmapVectorStorage<u8>;
+/// Codes in appendable chunked mmap files.
+pub type ChunkedCodes = ChunkedVectorStorage<u8>;
+
+/// Train `Q` on up to [`Codec::sample_limit`] live vectors of `raw`, drawn
+/// uniformly at random (seeded, so a build is reproducible).
+pub fn train<V, Q>(raw: &V, config: &Q::Config) -> Result<Q>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+{
+    let live: Vec<PointOffset> = (0..raw.total_count() as PointOffset)
+        .filter(|&o| !raw.is_deleted(o))
+        .collect();
+    if live.is_empty() {
+        return Err(StorageError::InvalidArgument(
+            "cannot train a quantization codec on a storage without live vectors".into(),
+        ));
+    }
+    let n = Q::sample_limit(config).min(live.len()).max(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_c0de);
+    let mut chosen: Vec<PointOffset> = sample(&mut rng, live.len(), n)
+        .into_iter()
+        .map(|i| live[i])
+        .collect();
+    chosen.sort_unstable();
+    let dim = raw.dim();
+    let mut flat = vec![0.0f32; n * dim];
+    raw.get_batch::<Random>(&chosen, &mut |i, v| {
+        flat[i * dim..(i + 1) * dim].copy_from_slice(v);
+    })?;
+    Q::train(config, dim, raw.distance(), &flat)
+}
+
+/// The codes of every slot of `raw` (deleted ones too, so offsets line
+/// up), in RAM, with the deleted flags copied.
+pub fn encode_all<V, Q>(raw: &V, codec: &Q, progress: &mut dyn FnMut(usize)) -> Result<InRamCodes>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+{
+    let mut codes = MemoryVectorStorage::<u8>::new(codec.code_len(), Distance::Dot)?;
+    codes.reserve(raw.total_count());
+    let mut code = vec![0u8; codec.code_len()];
+    for offset in 0..raw.total_count() as PointOffset {
+        let v = raw.get::<Sequential>(offset)?;
+        codec.encode(&v, &mut code);
+        codes.insert(offset, &code)?;
+        if raw.is_deleted(offset) {
+            codes.delete(offset)?;
+        }
+        if offset % 4096 == 0 {
+            progress(offset as usize);
+        }
+    }
+    progress(raw.total_count());
+    Ok(codes)
+}
+
+impl<V, Q> Quantized<V, Q, InRamCodes>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+{
+    /// Train `Q` on `raw` and encode every slot, codes in RAM.
+    pub fn build_in_ram(raw: V, config: &Q::Config) -> Result<Self> {
+        let codec = train::<V, Q>(&raw, config)?;
+        Self::with_codec_in_ram(raw, codec)
+    }
+
+    /// Encode every slot of `raw` with an already trained `codec`, codes
+    /// in RAM.
+    pub fn with_codec_in_ram(raw: V, codec: Q) -> Result<Self> {
+        let codes = encode_all(&raw, &codec, &mut |_| {})?;
+        Self::checked(raw, codes, codec)
+    }
+}
+
+impl<V, Q> Quantized<V, Q, MmapCodes>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+{
+    /// Train `Q` on `raw`, encode every slot and write the codes as an
+    /// immutable mmap storage under `dir` (meta file + `codes/`).
+    pub fn build_mmap(
+        raw: V,
+        dir: &Path,
+        config: &Q::Config,
+        options: MmapVectorOptions,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Self> {
+        let codec = train::<V, Q>(&raw, config)?;
+        Self::with_codec_mmap(raw, dir, codec, options, progress)
+    }
+
+    /// [`build_mmap`](Self::build_mmap) with an already trained `codec`.
+    pub fn with_codec_mmap(
+        raw: V,
+        dir: &Path,
+        codec: Q,
+        options: MmapVectorOptions,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Self> {
+        let in_ram = encode_all(&raw, &codec, progress)?;
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let codes = MmapVectorStorage::build(&dir.join(CODES_DIR), &in_ram, options)?;
+        meta::write(dir, &codec)?;
+        Self::checked(raw, codes, codec)
+    }
+
+    /// Open the codes under `dir` for `raw`.
+    pub fn open_mmap(raw: V, dir: &Path, options: MmapVectorOptions) -> Result<Self> {
+        let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
+        let codes = MmapVectorStorage::open(&dir.join(CODES_DIR), options)?;
+        Self::checked(raw, codes, codec)
+    }
+}
+
+impl<V, Q> Quantized<V, Q, ChunkedCodes>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+{
+    /// Train `Q` on `raw`, encode every slot and write the codes as an
+    /// appendable chunked storage under `dir`.
+    pub fn build_chunked(raw: V, dir: &Path, config: &Q::Config) -> Result<Self> {
+        let codec = train::<V, Q>(&raw, config)?;
+        Self::with_codec_chunked(raw, dir, codec)
+    }
+
+    /// [`build_chunked`](Self::build_chunked) with an already trained
+    /// `codec` (e.g. an empty appendable storage whose codec was trained
+    /// on other data).
+    pub fn with_codec_chunked(raw: V, dir: &Path, codec: Q) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let mut codes = ChunkedVectorStorage::create(
+            &dir.join(CODES_DIR),
+            codec.code_len(),
+            Distance::Dot,
+            ChunkedVectorOptions::default(),
+        )?;
+        let mut code = vec![0u8; codec.code_len()];
+        for offset in 0..raw.total_count() as PointOffset {
+            codec.encode(&raw.get::<Sequential>(offset)?, &mut code);
+            codes.insert(offset, &code)?;
+            if raw.is_deleted(offset) {
+                codes.delete(offset)?;
+            }
+        }
+        codes.flush()?;
+        meta::write(dir, &codec)?;
+        Self::checked(raw, codes, codec)
+    }
+
+    /// Open the codes under `dir` for `raw`.
+    pub fn open_chunked(raw: V, dir: &Path) -> Result<Self> {
+        let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
+        let codes = ChunkedVectorStorage::open(&dir.join(CODES_DIR))?;
+        Self::checked(raw, codes, codec)
+    }
+}
+
+impl<V, Q, C> Quantized<V, Q, C>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+    C: VectorStorageRead<Element = u8>,
+{
+    /// Put together a raw storage, its codes and their codec, checking
+    /// that they fit (same slots, code length).
+    pub fn checked(raw: V, codes: C, codec: Q) -> Result<Self> {
+        if codes.dim() != codec.code_len() {
+            return Err(StorageError::InvalidArgument(format!(
+                "codes of {} bytes, the codec makes {}",
+                codes.dim(),
+                codec.code_len()
+            )));
+        }
+        if codec.dim() != raw.dim() || codec.distance() != raw.distance() {
+            return Err(StorageError::InvalidArgument(format!(
+                "codec for {} dimensions ({}), vectors have {} ({})",
+                codec.dim(),
+                codec.distance().name(),
+                raw.dim(),
+                raw.distance().name()
+            )));
+        }
+        // A crash between the two flushes can leave the codes behind the
+        // raw vectors by the slots written since; those are re-encoded by
+        // whoever replays the writes, so only more codes than vectors is
+        // damage.
+        if codes.total_count() > raw.total_count() {
+            return Err(StorageError::InvalidArgument(format!(
+                "{} codes for {} vectors",
+                codes.total_count(),
+                raw.total_count()
+            )));
+        }
+        Ok(Quantized { raw, codes, codec })
+    }
+
+    /// The raw storage.
+    pub fn raw(&self) -> &V {
+        &self.raw
+    }
+
+    /// The codes.
+    pub fn codes(&self) -> &C {
+        &self.codes
+    }
+
+    /// The trained codec.
+    pub fn codec(&self) -> &Q {
+        &self.codec
+    }
+
+    /// Bytes of codes (what scoring reads): slots × code length.
+    pub fn code_bytes(&self) -> usize {
+        self.codes.total_count() * self.codec.code_len()
+    }
+
+    /// Split into the raw storage, the codes and the codec.
+    pub fn into_parts(self) -> (V, C, Q) {
+        (self.raw, self.codes, self.codec)
+    }
+}
+
+/// Scores of one query through the codes of a [`Quantized`] storage.
+pub struct QuantizedScorer<'a, Q: Codec, C> {
+    codec: &'a Q,
+    codes: &'a C,
+    query: Q::Query,
+    deleted: &'a BitSlice<u64>,
+    _codec: PhantomData<Q>,
+}
+
+impl<Q, C> QueryScorer for QuantizedScorer<'_, Q, C>
+where
+    Q: Codec,
+    C: VectorStorageRead<Element = u8>,
+{
+    fn is_exact(&self) -> bool {
+        false
+    }
+
+    fn rescore_by_default(&self) -> bool {
+        self.codec.rescore_by_default()
+    }
+
+    fn score(&self, offset: PointOffset) -> Result<f32> {
+        let code = self.codes.get::<Random>(offset)?;
+        Ok(self.codec.score(&self.query, &code))
+    }
+
+    fn score_live<K, F>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut keep: K,
+        mut f: F,
+    ) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        F: FnMut(PointOffset, f32),
+    {
+        // Deleted per the raw storage (the authority); codes past the raw
+        // count do not exist.
+        let deleted = self.deleted;
+        self.codes
+            .scan_live::<Sequential, _>(range, |offset, code| {
+                if !deleted.get(offset as usize).is_some_and(|b| *b) && keep(offset) {
+                    f(offset, self.codec.score(&self.query, code));
+                }
+            })
+    }
+}
+
+impl<V, Q, C> VectorStorageRead for Quantized<V, Q, C>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+    C: VectorStorageRead<Element = u8>,
+{
+    type Element = f32;
+    type Vector<'a>
+        = V::Vector<'a>
+    where
+        Self: 'a;
+    type Scorer<'a>
+        = QuantizedScorer<'a, Q, C>
+    where
+        Self: 'a;
+
+    fn scorer(&self, query: &[f32]) -> Result<Self::Scorer<'_>> {
+        if self.codes.total_count() < self.raw.total_count() {
+            return Err(StorageError::InvalidArgument(format!(
+                "{} codes for {} vectors: re-encode the missing ones before searching",
+                self.codes.total_count(),
+                self.raw.total_count()
+            )));
+        }
+        Ok(QuantizedScorer {
+            codec: &self.codec,
+            codes: &self.codes,
+            query: self.codec.prepare(query),
+            deleted: self.raw.deleted_bits(),
+            _codec: PhantomData,
+        })
+    }
+
+    fn dim(&self) -> usize {
+        self.raw.dim()
+    }
+
+    fn distance(&self) -> Distance {
+        self.raw.distance()
+    }
+
+    fn total_count(&self) -> usize {
+        self.raw.total_count()
+    }
+
+    fn deleted_count(&self) -> usize {
+        self.raw.deleted_count()
+    }
+
+    fn get<P: AccessPattern>(&self, offset: PointOffset) -> Result<Self::Vector<'_>> {
+        self.raw.get::<P>(offset)
+    }
+
+    fn get_batch<P: AccessPattern>(
+        &self,
+        offsets: &[PointOffset],
+        f: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        self.raw.get_batch::<P>(offsets, f)
+    }
+
+    fn scan_live<P: AccessPattern, F: FnMut(PointOffset, &[f32])>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: F,
+    ) -> Result<()> {
+        self.raw.scan_live::<P, F>(range, f)
+    }
+
+    fn is_deleted(&self, offset: PointOffset) -> bool {
+        self.raw.is_deleted(offset)
+    }
+
+    fn deleted_bits(&self) -> &BitSlice<u64> {
+        self.raw.deleted_bits()
+    }
+
+    fn durable_sequence(&self) -> Option<u64> {
+        self.raw.durable_sequence()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.raw.disk_bytes() + self.codes.disk_bytes()
+    }
+
+    fn drop_page_cache(&self) -> Result<bool> {
+        let raw = self.raw.drop_page_cache()?;
+        let codes = self.codes.drop_page_cache()?;
+        Ok(raw || codes)
+    }
+}
+
+impl<V, Q, C> VectorStorage for Quantized<V, Q, C>
+where
+    V: VectorStorage<Element = f32>,
+    Q: Codec,
+    C: VectorStorage<Element = u8>,
+{
+    fn delete(&mut self, offset: PointOffset) -> Result<bool> {
+        let was_live = self.raw.delete(offset)?;
+        if (offset as usize) < self.codes.total_count() {
+            self.codes.delete(offset)?;
+        }
+        Ok(was_live)
+    }
+
+    fn flush_data(&mut self) -> Result<()> {
+        self.raw.flush_data()?;
+        self.codes.flush_data()
+    }
+
+    fn flush_deleted(&mut self) -> Result<()> {
+        self.raw.flush_deleted()?;
+        self.codes.flush_deleted()
+    }
+}
+
+/// Codecs that encode a new vector with their trained parameters (no
+/// retraining), so a [`Quantized`] storage over an appendable raw storage
+/// and appendable codes is appendable.
+pub trait EncodesWithoutRetraining: Codec {}
+impl EncodesWithoutRetraining for crate::codec::ScalarU8 {}
+impl<B: crate::codec::BitsPerDim> EncodesWithoutRetraining for crate::codec::Binary<B> {}
+impl EncodesWithoutRetraining for crate::codec::Product {}
+
+impl<V, Q, C> AppendableVectorStorage for Quantized<V, Q, C>
+where
+    V: AppendableVectorStorage<Element = f32>,
+    Q: EncodesWithoutRetraining,
+    C: AppendableVectorStorage<Element = u8>,
+{
+    fn insert(&mut self, offset: PointOffset, vector: &[f32]) -> Result<()> {
+        self.raw.insert(offset, vector)?;
+        let mut code = vec![0u8; self.codec.code_len()];
+        self.codec.encode(vector, &mut code);
+        // Slots between the codes' end and `offset` (none in normal use:
+        // offsets are appended in order) get the codes of their vectors.
+        for gap in self.codes.total_count() as PointOffset..offset {
+            let mut c = vec![0u8; self.codec.code_len()];
+            self.codec.encode(&self.raw.get::<Random>(gap)?, &mut c);
+            self.codes.insert(gap, &c)?;
+        }
+        self.codes.insert(offset, &code)
+    }
+}

@@ -1,0 +1,300 @@
+//! Search through quantized storages, against exact search on the same
+//! points: recall of each codec, rescoring (oversampling to every point
+//! gives exactly the exact top-k), filters, the appendable path (points
+//! upserted into a segment whose vectors are quantized), and reopening
+//! and damaging mmap codes.
+
+use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use vecseg::mmap::{MmapVectorOptions, MmapVectorStorage};
+use vecseg::quantized::{
+    Binary1, Binary2, Codec, InRamCodes, MmapCodes, Product, ProductConfig, Quantized,
+    ScalarConfig, ScalarU8,
+};
+use vecseg::testing::Rng;
+use vecseg::{
+    Condition, Distance, Filter, Payload, PointId, ScanOptions, Segment, StorageError,
+    VectorElement, VectorStorageRead,
+};
+
+const DIM: usize = 32;
+const N: usize = 2_000;
+
+/// Clustered points (20 centres) with a `tenant` payload, and queries near them.
+fn data(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut rng = Rng::new(seed);
+    let centres: Vec<Vec<f32>> = (0..20).map(|_| rng.vector(DIM)).collect();
+    let near = |rng: &mut Rng| {
+        let c = &centres[rng.below(centres.len())];
+        let noise = rng.vector(DIM);
+        c.iter()
+            .zip(noise)
+            .map(|(a, b)| a + 0.3 * b)
+            .collect::<Vec<f32>>()
+    };
+    let points = (0..N).map(|_| near(&mut rng)).collect();
+    let queries = (0..20).map(|_| near(&mut rng)).collect();
+    (points, queries)
+}
+
+fn payload(i: usize) -> Payload {
+    let mut p = Payload::new();
+    p.insert("tenant".into(), format!("t{}", i % 4).into());
+    p
+}
+
+type Exact = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
+type QuantizedSegment<Q> = Segment<
+    Quantized<MemoryVectorStorage<f32>, Q, InRamCodes>,
+    MemoryPayloadStorage,
+    MemoryIdMapper,
+>;
+
+fn exact_segment(points: &[Vec<f32>], distance: Distance) -> Exact {
+    let mut s = Segment::new(
+        MemoryVectorStorage::new(DIM, distance).unwrap(),
+        MemoryPayloadStorage::new(),
+        MemoryIdMapper::new(),
+    );
+    for (i, v) in points.iter().enumerate() {
+        s.upsert(1, PointId::Num(i as u64), v, &payload(i)).unwrap();
+    }
+    s
+}
+
+/// A segment whose vectors are quantized with a codec trained on the
+/// points' stored forms, filled by upserts (the appendable path).
+fn quantized_segment<Q: Codec + vecseg::quantized::EncodesWithoutRetraining>(
+    points: &[Vec<f32>],
+    distance: Distance,
+    config: &Q::Config,
+) -> QuantizedSegment<Q> {
+    let mut sample = Vec::new();
+    for v in points {
+        let mut v = v.clone();
+        f32::preprocess(distance, &mut v).unwrap();
+        sample.extend(v);
+    }
+    let codec = Q::train(config, DIM, distance, &sample).unwrap();
+    let raw = MemoryVectorStorage::new(DIM, distance).unwrap();
+    let vectors = Quantized::with_codec_in_ram(raw, codec).unwrap();
+    let mut s = Segment::new(vectors, MemoryPayloadStorage::new(), MemoryIdMapper::new());
+    for (i, v) in points.iter().enumerate() {
+        s.upsert(1, PointId::Num(i as u64), v, &payload(i)).unwrap();
+    }
+    s
+}
+
+fn recall<Q: Codec>(
+    exact: &Exact,
+    quantized: &QuantizedSegment<Q>,
+    queries: &[Vec<f32>],
+    options: ScanOptions,
+    filter: Option<&Filter>,
+) -> f64 {
+    let mut found = 0;
+    let mut wanted = 0;
+    for q in queries {
+        let truth = exact.search(q, 10, filter).unwrap();
+        let got = quantized.search_with(q, 10, filter, options).unwrap();
+        wanted += truth.len();
+        found += got
+            .iter()
+            .filter(|h| truth.iter().any(|t| t.id == h.id))
+            .count();
+        if let Some(f) = filter {
+            for h in &got {
+                let rec = quantized.get(h.id).unwrap().unwrap();
+                assert!(f.matches(h.id, &rec.payload), "a hit fails the filter");
+            }
+        }
+    }
+    found as f64 / wanted as f64
+}
+
+/// Checks every codec runs: recall@10 with 4× oversampling (and
+/// rescoring) at least `floor`, with 10× at least 0.95, filtered search
+/// likewise, and oversampling to every point with rescoring equal to exact
+/// search (ids and scores).
+fn check_codec<Q: Codec + vecseg::quantized::EncodesWithoutRetraining>(
+    distance: Distance,
+    config: &Q::Config,
+    floor: f64,
+) {
+    let (points, queries) = data(7);
+    let exact = exact_segment(&points, distance);
+    let quantized = quantized_segment::<Q>(&points, distance, config);
+    let four = ScanOptions::default()
+        .with_oversampling(4.0)
+        .with_rescore(true);
+    let r = recall(&exact, &quantized, &queries, four, None);
+    let ten = four.with_oversampling(10.0);
+    let r10 = recall(&exact, &quantized, &queries, ten, None);
+    assert!(
+        r10 >= 0.95,
+        "{}: recall@10 {r10} with 10x oversampling",
+        Q::NAME
+    );
+    assert!(
+        r >= floor,
+        "{}: recall@10 {r} with 4x oversampling",
+        Q::NAME
+    );
+    let tenant = Filter::must(Condition::keyword("tenant", "t1"));
+    let r = recall(&exact, &quantized, &queries, four, Some(&tenant));
+    assert!(r >= floor, "{}: filtered recall@10 {r}", Q::NAME);
+    let all = ScanOptions::default()
+        .with_oversampling(N as f32)
+        .with_rescore(true);
+    for q in &queries {
+        let truth = exact.search(q, 10, None).unwrap();
+        let got = quantized.search_with(q, 10, None, all).unwrap();
+        assert_eq!(
+            got.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            truth.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            "{}: rescoring every point is exact search",
+            Q::NAME
+        );
+    }
+}
+
+#[test]
+fn scalar_recall_rescoring_and_filters() {
+    for distance in [Distance::Cosine, Distance::Euclid, Distance::Manhattan] {
+        check_codec::<ScalarU8>(distance, &ScalarConfig::default(), 0.95);
+    }
+    // Without rescoring, SQ8 alone already ranks well.
+    let (points, queries) = data(3);
+    let exact = exact_segment(&points, Distance::Dot);
+    let q = quantized_segment::<ScalarU8>(&points, Distance::Dot, &ScalarConfig::default());
+    let r = recall(&exact, &q, &queries, ScanOptions::default(), None);
+    assert!(r >= 0.85, "SQ8 without rescoring: {r}");
+}
+
+#[test]
+fn binary_recall_rescoring_and_filters() {
+    // 32 dimensions are few for bits; the floors guard against
+    // regressions, the e5 figures come from `benches/quantized.rs`.
+    check_codec::<Binary1>(Distance::Cosine, &Default::default(), 0.5);
+    check_codec::<Binary2>(Distance::Cosine, &Default::default(), 0.45);
+    check_codec::<Binary2>(Distance::Euclid, &Default::default(), 0.45);
+}
+
+#[test]
+fn product_recall_rescoring_and_filters() {
+    let config = ProductConfig {
+        sub_dim: 4,
+        ..Default::default()
+    };
+    check_codec::<Product>(Distance::Cosine, &config, 0.6);
+    check_codec::<Product>(Distance::Euclid, &config, 0.6);
+}
+
+#[test]
+fn deleted_points_are_never_returned() {
+    let (points, queries) = data(11);
+    let mut q = quantized_segment::<Binary1>(&points, Distance::Dot, &Default::default());
+    for i in (0..N).step_by(3) {
+        q.delete(2, PointId::Num(i as u64)).unwrap();
+    }
+    for query in &queries {
+        let all = ScanOptions::default().with_oversampling(N as f32);
+        for h in q.search_with(query, 50, None, all).unwrap() {
+            let PointId::Num(i) = h.id else { panic!() };
+            assert_ne!(i % 3, 0, "deleted point {i} returned");
+        }
+    }
+}
+
+#[test]
+fn mmap_codes_reopen_bit_for_bit_and_damage_is_an_error() {
+    let (points, _) = data(5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut mem = MemoryVectorStorage::new(DIM, Distance::Dot).unwrap();
+    for (i, v) in points.iter().enumerate() {
+        vecseg::AppendableVectorStorage::insert(&mut mem, i as u32, v).unwrap();
+    }
+    let raw = MmapVectorStorage::build(&dir.path().join("raw"), &mem, MmapVectorOptions::default())
+        .unwrap();
+    let qdir = dir.path().join("sq8");
+    let built: Quantized<_, ScalarU8, MmapCodes> = Quantized::build_mmap(
+        raw,
+        &qdir,
+        &ScalarConfig::default(),
+        MmapVectorOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let codes_before = built.codes().as_flat().unwrap().to_vec();
+    let codec_before = built.codec().clone();
+    drop(built);
+    let open = || {
+        let raw =
+            MmapVectorStorage::open(&dir.path().join("raw"), MmapVectorOptions::default()).unwrap();
+        Quantized::<_, ScalarU8, MmapCodes>::open_mmap(raw, &qdir, MmapVectorOptions::default())
+    };
+    let reopened = open().unwrap();
+    assert_eq!(reopened.codes().as_flat().unwrap(), &codes_before[..]);
+    assert_eq!(reopened.codec(), &codec_before);
+    assert_eq!(reopened.total_count(), N);
+    drop(reopened);
+
+    // The meta file: a flipped byte, a truncation, another codec.
+    let meta = qdir.join(vecseg::quantized::meta::META_FILE);
+    let good = std::fs::read(&meta).unwrap();
+    for damaged in [
+        {
+            let mut b = good.clone();
+            b[20] ^= 0x10;
+            b
+        },
+        good[..good.len() - 3].to_vec(),
+        Vec::new(),
+    ] {
+        std::fs::write(&meta, &damaged).unwrap();
+        match open() {
+            Err(StorageError::Corrupted { path, .. }) => assert_eq!(path, meta),
+            other => panic!("expected Corrupted naming the meta file, got {other:?}"),
+        }
+    }
+    std::fs::write(&meta, &good).unwrap();
+    let raw =
+        MmapVectorStorage::open(&dir.path().join("raw"), MmapVectorOptions::default()).unwrap();
+    let wrong =
+        Quantized::<_, Binary1, MmapCodes>::open_mmap(raw, &qdir, MmapVectorOptions::default());
+    assert!(
+        matches!(&wrong, Err(StorageError::Corrupted { .. }))
+            && format!("{wrong:?}").contains("scalar-u8"),
+        "{wrong:?}"
+    );
+    // A truncated code file.
+    let codes_dir = qdir.join(vecseg::quantized::storage::CODES_DIR);
+    let file = std::fs::read_dir(&codes_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let len = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert!(open().is_err(), "truncated codes must not open");
+}
+
+#[test]
+fn training_on_nothing_or_bad_shapes_is_an_error() {
+    let empty = MemoryVectorStorage::<f32>::new(DIM, Distance::Dot).unwrap();
+    assert!(matches!(
+        Quantized::<_, ScalarU8, InRamCodes>::build_in_ram(empty, &ScalarConfig::default()),
+        Err(StorageError::InvalidArgument(_))
+    ));
+    let mut one = MemoryVectorStorage::<f32>::new(6, Distance::Dot).unwrap();
+    vecseg::AppendableVectorStorage::insert(&mut one, 0, &[1.0; 6]).unwrap();
+    let config = ProductConfig {
+        sub_dim: 4,
+        ..Default::default()
+    };
+    assert!(Quantized::<_, Product, InRamCodes>::build_in_ram(one, &config).is_err());
+}
