@@ -70,8 +70,17 @@ fn compare_runs_every_configuration_on_a_tiny_dataset() {
         for key in REPORT_KEYS {
             assert!(c.get(*key).is_some(), "{} lacks {key}", c["name"]);
         }
-        // Every configuration is exact, so recall must be perfect.
-        assert_eq!(c["recall_at_k"].as_f64().unwrap(), 1.0, "{}", c["name"]);
+        let sweep = c["oversampling"].as_array().unwrap();
+        if sweep.is_empty() {
+            // Exact configurations: recall must be perfect.
+            assert_eq!(c["recall_at_k"].as_f64().unwrap(), 1.0, "{}", c["name"]);
+        } else {
+            // Quantized ones: approximate; rescoring 8× the candidates
+            // finds most of the top-k and never fewer than 1×.
+            let at = |i: usize| sweep[i]["recall_at_k"].as_f64().unwrap();
+            let best = at(sweep.len() - 1);
+            assert!(best >= 0.85 && best >= at(0), "{}: {sweep:?}", c["name"]);
+        }
         assert!(table.contains(c["name"].as_str().unwrap()));
     }
     assert!(
@@ -80,6 +89,7 @@ fn compare_runs_every_configuration_on_a_tiny_dataset() {
     );
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("chart-search_qps"));
+    assert!(html.contains("recall@k vs QPS"), "the oversampling chart");
     assert!(!html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""));
 }
 

@@ -298,3 +298,55 @@ fn training_on_nothing_or_bad_shapes_is_an_error() {
     };
     assert!(Quantized::<_, Product, InRamCodes>::build_in_ram(one, &config).is_err());
 }
+
+#[test]
+fn chunked_codes_append_reopen_and_catch_up_with_the_raw_vectors() {
+    use vecseg::chunked::{ChunkedVectorOptions, ChunkedVectorStorage};
+    use vecseg::quantized::ChunkedCodes;
+    use vecseg::{AppendableVectorStorage, VectorStorage};
+
+    let (points, queries) = data(13);
+    let dir = tempfile::tempdir().unwrap();
+    let (raw_dir, q_dir) = (dir.path().join("raw"), dir.path().join("bq"));
+    let sample: Vec<f32> = points[..200].concat();
+    let codec = Binary1::train(&Default::default(), DIM, Distance::Dot, &sample).unwrap();
+    let raw = ChunkedVectorStorage::<f32>::create(
+        &raw_dir,
+        DIM,
+        Distance::Dot,
+        ChunkedVectorOptions::default(),
+    )
+    .unwrap();
+    let mut q: Quantized<_, Binary1, ChunkedCodes> =
+        Quantized::with_codec_chunked(raw, &q_dir, codec).unwrap();
+    for (i, v) in points[..100].iter().enumerate() {
+        q.insert(i as u32, v).unwrap();
+    }
+    q.flush().unwrap();
+    drop(q);
+    let open = || {
+        let raw = ChunkedVectorStorage::<f32>::open(&raw_dir).unwrap();
+        Quantized::<_, Binary1, ChunkedCodes>::open_chunked(raw, &q_dir).unwrap()
+    };
+    let q = open();
+    assert_eq!(q.total_count(), 100);
+    assert_eq!(q.codes().total_count(), 100);
+    // A crash between the raw flush and the codes' flush: the raw storage
+    // has ten more vectors than the codes.
+    let (mut raw, codes, _) = q.into_parts();
+    for (i, v) in points[100..110].iter().enumerate() {
+        raw.insert(100 + i as u32, v).unwrap();
+    }
+    raw.flush().unwrap();
+    drop((raw, codes));
+    let q = open();
+    assert_eq!(
+        q.codes().total_count(),
+        110,
+        "missing codes re-encoded at open"
+    );
+    let scorer = q.scorer(&queries[0]).unwrap();
+    let mut scored = 0;
+    vecseg::QueryScorer::score_live(&scorer, 0..110, |_| true, |_, _| scored += 1).unwrap();
+    assert_eq!(scored, 110);
+}

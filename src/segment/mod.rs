@@ -118,6 +118,53 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         (self.vectors, self.payloads, self.ids)
     }
 
+    /// This segment with its vector storage replaced by `f(vectors)`,
+    /// keeping payloads, ids, versions and directory: how a quantized
+    /// layer is put over a segment's vectors.
+    ///
+    /// ```
+    /// use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+    /// use vecseg::quantized::{InRamCodes, Quantized, ScalarConfig, ScalarU8};
+    /// use vecseg::{Distance, Payload, PointId, Segment};
+    ///
+    /// let mut s = Segment::new(
+    ///     MemoryVectorStorage::<f32>::new(2, Distance::Dot)?,
+    ///     MemoryPayloadStorage::new(),
+    ///     MemoryIdMapper::new(),
+    /// );
+    /// for i in 0..10u64 {
+    ///     s.upsert(1, PointId::Num(i), &[i as f32, 1.0], &Payload::new())?;
+    /// }
+    /// let q = s.map_vectors(|v| {
+    ///     Quantized::<_, ScalarU8, InRamCodes>::build_in_ram(v, &ScalarConfig::default())
+    /// })?;
+    /// assert_eq!(q.search(&[1.0, 0.0], 1, None)?[0].id, PointId::Num(9));
+    /// # Ok::<(), vecseg::StorageError>(())
+    /// ```
+    pub fn map_vectors<W, F>(self, f: F) -> Result<Segment<W, P, I>>
+    where
+        W: VectorStorageRead,
+        F: FnOnce(V) -> Result<W>,
+    {
+        let before = self.vectors.total_count();
+        let vectors = f(self.vectors)?;
+        if vectors.total_count() != before {
+            return Err(StorageError::InvalidArgument(format!(
+                "the new vector storage has {} slots, the old one had {before}",
+                vectors.total_count()
+            )));
+        }
+        Ok(Segment {
+            vectors,
+            payloads: self.payloads,
+            ids: self.ids,
+            version: self.version,
+            persisted_version: self.persisted_version,
+            dir: self.dir,
+            retired: self.retired,
+        })
+    }
+
     /// Vector dimension.
     pub fn dim(&self) -> usize {
         self.vectors.dim()
@@ -174,7 +221,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
     pub fn open(dir: &Path, vectors: V, payloads: P, ids: I) -> Result<Self> {
         let state = SegmentState::read(dir)?;
         let state_path = dir.join(STATE_FILE);
-        let expected = state::BackendNames::of::<V, P, I>();
+        let expected = state::BackendNames::of_storages::<V, P, I>();
         // The recorded kind settles it when the type names changed spelling
         // (another compiler): the same kind opened as the same types.
         let same_kind = state.kind.is_some() && {
@@ -351,7 +398,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 version,
                 dim: self.vectors.dim(),
                 distance: self.vectors.distance(),
-                backends: state::BackendNames::of::<V, P, I>(),
+                backends: state::BackendNames::of_storages::<V, P, I>(),
                 id_total: self.ids.total_count() as u64,
                 vector_total: self.vectors.total_count() as u64,
                 durable_sequences: self.durable_sequences(),

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
+use vecseg_traits::VectorStorageRead;
 use vecseg_traits::{Distance, Result, StorageError, Version};
 
 /// File name of the state file inside a segment directory.
@@ -41,11 +42,26 @@ impl BackendNames {
             ids: short_type_name::<I>(),
         }
     }
+
+    /// Names of a segment's storages as its directory records them: the
+    /// vector storage by [`VectorStorageRead::layout_type_name`] (a
+    /// quantized layer records the raw storage underneath).
+    pub fn of_storages<V: VectorStorageRead, P, I>() -> Self {
+        BackendNames {
+            vectors: shorten_type_name(V::layout_type_name()),
+            payloads: short_type_name::<P>(),
+            ids: short_type_name::<I>(),
+        }
+    }
 }
 
 /// `std::any::type_name` with every module path removed.
 pub fn short_type_name<T: ?Sized>() -> String {
-    let full = std::any::type_name::<T>();
+    shorten_type_name(std::any::type_name::<T>())
+}
+
+/// A type name with every module path removed.
+pub fn shorten_type_name(full: &str) -> String {
     let mut out = String::with_capacity(full.len());
     let mut token = String::new();
     for c in full.chars() {

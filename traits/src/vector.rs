@@ -51,6 +51,16 @@ pub trait VectorStorageRead: Send + Sync {
     /// `Ok(RawScorer::new(self, query))`.
     fn scorer(&self, query: &[Self::Element]) -> Result<Self::Scorer<'_>>;
 
+    /// The storage type a segment directory records for this storage
+    /// (`segment.json`): this type, or for a layer over another storage
+    /// (quantized codes), the storage whose files the segment holds.
+    fn layout_type_name() -> &'static str
+    where
+        Self: Sized,
+    {
+        std::any::type_name::<Self>()
+    }
+
     /// The vector at `offset` (deleted vectors are still readable).
     fn get<P: AccessPattern>(&self, offset: PointOffset) -> Result<Self::Vector<'_>>;
 

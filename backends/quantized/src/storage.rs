@@ -196,10 +196,23 @@ where
         Self::checked(raw, codes, codec)
     }
 
-    /// Open the codes under `dir` for `raw`.
+    /// Open the codes under `dir` for `raw`. Slots the raw storage made
+    /// durable after the codes' last flush (a crash between the two
+    /// flushes) are encoded again from the raw vectors.
     pub fn open_chunked(raw: V, dir: &Path) -> Result<Self> {
         let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
-        let codes = ChunkedVectorStorage::open(&dir.join(CODES_DIR))?;
+        let mut codes = ChunkedVectorStorage::open(&dir.join(CODES_DIR))?;
+        if codes.total_count() < raw.total_count() {
+            let mut code = vec![0u8; codec.code_len()];
+            for offset in codes.total_count() as PointOffset..raw.total_count() as PointOffset {
+                codec.encode(&raw.get::<Sequential>(offset)?, &mut code);
+                codes.insert(offset, &code)?;
+                if raw.is_deleted(offset) {
+                    codes.delete(offset)?;
+                }
+            }
+            codes.flush()?;
+        }
         Self::checked(raw, codes, codec)
     }
 }
@@ -349,6 +362,10 @@ where
             deleted: self.raw.deleted_bits(),
             _codec: PhantomData,
         })
+    }
+
+    fn layout_type_name() -> &'static str {
+        V::layout_type_name()
     }
 
     fn dim(&self) -> usize {

@@ -12,10 +12,14 @@ use vecseg_chunked::{
 };
 use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
+use vecseg_quantized::{
+    Binary1, Binary2, BinaryConfig, ChunkedCodes, Codec, EncodesWithoutRetraining, MmapCodes,
+    Product, ProductConfig, Quantized, ScalarConfig, ScalarU8,
+};
 #[cfg(feature = "rocksdb")]
 use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
 use vecseg_traits::{
-    AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, IdMapper,
+    AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, Distance, IdMapper,
     PayloadStorage, Result, VectorStorage,
 };
 
@@ -252,6 +256,193 @@ impl Config for Rocks {
     }
 }
 
+/// A codec and its settings, as a quantized configuration uses them.
+pub trait Flavor {
+    /// The codec.
+    type Q: EncodesWithoutRetraining;
+    /// Short name in configuration names (`sq8`, `bq1`, ...).
+    const SHORT: &'static str;
+    /// Training settings for vectors of `dim` components.
+    fn config(dim: usize) -> <Self::Q as Codec>::Config;
+    /// Whether the codec can approximate `distance`.
+    fn supports(distance: Distance) -> bool {
+        let _ = distance;
+        true
+    }
+}
+
+/// Scalar int8 codes.
+pub struct Sq8;
+impl Flavor for Sq8 {
+    type Q = ScalarU8;
+    const SHORT: &'static str = "sq8";
+    fn config(_: usize) -> ScalarConfig {
+        ScalarConfig::default()
+    }
+}
+
+/// 1-bit binary codes.
+pub struct Bq1;
+impl Flavor for Bq1 {
+    type Q = Binary1;
+    const SHORT: &'static str = "bq1";
+    fn config(_: usize) -> BinaryConfig {
+        BinaryConfig::default()
+    }
+    fn supports(distance: Distance) -> bool {
+        distance != Distance::Manhattan
+    }
+}
+
+/// 2-bit binary codes.
+pub struct Bq2;
+impl Flavor for Bq2 {
+    type Q = Binary2;
+    const SHORT: &'static str = "bq2";
+    fn config(_: usize) -> BinaryConfig {
+        BinaryConfig::default()
+    }
+    fn supports(distance: Distance) -> bool {
+        distance != Distance::Manhattan
+    }
+}
+
+/// Product codes, 8 components per sub-vector (or the largest of 4, 2, 1
+/// that divides the dimension).
+pub struct Pq;
+impl Flavor for Pq {
+    type Q = Product;
+    const SHORT: &'static str = "pq";
+    fn config(dim: usize) -> ProductConfig {
+        ProductConfig {
+            sub_dim: [8, 4, 2, 1]
+                .into_iter()
+                .find(|s| dim.is_multiple_of(*s))
+                .unwrap_or(1),
+            ..Default::default()
+        }
+    }
+}
+
+/// Subdirectory of a segment directory holding its quantized codes.
+const QUANTIZED_DIR: &str = "quantized";
+
+/// The `mmap` configuration with codes of flavor `F` in an immutable mmap
+/// file beside the raw vectors (`<segment>/quantized/`).
+pub struct MmapQuantized<F>(std::marker::PhantomData<F>);
+
+impl<F: Flavor> Config for MmapQuantized<F> {
+    const NAME: &'static str = match F::SHORT.as_bytes() {
+        b"sq8" => "mmap+sq8",
+        b"bq1" => "mmap+bq1",
+        b"bq2" => "mmap+bq2",
+        _ => "mmap+pq",
+    };
+    const DESCRIPTION: &'static str =
+        "mmap segment, search through quantized codes (mmap file), codec's default rescoring";
+    const PERSISTENT: bool = true;
+    type V = Quantized<MmapVectorStorage<f32>, F::Q, MmapCodes>;
+    type P = MmapPayloadStorage;
+    type I = MmapIdMapper;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        let codes = dir.join(QUANTIZED_DIR);
+        Mmap::load(dir, data, progress)?.map_vectors(|v| {
+            Quantized::build_mmap(
+                v,
+                &codes,
+                &F::config(data.dim),
+                MmapVectorOptions::default(),
+                &mut |i| progress.set_position(i as u64),
+            )
+        })
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        drop(segment);
+        let codes = dir.join(QUANTIZED_DIR);
+        kinds::open_mmap_segment(dir, &mmap_vector_options())?
+            .map_vectors(|v| Quantized::open_mmap(v, &codes, MmapVectorOptions::default()))
+    }
+}
+
+/// The `chunked` configuration (appendable) with 1-bit binary codes in
+/// appendable chunked files, trained on the first 10,000 points and
+/// extended by every upsert.
+pub struct ChunkedBq1;
+
+impl Config for ChunkedBq1 {
+    const NAME: &'static str = "chunked+bq1";
+    const DESCRIPTION: &'static str =
+        "chunked segment with appendable 1-bit codes (codec trained on the first 10k points)";
+    const PERSISTENT: bool = true;
+    type V = Quantized<ChunkedVectorStorage<f32>, Binary1, ChunkedCodes>;
+    type P = ChunkedPayloadStorage;
+    type I = ChunkedIdMapper;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        let l = SegmentLayout::new(dir);
+        let mut sample: Vec<f32> = Vec::new();
+        for i in 0..data.len().min(10_000) {
+            let start = sample.len();
+            sample.extend_from_slice(data.vector(i));
+            // Train on the stored form (normalised for cosine); a zero
+            // vector fails here as it would at upsert.
+            <f32 as vecseg_traits::VectorElement>::preprocess(data.distance, &mut sample[start..])?;
+        }
+        let codec = Binary1::train(&BinaryConfig::default(), data.dim, data.distance, &sample)?;
+        let raw = ChunkedVectorStorage::create(
+            &l.vectors(),
+            data.dim,
+            data.distance,
+            ChunkedVectorOptions::default(),
+        )?;
+        let vectors = Quantized::with_codec_chunked(raw, &dir.join(QUANTIZED_DIR), codec)?;
+        let mut s = Segment::create(
+            dir,
+            vectors,
+            ChunkedPayloadStorage::create(&l.payloads(), ChunkedPayloadOptions::default())?,
+            ChunkedIdMapper::create(&l.ids())?,
+        )?;
+        fill(&mut s, data, progress)?;
+        Ok(s)
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        drop(segment);
+        let codes = dir.join(QUANTIZED_DIR);
+        kinds::open_chunked_segment::<f32>(dir)?.map_vectors(|v| Quantized::open_chunked(v, &codes))
+    }
+}
+
+/// Whether configuration `name` can run with `distance` (binary codes do
+/// not approximate manhattan).
+pub fn supports(name: &str, distance: Distance) -> bool {
+    match name {
+        n if n == MmapQuantized::<Bq1>::NAME
+            || n == MmapQuantized::<Bq2>::NAME
+            || n == ChunkedBq1::NAME =>
+        {
+            Bq1::supports(distance)
+        }
+        _ => true,
+    }
+}
+
 /// Names of every configuration, in table order (`collection` is measured
 /// by its own code, `super::collection`).
 pub const ALL: &[&str] = &[
@@ -260,6 +451,11 @@ pub const ALL: &[&str] = &[
     ChunkedInRam::NAME,
     super::collection::NAME,
     Mmap::NAME,
+    MmapQuantized::<Sq8>::NAME,
+    MmapQuantized::<Bq1>::NAME,
+    MmapQuantized::<Bq2>::NAME,
+    MmapQuantized::<Pq>::NAME,
+    ChunkedBq1::NAME,
     #[cfg(feature = "rocksdb")]
     Rocks::NAME,
 ];
@@ -285,6 +481,11 @@ pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
         n if n == ChunkedOnDisk::NAME => Some(visitor.visit::<ChunkedOnDisk>()),
         n if n == ChunkedInRam::NAME => Some(visitor.visit::<ChunkedInRam>()),
         n if n == Mmap::NAME => Some(visitor.visit::<Mmap>()),
+        n if n == MmapQuantized::<Sq8>::NAME => Some(visitor.visit::<MmapQuantized<Sq8>>()),
+        n if n == MmapQuantized::<Bq1>::NAME => Some(visitor.visit::<MmapQuantized<Bq1>>()),
+        n if n == MmapQuantized::<Bq2>::NAME => Some(visitor.visit::<MmapQuantized<Bq2>>()),
+        n if n == MmapQuantized::<Pq>::NAME => Some(visitor.visit::<MmapQuantized<Pq>>()),
+        n if n == ChunkedBq1::NAME => Some(visitor.visit::<ChunkedBq1>()),
         #[cfg(feature = "rocksdb")]
         n if n == Rocks::NAME => Some(visitor.visit::<Rocks>()),
         _ => None,

@@ -16,7 +16,7 @@ use vecseg_traits::{
 
 use super::configs::Config;
 use super::dataset::Dataset;
-use crate::Segment;
+use crate::{ScanOptions, Segment};
 
 /// Figures measured for one configuration. Keys are stable (snake_case) and
 /// carry their unit; `None` means "not applicable" (e.g. open time of an
@@ -63,7 +63,25 @@ pub struct ConfigReport {
     pub cold_batch_get_us: Option<f64>,
     /// Fraction of the exact top-k found (1.0 for exact configurations).
     pub recall_at_k: f64,
+    /// For storages that score through codes: recall and QPS of search
+    /// with rescoring at several oversampling factors (empty otherwise).
+    #[serde(default)]
+    pub oversampling: Vec<OversamplingPoint>,
 }
+
+/// Search with rescoring at one oversampling factor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OversamplingPoint {
+    /// Candidates kept per result before rescoring.
+    pub oversampling: f32,
+    /// Fraction of the exact top-k found.
+    pub recall_at_k: f64,
+    /// Queries per second.
+    pub qps: f64,
+}
+
+/// Oversampling factors of the sweep.
+pub const OVERSAMPLING: [f32; 4] = [1.0, 2.0, 4.0, 8.0];
 
 /// Workload knobs shared by every configuration.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +143,29 @@ pub fn measure<C: Config>(
 
     let mut rng = StdRng::seed_from_u64(work.seed);
     measure_queries(&mut r, &seg, data, truth, work, &mut rng, progress)?;
+
+    let approximate = data.query_count() > 0
+        && !vecseg_traits::QueryScorer::is_exact(&seg.vectors().scorer(data.query(0))?);
+    if approximate {
+        progress.set_message(format!("{}: oversampling", C::NAME));
+        for oversampling in OVERSAMPLING {
+            let options = ScanOptions::default()
+                .with_oversampling(oversampling)
+                .with_rescore(true);
+            let t = Instant::now();
+            let mut found = 0usize;
+            for (q, expected) in truth.iter().enumerate() {
+                let hits = seg.search_with(data.query(q), work.top, None, options)?;
+                found += hits.iter().filter(|h| expected.contains(&h.id)).count();
+            }
+            let expected: usize = truth.iter().map(Vec::len).sum::<usize>().max(1);
+            r.oversampling.push(OversamplingPoint {
+                oversampling,
+                recall_at_k: found as f64 / expected as f64,
+                qps: data.query_count() as f64 / t.elapsed().as_secs_f64(),
+            });
+        }
+    }
 
     progress.set_message(format!("{}: id lookup", C::NAME));
     let lookups: Vec<PointId> = (0..100_000)

@@ -136,13 +136,25 @@ impl CompareArgs {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
-            None => configs::ALL.iter().map(|s| s.to_string()).collect(),
+            // By default every configuration that can run this distance.
+            None => configs::ALL
+                .iter()
+                .filter(|n| configs::supports(n, self.distance))
+                .map(|s| s.to_string())
+                .collect(),
         };
         for n in &names {
             if let Some((_, feature)) = configs::NEED_FEATURE.iter().find(|(c, _)| c == n) {
                 return Err(format!(
                     "configuration {n:?} needs the `{feature}` cargo feature of vecseg, \
                      which this build was compiled without"
+                )
+                .into());
+            }
+            if !configs::supports(n, self.distance) {
+                return Err(format!(
+                    "configuration {n:?} cannot approximate {} distance",
+                    self.distance.name()
                 )
                 .into());
             }
@@ -192,6 +204,10 @@ pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
     // then empty parent too (fails harmlessly when something is left).
     let _ = std::fs::remove_dir(args.out.join("segments"));
     print!("{}", report::table(&reports));
+    let sweep = report::oversampling_table(&reports);
+    if !sweep.is_empty() {
+        print!("\n{sweep}");
+    }
     for (config, feature) in configs::NEED_FEATURE {
         println!("(not in this build: {config}, which needs the `{feature}` cargo feature)");
     }

@@ -214,6 +214,92 @@ pub fn table(configs: &[ConfigReport]) -> String {
     out
 }
 
+/// Recall and QPS of the configurations that score through codes, at each
+/// oversampling factor of the sweep (empty when none does).
+pub fn oversampling_table(configs: &[ConfigReport]) -> String {
+    let mut out = String::new();
+    for r in configs.iter().filter(|r| !r.oversampling.is_empty()) {
+        if out.is_empty() {
+            out.push_str("config        oversampling  recall@k       QPS\n");
+        }
+        for p in &r.oversampling {
+            let _ = writeln!(
+                out,
+                "{:<13} {:>11}x  {:>8.3}  {:>8.1}",
+                r.name, p.oversampling, p.recall_at_k, p.qps
+            );
+        }
+    }
+    out
+}
+
+/// Recall against QPS, one line per configuration that scores through
+/// codes (a point per oversampling factor), as an SVG.
+fn recall_qps_chart(configs: &[ConfigReport]) -> String {
+    let with: Vec<&ConfigReport> = configs
+        .iter()
+        .filter(|r| !r.oversampling.is_empty())
+        .collect();
+    if with.is_empty() {
+        return String::new();
+    }
+    let (w, h, m) = (480.0, 300.0, 40.0);
+    let max_qps = with
+        .iter()
+        .flat_map(|r| r.oversampling.iter().map(|p| p.qps))
+        .fold(1.0f64, f64::max);
+    let x = |qps: f64| m + (w - 2.0 * m) * qps / max_qps;
+    let y = |recall: f64| h - m - (h - 2.0 * m) * recall.clamp(0.0, 1.0);
+    let mut out = format!(
+        "<div class=\"chart\"><h3>recall@k vs QPS (oversampling 1, 2, 4, 8 with rescoring)</h3>\
+         <svg width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <line x1=\"{m}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#888\"/>\
+         <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{b}\" stroke=\"#888\"/>\
+         <text x=\"{r}\" y=\"{t}\" text-anchor=\"end\" font-size=\"11\">QPS (max {max_qps:.0})</text>\
+         <text x=\"4\" y=\"{m}\" font-size=\"11\">recall 1.0</text>",
+        b = h - m,
+        r = w - m,
+        t = h - m + 16.0,
+    );
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+    ];
+    for (i, r) in with.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let points: Vec<String> = r
+            .oversampling
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.qps), y(p.recall_at_k)))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" points=\"{}\"/>",
+            points.join(" ")
+        );
+        for p in &r.oversampling {
+            let _ = write!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{}: {}x, recall {:.3}, {:.0} QPS</title></circle>",
+                x(p.qps),
+                y(p.recall_at_k),
+                escape(&r.name),
+                p.oversampling,
+                p.recall_at_k,
+                p.qps
+            );
+        }
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{color}\">{}</text>",
+            w - m - 90.0,
+            m + 14.0 * i as f64,
+            escape(&r.name)
+        );
+    }
+    out.push_str("</svg></div>");
+    out
+}
+
 /// Write `report.json` and `report.html` into `dir`.
 pub fn write(dir: &Path, report: &Report) -> Result<()> {
     std::fs::create_dir_all(dir).at(dir)?;
@@ -266,6 +352,11 @@ fn html(report: &Report) -> String {
     }
     out.push_str("</table>");
     out.push_str(&memory_speed_scatter(&report.configs));
+    let sweep = oversampling_table(&report.configs);
+    if !sweep.is_empty() {
+        let _ = write!(out, "<pre>{}</pre>", escape(&sweep));
+        out.push_str(&recall_qps_chart(&report.configs));
+    }
     for c in COLUMNS {
         out.push_str(&bar_chart(c, &report.configs));
     }

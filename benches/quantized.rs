@@ -1,0 +1,272 @@
+//! Quantized search against exact search over the same raw vectors (one
+//! search thread, one query at a time), on the real e5 embeddings
+//! (`../shared/data/e5-dev`, or `VECSEG_E5_DIR`) and on generated
+//! clustered data (`VECSEG_QUANT_BENCH_N` points × 128, default 200,000):
+//! recall@10 and QPS per codec and oversampling, QPS as a ratio to exact
+//! search in the same run, code bytes as a ratio to raw bytes. Printed
+//! once as a table; criterion then times scoring every code of one query
+//! (GB/s of codes read) beside the same loop over the raw f32 vectors.
+//!
+//! `cargo bench --no-default-features --bench quantized`
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vecseg::cli::compare::dataset::Dataset;
+use vecseg::cli::compare::measure::ground_truth;
+use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use vecseg::quantized::{
+    Binary1, Binary2, Codec, InRamCodes, Product, ProductConfig, Quantized, ScalarConfig, ScalarU8,
+};
+use vecseg::{Distance, Payload, PointId, QueryScorer, ScanOptions, Segment, VectorStorageRead};
+
+type Raw = MemoryVectorStorage<f32>;
+type Exact = Segment<Raw, MemoryPayloadStorage, MemoryIdMapper>;
+
+/// Points, queries and the exact top-10 ids of each query.
+struct Set {
+    name: String,
+    dim: usize,
+    points: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    truth: Vec<Vec<PointId>>,
+}
+
+/// Rows of an `.fvecs` (`float = true`) or `.ivecs` file as f32 / i32 bits.
+fn read_vecs(path: &Path) -> Vec<Vec<u32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rows = Vec::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let d = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        rows.push(
+            bytes[at..at + 4 * d]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
+        at += 4 * d;
+    }
+    rows
+}
+
+fn e5() -> Option<Set> {
+    let dir = std::env::var("VECSEG_E5_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("../shared/data/e5-dev"));
+    if !dir.join("base.fvecs").exists() {
+        eprintln!(
+            "quantized: no e5 set at {} (set VECSEG_E5_DIR)",
+            dir.display()
+        );
+        return None;
+    }
+    let floats = |name: &str| -> Vec<Vec<f32>> {
+        read_vecs(&dir.join(name))
+            .into_iter()
+            .map(|r| r.into_iter().map(f32::from_bits).collect())
+            .collect()
+    };
+    let points = floats("base.fvecs");
+    let queries = floats("queries.fvecs");
+    let truth = read_vecs(&dir.join("gt.ivecs"))
+        .into_iter()
+        .map(|r| {
+            r[..10]
+                .iter()
+                .map(|&i| PointId::Num(u64::from(i)))
+                .collect()
+        })
+        .collect();
+    Some(Set {
+        name: format!("e5 {} x {}", points.len(), points[0].len()),
+        dim: points[0].len(),
+        points,
+        queries,
+        truth,
+    })
+}
+
+fn generated(n: usize) -> Set {
+    let data = Dataset::generate(n, 128, Distance::Cosine, 1, 200, 42).unwrap();
+    let truth = ground_truth(&data, 10);
+    Set {
+        name: format!("generated {n} x 128"),
+        dim: 128,
+        points: (0..data.len()).map(|i| data.vector(i).to_vec()).collect(),
+        queries: (0..data.query_count())
+            .map(|q| data.query(q).to_vec())
+            .collect(),
+        truth,
+    }
+}
+
+fn exact_segment(set: &Set) -> Exact {
+    let mut s = Segment::new(
+        Raw::new(set.dim, Distance::Cosine).unwrap(),
+        MemoryPayloadStorage::new(),
+        MemoryIdMapper::new(),
+    );
+    let empty = Payload::new();
+    for (i, v) in set.points.iter().enumerate() {
+        s.upsert(1, PointId::Num(i as u64), v, &empty).unwrap();
+    }
+    s
+}
+
+/// (recall@10, queries per second) of `search` over the set's queries.
+fn run<F>(set: &Set, mut search: F) -> (f64, f64)
+where
+    F: FnMut(&[f32]) -> Vec<PointId>,
+{
+    let t = Instant::now();
+    let mut found = 0;
+    for (q, truth) in set.queries.iter().zip(&set.truth) {
+        found += search(q).iter().filter(|id| truth.contains(id)).count();
+    }
+    let qps = set.queries.len() as f64 / t.elapsed().as_secs_f64();
+    (found as f64 / (10 * set.queries.len()) as f64, qps)
+}
+
+fn report<Q: Codec>(set: &Set, label: &str, config: &Q::Config, exact_qps: f64) {
+    let t = Instant::now();
+    let segment = exact_segment(set)
+        .map_vectors(|v| Quantized::<Raw, Q, InRamCodes>::build_in_ram(v, config))
+        .unwrap();
+    let build = t.elapsed().as_secs_f64();
+    let raw_bytes = set.points.len() * set.dim * 4;
+    let code_bytes = segment.vectors().code_bytes();
+    for (oversampling, rescore) in [
+        (1.0, false),
+        (1.0, true),
+        (2.0, true),
+        (4.0, true),
+        (8.0, true),
+    ] {
+        let options = ScanOptions::single_thread()
+            .with_oversampling(oversampling)
+            .with_rescore(rescore);
+        let (recall, qps) = run(set, |q| {
+            segment
+                .search_with(q, 10, None, options)
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect()
+        });
+        eprintln!(
+            "{:<24} {label:<14} {:>5} {:>8} {recall:>9.3} {qps:>9.0} {:>8.2}x {:>9.3}x {build:>7.1}",
+            set.name,
+            format!("{oversampling}x"),
+            if rescore { "yes" } else { "no" },
+            qps / exact_qps,
+            code_bytes as f64 / raw_bytes as f64,
+        );
+    }
+}
+
+fn table(set: &Set) {
+    let exact = exact_segment(set);
+    let one = ScanOptions::single_thread();
+    let (recall, exact_qps) = run(set, |q| {
+        exact
+            .search_with(q, 10, None, one)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect()
+    });
+    drop(exact);
+    eprintln!(
+        "{:<24} {:<14} {:>5} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "set", "codec", "over", "rescore", "recall@10", "QPS", "vs exact", "codes/raw", "build s"
+    );
+    eprintln!(
+        "{:<24} {:<14} {:>5} {:>8} {recall:>9.3} {exact_qps:>9.0} {:>8.2}x {:>9.3}x {:>7}",
+        set.name, "exact f32", "-", "-", 1.0, 1.0, "-"
+    );
+    report::<ScalarU8>(set, "sq8", &ScalarConfig::default(), exact_qps);
+    let q99 = ScalarConfig {
+        quantile: Some(0.99),
+        ..Default::default()
+    };
+    report::<ScalarU8>(set, "sq8 q0.99", &q99, exact_qps);
+    report::<Binary1>(set, "bq1", &Default::default(), exact_qps);
+    report::<Binary2>(set, "bq2", &Default::default(), exact_qps);
+    for sub_dim in [4, 8] {
+        let config = ProductConfig {
+            sub_dim,
+            ..Default::default()
+        };
+        report::<Product>(set, &format!("pq sub {sub_dim}"), &config, exact_qps);
+    }
+}
+
+fn scoring_speed<Q: Codec>(c: &mut Criterion, set: &Set, label: &str, config: &Q::Config) {
+    let mut raw = Raw::new(set.dim, Distance::Cosine).unwrap();
+    for (i, v) in set.points.iter().enumerate() {
+        vecseg::AppendableVectorStorage::insert(&mut raw, i as u32, v).unwrap();
+    }
+    let q = Quantized::<Raw, Q, InRamCodes>::build_in_ram(raw, config).unwrap();
+    let n = q.total_count() as u32;
+    let mut g = c.benchmark_group(format!("score_every_code_one_query_{}", set.points.len()));
+    g.throughput(Throughput::Bytes(q.code_bytes() as u64));
+    let scorer = q.scorer(&set.queries[0]).unwrap();
+    g.bench_function(label, |b| {
+        b.iter(|| {
+            let mut best = f32::NEG_INFINITY;
+            scorer
+                .score_live(0..n, |_| true, |_, s| best = best.max(s))
+                .unwrap();
+            best
+        })
+    });
+    g.throughput(Throughput::Bytes((set.points.len() * set.dim * 4) as u64));
+    let raw_scorer = q.raw().scorer(&set.queries[0]).unwrap();
+    g.bench_function("raw_f32", |b| {
+        b.iter(|| {
+            let mut best = f32::NEG_INFINITY;
+            raw_scorer
+                .score_live(0..n, |_| true, |_, s| best = best.max(s))
+                .unwrap();
+            best
+        })
+    });
+    g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("VECSEG_QUANT_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let sets: Vec<Set> = e5().into_iter().chain([generated(n)]).collect();
+    for set in &sets {
+        table(set);
+    }
+    let set = sets.last().unwrap();
+    scoring_speed::<ScalarU8>(c, set, "sq8", &ScalarConfig::default());
+    scoring_speed::<Binary1>(c, set, "bq1", &Default::default());
+    scoring_speed::<Binary2>(c, set, "bq2", &Default::default());
+    scoring_speed::<Product>(
+        c,
+        set,
+        "pq_sub8",
+        &ProductConfig {
+            sub_dim: 8,
+            ..Default::default()
+        },
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
