@@ -33,6 +33,7 @@ use vecseg_chunked::{
     ChunkedVectorStorage,
 };
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
+use vecseg_quantized::{Codec, MmapCodes, Quantized};
 #[cfg(feature = "rocksdb")]
 use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
 use vecseg_traits::{Distance, Result, StorageError, VectorElement};
@@ -334,6 +335,44 @@ pub fn open_mmap_segment<T: VectorElement>(
     let p = MmapPayloadStorage::open(&l.payloads())?;
     let i = MmapIdMapper::open(&l.ids())?;
     Segment::open(dir, v, p, i)
+}
+
+/// Subdirectory of a segment directory holding its quantized layer
+/// (`quantized.meta` + `codes/`, see `docs/file-formats.md`).
+pub const QUANTIZED_DIR: &str = "quantized";
+
+/// An mmap segment whose search scores through codes of codec `Q` in an
+/// immutable mmap file (vector reads still return the raw vectors).
+pub type QuantizedMmapSegment<Q, T = f32> =
+    Segment<Quantized<MmapVectorStorage<T>, Q, MmapCodes>, MmapPayloadStorage, MmapIdMapper>;
+
+/// Put a quantized layer over an mmap segment: train `Q` on its vectors,
+/// write the codes to `<dir>/quantized/` and return the segment scoring
+/// through them. The segment directory stays an mmap segment (its
+/// `segment.json` names the raw layout); open it again with
+/// [`open_quantized_mmap_segment`].
+pub fn quantize_mmap_segment<Q: Codec>(
+    segment: MmapSegment<f32>,
+    config: &Q::Config,
+    options: &MmapVectorOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<QuantizedMmapSegment<Q>> {
+    let dir = segment
+        .dir()
+        .map(|d| d.join(QUANTIZED_DIR))
+        .ok_or_else(|| StorageError::InvalidArgument("the segment has no directory".into()))?;
+    segment.map_vectors(|v| Quantized::build_mmap(v, &dir, config, options.clone(), progress))
+}
+
+/// Open the mmap segment in `dir` with the quantized layer
+/// [`quantize_mmap_segment`] wrote.
+pub fn open_quantized_mmap_segment<Q: Codec>(
+    dir: &Path,
+    options: &MmapVectorOptions,
+) -> Result<QuantizedMmapSegment<Q>> {
+    let codes = dir.join(QUANTIZED_DIR);
+    open_mmap_segment::<f32>(dir, options)?
+        .map_vectors(|v| Quantized::open_mmap(v, &codes, options.clone()))
 }
 
 #[cfg(all(test, feature = "rocksdb"))]

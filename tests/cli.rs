@@ -424,3 +424,92 @@ fn cold_reads_rejects_sizes_beyond_its_limits() {
     // Nothing was written but the input file.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn compare_takes_queries_and_ground_truth_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_vecs = |name: &str, rows: &[Vec<u32>]| {
+        let mut bytes = Vec::new();
+        for r in rows {
+            bytes.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            for x in r {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    // Points e_i·(i+1) on 4 axes, queries on the axes: the exact top-1 of
+    // query q is the point on axis q with the largest norm (dot).
+    let points: Vec<Vec<u32>> = (0..40)
+        .map(|i| {
+            let mut v = vec![0f32; 4];
+            v[i % 4] = 1.0 + i as f32;
+            v.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect();
+    let queries: Vec<Vec<u32>> = (0..4)
+        .map(|q| {
+            let mut v = vec![0f32; 4];
+            v[q] = 1.0;
+            v.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect();
+    let base = write_vecs("base.fvecs", &points);
+    let query_file = write_vecs("queries.fvecs", &queries);
+    let right: Vec<Vec<u32>> = (0..4).map(|q| vec![36 + q as u32, 32 + q as u32]).collect();
+    let wrong: Vec<Vec<u32>> = (0..4).map(|q| vec![q as u32, 4 + q as u32]).collect();
+    let run = |truth: &std::path::Path| {
+        let out = dir.path().join("out");
+        let r = vecseg()
+            .args([
+                "compare",
+                "--quiet",
+                "--configs",
+                "memory",
+                "--distance",
+                "dot",
+                "--top",
+                "1",
+            ])
+            .arg("--data")
+            .arg(&base)
+            .arg("--query-data")
+            .arg(&query_file)
+            .arg("--ground-truth")
+            .arg(truth)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        assert_eq!(json["dataset"]["queries"], 4);
+        json["configs"][0]["recall_at_k"].as_f64().unwrap()
+    };
+    assert_eq!(run(&write_vecs("gt.ivecs", &right)), 1.0);
+    assert_eq!(
+        run(&write_vecs("bad_gt.ivecs", &wrong)),
+        0.0,
+        "recall is checked against the file"
+    );
+    // A file naming points that do not exist is a clear error.
+    let out_of_range = write_vecs("oor.ivecs", &[vec![99], vec![1], vec![2], vec![3]]);
+    let r = vecseg()
+        .args(["compare", "--quiet", "--configs", "memory", "--top", "1"])
+        .arg("--data")
+        .arg(&base)
+        .arg("--query-data")
+        .arg(&query_file)
+        .arg("--ground-truth")
+        .arg(&out_of_range)
+        .arg("--out")
+        .arg(dir.path().join("out2"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("point 99"), "{stderr}");
+}

@@ -152,6 +152,16 @@ where
         Self::checked(raw, codes, codec)
     }
 
+    /// Read every code page into RAM now (see `MmapVectorStorage::populate`).
+    pub fn populate_codes(&self) {
+        self.codes.populate();
+    }
+
+    /// Drop the codes' pages from the mappings and the page cache.
+    pub fn clear_codes_cache(&self) -> Result<()> {
+        self.codes.clear_cache()
+    }
+
     /// Open the codes under `dir` for `raw`.
     pub fn open_mmap(raw: V, dir: &Path, options: MmapVectorOptions) -> Result<Self> {
         let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;

@@ -324,9 +324,6 @@ impl Flavor for Pq {
     }
 }
 
-/// Subdirectory of a segment directory holding its quantized codes.
-const QUANTIZED_DIR: &str = "quantized";
-
 /// The `mmap` configuration with codes of flavor `F` in an immutable mmap
 /// file beside the raw vectors (`<segment>/quantized/`).
 pub struct MmapQuantized<F>(std::marker::PhantomData<F>);
@@ -350,16 +347,12 @@ impl<F: Flavor> Config for MmapQuantized<F> {
         data: &Dataset,
         progress: &ProgressBar,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
-        let codes = dir.join(QUANTIZED_DIR);
-        Mmap::load(dir, data, progress)?.map_vectors(|v| {
-            Quantized::build_mmap(
-                v,
-                &codes,
-                &F::config(data.dim),
-                MmapVectorOptions::default(),
-                &mut |i| progress.set_position(i as u64),
-            )
-        })
+        kinds::quantize_mmap_segment::<F::Q>(
+            Mmap::load(dir, data, progress)?,
+            &F::config(data.dim),
+            &MmapVectorOptions::default(),
+            &mut |i| progress.set_position(i as u64),
+        )
     }
 
     fn reopen(
@@ -367,9 +360,7 @@ impl<F: Flavor> Config for MmapQuantized<F> {
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         drop(segment);
-        let codes = dir.join(QUANTIZED_DIR);
-        kinds::open_mmap_segment(dir, &mmap_vector_options())?
-            .map_vectors(|v| Quantized::open_mmap(v, &codes, MmapVectorOptions::default()))
+        kinds::open_quantized_mmap_segment::<F::Q>(dir, &MmapVectorOptions::default())
     }
 }
 
@@ -408,7 +399,7 @@ impl Config for ChunkedBq1 {
             data.distance,
             ChunkedVectorOptions::default(),
         )?;
-        let vectors = Quantized::with_codec_chunked(raw, &dir.join(QUANTIZED_DIR), codec)?;
+        let vectors = Quantized::with_codec_chunked(raw, &dir.join(kinds::QUANTIZED_DIR), codec)?;
         let mut s = Segment::create(
             dir,
             vectors,
@@ -424,7 +415,7 @@ impl Config for ChunkedBq1 {
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>> {
         drop(segment);
-        let codes = dir.join(QUANTIZED_DIR);
+        let codes = dir.join(kinds::QUANTIZED_DIR);
         kinds::open_chunked_segment::<f32>(dir)?.map_vectors(|v| Quantized::open_chunked(v, &codes))
     }
 }

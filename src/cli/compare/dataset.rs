@@ -192,6 +192,82 @@ impl Dataset {
         Ok(data)
     }
 
+    /// Replace the generated queries by the first `limit` rows of `path`
+    /// (`.fvecs` or `.npy`), which must have the dataset's dimension.
+    pub fn load_queries(&mut self, path: &Path, limit: usize) -> Result<()> {
+        let mut file = File::open(path).at(path)?;
+        let layout = VectorFile::read_layout(path, &mut file)?;
+        let FileShape { rows, dim } = layout.shape;
+        if dim != self.dim {
+            return Err(StorageError::InvalidArgument(format!(
+                "{}: queries of dimension {dim}, the points have {}",
+                path.display(),
+                self.dim
+            )));
+        }
+        let n = rows.min(limit);
+        if n == 0 {
+            return Err(StorageError::InvalidArgument(format!(
+                "{} holds no queries",
+                path.display()
+            )));
+        }
+        self.queries = layout.read_rows(path, &mut file, n)?;
+        Ok(())
+    }
+
+    /// The exact top-`k` of each query from an `.ivecs` file (per query a
+    /// little-endian i32 count, then that many 0-based point indices, best
+    /// first), for data whose queries came from [`Self::load_queries`].
+    pub fn load_ground_truth(&self, path: &Path, k: usize) -> Result<Vec<Vec<PointId>>> {
+        let bytes = std::fs::read(path).at(path)?;
+        let bad = |reason: String| StorageError::corrupted(path, reason);
+        let mut truth = Vec::with_capacity(self.query_count());
+        let mut at = 0usize;
+        while truth.len() < self.query_count() {
+            let count = bytes
+                .get(at..at + 4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "holds {} rows, the run has {} queries",
+                        truth.len(),
+                        self.query_count()
+                    ))
+                })?;
+            let count = usize::try_from(count)
+                .map_err(|_| bad(format!("row {} has a negative length", truth.len())))?;
+            let row = bytes
+                .get(at + 4..at + 4 + 4 * count)
+                .ok_or_else(|| bad(format!("row {} is cut short", truth.len())))?;
+            if count < k {
+                return Err(StorageError::InvalidArgument(format!(
+                    "{}: row {} holds {count} neighbours, --top asks for {k}",
+                    path.display(),
+                    truth.len()
+                )));
+            }
+            let mut ids = Vec::with_capacity(k);
+            for c in row.chunks_exact(4).take(k) {
+                let index = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                match usize::try_from(index) {
+                    Ok(i) if i < self.len() => ids.push(self.id(i)),
+                    _ => {
+                        return Err(StorageError::InvalidArgument(format!(
+                            "{}: row {} names point {index}, the run has {} points",
+                            path.display(),
+                            truth.len(),
+                            self.len()
+                        )))
+                    }
+                }
+            }
+            truth.push(ids);
+            at += 4 + 4 * count;
+        }
+        Ok(truth)
+    }
+
     fn fill_payloads_and_queries(&mut self, queries: usize, rng: &mut StdRng) {
         const CATEGORIES: [&str; 4] = ["books", "music", "tools", "garden"];
         let n = self.len();

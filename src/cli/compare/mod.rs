@@ -60,6 +60,14 @@ pub struct CompareArgs {
     /// Read vectors from a .fvecs or .npy file instead of generating them.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Read the queries from a .fvecs or .npy file (at most --queries of
+    /// them) instead of perturbing data points.
+    #[arg(long)]
+    pub query_data: Option<PathBuf>,
+    /// Exact neighbours of the --query-data queries (.ivecs: per query the
+    /// 0-based indices of the best points), used instead of brute force.
+    #[arg(long, requires = "query_data")]
+    pub ground_truth: Option<PathBuf>,
     /// Directory for report.json, report.html and the segments.
     #[arg(long, default_value = "vecseg-compare")]
     pub out: PathBuf,
@@ -109,6 +117,28 @@ impl CompareArgs {
     /// The dataset, after [`Self::check_sizes`] against `budget`.
     fn dataset(&self, budget: &MemoryBudget) -> Result<Dataset, Box<dyn Error>> {
         self.check_sizes(budget)?;
+        let mut data = self.points_and_generated_queries()?;
+        if let Some(path) = &self.query_data {
+            data.load_queries(path, self.queries)?;
+            data.source
+                .push_str(&format!("; queries from {}", path.display()));
+        }
+        Ok(data)
+    }
+
+    /// The exact top-`--top` of every query: from --ground-truth, or by
+    /// brute force.
+    fn ground_truth(
+        &self,
+        data: &Dataset,
+    ) -> Result<Vec<Vec<vecseg_traits::PointId>>, Box<dyn Error>> {
+        Ok(match &self.ground_truth {
+            Some(path) => data.load_ground_truth(path, self.top)?,
+            None => measure::ground_truth(data, self.top),
+        })
+    }
+
+    fn points_and_generated_queries(&self) -> Result<Dataset, Box<dyn Error>> {
         Ok(match &self.data {
             Some(path) => Dataset::load(
                 path,
@@ -180,6 +210,10 @@ pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
     }
     let names = args.selected()?;
     let data = args.dataset(&MemoryBudget::detect())?;
+    if args.ground_truth.is_some() {
+        // Read once here so a bad file fails before any worker runs.
+        args.ground_truth(&data)?;
+    }
     std::fs::create_dir_all(&args.out)?;
     let exe = std::env::current_exe()?;
     let mut reports = Vec::new();
@@ -250,9 +284,15 @@ fn worker_args(args: &CompareArgs, name: &str, quiet: bool) -> Vec<String> {
         "--seed".into(),
         args.seed.to_string(),
     ];
-    if let Some(d) = &args.data {
-        v.push("--data".into());
-        v.push(d.display().to_string());
+    for (flag, path) in [
+        ("--data", &args.data),
+        ("--query-data", &args.query_data),
+        ("--ground-truth", &args.ground_truth),
+    ] {
+        if let Some(p) = path {
+            v.push(flag.into());
+            v.push(p.display().to_string());
+        }
     }
     if args.keep {
         v.push("--keep".into());
@@ -271,7 +311,7 @@ fn run_worker(args: &CompareArgs, name: &str, quiet: bool) -> Result<(), Box<dyn
     // what is available now is less by the parent's own copy of the data.
     let data = args.dataset(&MemoryBudget::UNLIMITED)?;
     progress.set_message(format!("{name}: exact ground truth"));
-    let truth = measure::ground_truth(&data, args.top);
+    let truth = args.ground_truth(&data)?;
     let dir = args.out.join("segments").join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
