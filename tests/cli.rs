@@ -444,14 +444,14 @@ fn compare_takes_queries_and_ground_truth_from_files() {
     // query q is the point on axis q with the largest norm (dot).
     let points: Vec<Vec<u32>> = (0..40)
         .map(|i| {
-            let mut v = vec![0f32; 4];
+            let mut v = [0f32; 4];
             v[i % 4] = 1.0 + i as f32;
             v.iter().map(|x| x.to_bits()).collect()
         })
         .collect();
     let queries: Vec<Vec<u32>> = (0..4)
         .map(|q| {
-            let mut v = vec![0f32; 4];
+            let mut v = [0f32; 4];
             v[q] = 1.0;
             v.iter().map(|x| x.to_bits()).collect()
         })
