@@ -20,7 +20,8 @@ use vecseg::cli::compare::dataset::Dataset;
 use vecseg::cli::compare::measure::ground_truth;
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::quantized::{
-    Binary1, Binary2, Codec, InRamCodes, Product, ProductConfig, Quantized, ScalarConfig, ScalarU8,
+    Binary1, Binary1_5, Binary2, Codec, InRamCodes, Product, ProductConfig, Quantized,
+    ScalarConfig, ScalarU8,
 };
 use vecseg::{Distance, Payload, PointId, QueryScorer, ScanOptions, Segment, VectorStorageRead};
 
@@ -197,8 +198,15 @@ fn table(set: &Set) {
     };
     report::<ScalarU8>(set, "sq8 q0.99", &q99, exact_qps);
     report::<Binary1>(set, "bq1", &Default::default(), exact_qps);
+    report::<Binary1_5>(set, "bq1.5", &Default::default(), exact_qps);
     report::<Binary2>(set, "bq2", &Default::default(), exact_qps);
-    for sub_dim in [4, 8] {
+    // 384 / 24 = 16 sub-vectors, FAISS's PQ16 anchor on e5.
+    let sub_dims: &[usize] = if set.dim.is_multiple_of(24) {
+        &[4, 8, 24]
+    } else {
+        &[4, 8, 16]
+    };
+    for &sub_dim in sub_dims {
         let config = ProductConfig {
             sub_dim,
             ..Default::default()

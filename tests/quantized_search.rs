@@ -7,7 +7,7 @@
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::mmap::{MmapVectorOptions, MmapVectorStorage};
 use vecseg::quantized::{
-    Binary1, Binary2, Codec, InRamCodes, MmapCodes, Product, ProductConfig, Quantized,
+    Binary1, Binary1_5, Binary2, Codec, InRamCodes, MmapCodes, Product, ProductConfig, Quantized,
     ScalarConfig, ScalarU8,
 };
 use vecseg::testing::Rng;
@@ -175,6 +175,7 @@ fn binary_recall_rescoring_and_filters() {
     // 32 dimensions are few for bits; the floors guard against
     // regressions, the e5 figures come from `benches/quantized.rs`.
     check_codec::<Binary1>(Distance::Cosine, &Default::default(), 0.5);
+    check_codec::<Binary1_5>(Distance::Cosine, &Default::default(), 0.45);
     check_codec::<Binary2>(Distance::Cosine, &Default::default(), 0.45);
     check_codec::<Binary2>(Distance::Euclid, &Default::default(), 0.45);
 }

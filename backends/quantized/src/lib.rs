@@ -24,8 +24,8 @@ pub mod meta;
 pub mod storage;
 
 pub use codec::{
-    Binary, Binary1, Binary2, BinaryConfig, BitsPerDim, Codec, Product, ProductConfig,
-    ScalarConfig, ScalarU8,
+    Binary, Binary1, Binary1_5, Binary2, BinaryConfig, BitsPerDim, Codec, Frac, Product,
+    ProductConfig, ScalarConfig, ScalarU8,
 };
 pub use storage::{
     ChunkedCodes, EncodesWithoutRetraining, InRamCodes, MmapCodes, Quantized, QuantizedScorer,

@@ -39,26 +39,62 @@
 
 use std::marker::PhantomData;
 
-use typenum::{Unsigned, U1, U2};
+use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
 use super::{check_sample, put_f32s, Codec, ParamReader};
 
-/// Bits per dimension of a [`Binary`] codec: [`U1`] or [`U2`].
-pub trait BitsPerDim: Unsigned + Send + Sync + 'static + sealed::Sealed {}
-impl BitsPerDim for U1 {}
-impl BitsPerDim for U2 {}
+/// Bits per dimension of a [`Binary`] codec: [`U1`], [`U2`], or
+/// [`Frac`]`<U3, U2>` (1.5 bits: two dimensions share a magnitude bit).
+pub trait BitsPerDim: Send + Sync + 'static + sealed::Sealed {
+    /// Half-bits per dimension: 2, 3 or 4.
+    const HALF_BITS: usize;
+}
+impl BitsPerDim for U1 {
+    const HALF_BITS: usize = 2;
+}
+impl BitsPerDim for U2 {
+    const HALF_BITS: usize = 4;
+}
+impl BitsPerDim for Frac<U3, U2> {
+    const HALF_BITS: usize = 3;
+}
+
+/// The type-level fraction `N / D` of two [`typenum`] numbers (used for
+/// 1.5 = `Frac<U3, U2>` bits per dimension).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Frac<N: Unsigned, D: Unsigned>(PhantomData<(N, D)>);
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for typenum::U1 {}
     impl Sealed for typenum::U2 {}
+    impl Sealed for super::Frac<typenum::U3, typenum::U2> {}
 }
 
 /// One bit per dimension.
 pub type Binary1 = Binary<U1>;
+/// One and a half bits per dimension: a sign each, a magnitude per pair.
+pub type Binary1_5 = Binary<Frac<U3, U2>>;
 /// Two bits per dimension.
 pub type Binary2 = Binary<U2>;
+
+/// Expands 4 pair bits into 8 dimension bits (each bit twice).
+const SPREAD: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        let mut b = 0;
+        while b < 4 {
+            if i >> b & 1 == 1 {
+                t[i] |= 0b11 << (2 * b);
+            }
+            b += 1;
+        }
+        i += 1;
+    }
+    t
+};
 
 /// 2-bit levels and threshold (Lloyd-Max for a standard normal).
 const LEVEL_INNER: f32 = 0.452_8;
@@ -85,6 +121,11 @@ pub struct Binary<B: BitsPerDim> {
     distance: Distance,
     mean: Vec<f32>,
     sigma: Vec<f32>,
+    /// Magnitude threshold and levels in units of sigma (2 bits: the
+    /// Lloyd-Max constants; 1.5 bits: trained on the pair averages).
+    threshold: f32,
+    inner: f32,
+    outer: f32,
     _bits: PhantomData<B>,
 }
 
@@ -111,9 +152,51 @@ impl<B: BitsPerDim> Binary<B> {
         self.dim.div_ceil(8)
     }
 
+    /// Bytes of the magnitude bits (one per dimension, or per pair).
+    fn magnitude_len(&self) -> usize {
+        match B::HALF_BITS {
+            2 => 0,
+            3 => self.dim.div_ceil(16),
+            _ => self.plane_len(),
+        }
+    }
+
     /// Bytes of the bit planes (before the three f32s).
     fn planes_len(&self) -> usize {
-        B::USIZE * self.plane_len()
+        self.plane_len() + self.magnitude_len()
+    }
+
+    /// The magnitude bits of the 8 dimensions of sign byte `j`.
+    #[inline]
+    fn magnitudes(&self, code: &[u8], j: usize) -> u8 {
+        let nb = self.plane_len();
+        if B::HALF_BITS == 3 {
+            SPREAD[usize::from(code[nb + j / 2] >> (4 * (j % 2)) & 0xF)]
+        } else {
+            code[nb + j]
+        }
+    }
+
+    /// Whether dimension `i` of `v` (centred `y`) gets its magnitude bit.
+    fn is_outer(&self, v: &[f32], i: usize) -> bool {
+        let norm = |k: usize| {
+            let s = self.sigma[k];
+            let y = (v[k] - self.mean[k]).abs();
+            if s > 0.0 {
+                y / s
+            } else if y > 0.0 {
+                f32::INFINITY
+            } else {
+                0.0
+            }
+        };
+        if B::HALF_BITS == 3 {
+            let a = i & !1;
+            let b = (a + 1).min(self.dim - 1);
+            (norm(a) + norm(b)) / 2.0 > self.threshold
+        } else {
+            norm(i) > self.threshold
+        }
     }
 
     /// `Σ z_i` over the set bits of `bytes`.
@@ -124,21 +207,65 @@ impl<B: BitsPerDim> Binary<B> {
 
     /// `ŷ` of `code` (the centred reconstruction, without the mean).
     pub fn decode_centred(&self, code: &[u8]) -> Vec<f32> {
-        let nb = self.plane_len();
         let a = f32_at(code, self.planes_len() + 8);
         (0..self.dim)
             .map(|i| {
-                let bit = |plane: usize| code[plane * nb + i / 8] >> (i % 8) & 1 == 1;
-                let sign = if bit(0) { 1.0 } else { -1.0 };
-                if B::USIZE == 1 {
-                    sign * a
-                } else if bit(1) {
-                    sign * self.sigma[i] * LEVEL_OUTER
+                let sign = if code[i / 8] >> (i % 8) & 1 == 1 {
+                    1.0
                 } else {
-                    sign * self.sigma[i] * LEVEL_INNER
+                    -1.0
+                };
+                if B::HALF_BITS == 2 {
+                    sign * a
+                } else if self.magnitudes(code, i / 8) >> (i % 8) & 1 == 1 {
+                    sign * self.sigma[i] * self.outer
+                } else {
+                    sign * self.sigma[i] * self.inner
                 }
             })
             .collect()
+    }
+
+    /// 1.5 bits: the threshold is the median of the pairs' mean
+    /// `|y| / sigma` (half the pairs get the outer level), and each level
+    /// is the mean `|y| / sigma` of the dimensions it stands for.
+    fn train_pair_levels(&mut self, sample: &[f32]) {
+        let dim = self.dim;
+        let norm = |v: &[f32], k: usize| {
+            let s = self.sigma[k];
+            if s > 0.0 {
+                (v[k] - self.mean[k]).abs() / s
+            } else {
+                0.0
+            }
+        };
+        let mut averages: Vec<f32> = Vec::new();
+        for v in sample.chunks_exact(dim) {
+            for a in (0..dim).step_by(2) {
+                let b = (a + 1).min(dim - 1);
+                averages.push((norm(v, a) + norm(v, b)) / 2.0);
+            }
+        }
+        let mid = averages.len() / 2;
+        let threshold = *averages.select_nth_unstable_by(mid, f32::total_cmp).1;
+        self.threshold = threshold;
+        let (mut sums, mut counts) = ([0.0f64; 2], [0usize; 2]);
+        for v in sample.chunks_exact(dim) {
+            for i in 0..dim {
+                let k = usize::from(self.is_outer(v, i));
+                sums[k] += f64::from(norm(v, i));
+                counts[k] += 1;
+            }
+        }
+        let level = |k: usize| {
+            if counts[k] > 0 {
+                (sums[k] / counts[k] as f64) as f32
+            } else {
+                1.0
+            }
+        };
+        self.inner = level(0);
+        self.outer = level(1);
     }
 
     /// The trained mean.
@@ -148,10 +275,10 @@ impl<B: BitsPerDim> Binary<B> {
 }
 
 impl<B: BitsPerDim> Codec for Binary<B> {
-    const NAME: &'static str = if B::USIZE == 1 {
-        "binary-1"
-    } else {
-        "binary-2"
+    const NAME: &'static str = match B::HALF_BITS {
+        2 => "binary-1",
+        3 => "binary-1.5",
+        _ => "binary-2",
     };
     type Config = BinaryConfig;
     type Query = BinaryQuery;
@@ -180,13 +307,20 @@ impl<B: BitsPerDim> Codec for Binary<B> {
                 *s += (f64::from(x) - m).powi(2);
             }
         }
-        Ok(Binary {
+        let mut codec = Binary {
             dim,
             distance,
             mean: mean.iter().map(|&m| m as f32).collect(),
             sigma: var.iter().map(|&s| (s / n as f64).sqrt() as f32).collect(),
+            threshold: THRESHOLD,
+            inner: LEVEL_INNER,
+            outer: LEVEL_OUTER,
             _bits: PhantomData,
-        })
+        };
+        if B::HALF_BITS == 3 {
+            codec.train_pair_levels(sample);
+        }
+        Ok(codec)
     }
 
     fn dim(&self) -> usize {
@@ -206,19 +340,21 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let planes = self.planes_len();
         code[..planes].fill(0);
         let (mut abs_sum, mut c, mut norm_sq) = (0.0f32, 0.0f32, 0.0f32);
-        for (i, ((&x, &m), &s)) in v.iter().zip(&self.mean).zip(&self.sigma).enumerate() {
+        for (i, (&x, &m)) in v.iter().zip(&self.mean).enumerate() {
             let y = x - m;
             if y > 0.0 {
                 code[i / 8] |= 1 << (i % 8);
             }
-            if B::USIZE == 2 && y.abs() > THRESHOLD * s {
-                code[nb + i / 8] |= 1 << (i % 8);
+            match B::HALF_BITS {
+                4 if self.is_outer(v, i) => code[nb + i / 8] |= 1 << (i % 8),
+                3 if i % 2 == 0 && self.is_outer(v, i) => code[nb + i / 16] |= 1 << (i / 2 % 8),
+                _ => {}
             }
             abs_sum += y.abs();
             c += y * m;
             norm_sq += x * x;
         }
-        let a = if B::USIZE == 1 {
+        let a = if B::HALF_BITS == 2 {
             abs_sum / self.dim.max(1) as f32
         } else {
             1.0
@@ -233,7 +369,13 @@ impl<B: BitsPerDim> Codec for Binary<B> {
             .iter()
             .zip(&self.mean)
             .zip(&self.sigma)
-            .map(|((q, m), s)| if B::USIZE == 1 { q - m } else { (q - m) * s })
+            .map(|((q, m), s)| {
+                if B::HALF_BITS == 2 {
+                    q - m
+                } else {
+                    (q - m) * s
+                }
+            })
             .collect();
         let table = z
             .chunks(8)
@@ -260,14 +402,15 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let planes = self.planes_len();
         let signs = &code[..nb];
         let signs_sum = Self::masked_sum(&q.table, signs.iter().copied());
-        let centred = if B::USIZE == 1 {
+        let centred = if B::HALF_BITS == 2 {
             f32_at(code, planes + 8) * (2.0 * signs_sum - q.z_sum)
         } else {
-            let mags = &code[nb..2 * nb];
-            let both = Self::masked_sum(&q.table, signs.iter().zip(mags).map(|(s, m)| s & m));
-            let outer = Self::masked_sum(&q.table, mags.iter().copied());
-            LEVEL_INNER * (2.0 * signs_sum - q.z_sum)
-                + (LEVEL_OUTER - LEVEL_INNER) * (2.0 * both - outer)
+            let mags = (0..nb).map(|j| self.magnitudes(code, j));
+            let both =
+                Self::masked_sum(&q.table, signs.iter().zip(mags.clone()).map(|(s, m)| s & m));
+            let outer = Self::masked_sum(&q.table, mags);
+            self.inner * (2.0 * signs_sum - q.z_sum)
+                + (self.outer - self.inner) * (2.0 * both - outer)
         };
         let dot = q.mean_dot + f32_at(code, planes + 4) + centred;
         if self.distance == Distance::Euclid {
@@ -284,9 +427,12 @@ impl<B: BitsPerDim> Codec for Binary<B> {
     }
 
     fn params(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 * self.dim);
+        let mut out = Vec::with_capacity(8 * self.dim + 12);
         put_f32s(&mut out, &self.mean);
         put_f32s(&mut out, &self.sigma);
+        if B::HALF_BITS == 3 {
+            put_f32s(&mut out, &[self.threshold, self.inner, self.outer]);
+        }
         out
     }
 
@@ -298,15 +444,30 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let mut r = ParamReader::new(bytes);
         let mean = r.f32s(dim)?;
         let sigma = r.f32s(dim)?;
+        let [threshold, inner, outer] = if B::HALF_BITS == 3 {
+            [r.f32()?, r.f32()?, r.f32()?]
+        } else {
+            [THRESHOLD, LEVEL_INNER, LEVEL_OUTER]
+        };
         r.finish()?;
-        if mean.iter().chain(&sigma).any(|x| !x.is_finite()) || sigma.iter().any(|s| *s < 0.0) {
-            return Err("invalid binary parameters: non-finite mean or negative deviation".into());
+        let finite = mean
+            .iter()
+            .chain(&sigma)
+            .chain([&threshold, &inner, &outer])
+            .all(|x| x.is_finite());
+        if !finite || sigma.iter().any(|s| *s < 0.0) {
+            return Err(
+                "invalid binary parameters: non-finite values or negative deviation".into(),
+            );
         }
         Ok(Binary {
             dim,
             distance,
             mean,
             sigma,
+            threshold,
+            inner,
+            outer,
             _bits: PhantomData,
         })
     }
@@ -391,13 +552,20 @@ mod tests {
         for distance in [Distance::Dot, Distance::Euclid] {
             let c1 = Binary1::train(&BinaryConfig::default(), dim, distance, &data).unwrap();
             let c2 = Binary2::train(&BinaryConfig::default(), dim, distance, &data).unwrap();
+            let c15 = Binary1_5::train(&BinaryConfig::default(), dim, distance, &data).unwrap();
             let q = &data[..dim];
             for v in data.chunks_exact(dim).skip(1).take(50) {
                 let mut code1 = vec![0u8; c1.code_len()];
                 c1.encode(v, &mut code1);
                 let mut code2 = vec![0u8; c2.code_len()];
                 c2.encode(v, &mut code2);
+                let mut code15 = vec![0u8; c15.code_len()];
+                c15.encode(v, &mut code15);
                 for (dot, approx) in [
+                    (
+                        formula(&c15, v, q, &code15),
+                        c15.score(&c15.prepare(q), &code15),
+                    ),
                     (formula(&c1, v, q, &code1), c1.score(&c1.prepare(q), &code1)),
                     (formula(&c2, v, q, &code2), c2.score(&c2.prepare(q), &code2)),
                 ] {
@@ -420,8 +588,12 @@ mod tests {
     #[test]
     fn two_bits_beat_one_and_rescoring_recovers_the_top() {
         let one = recall_at_10::<U1>(64, 10);
+        let one_half = recall_at_10::<Frac<U3, U2>>(64, 10);
         let two = recall_at_10::<U2>(64, 10);
-        assert!(two >= one, "2-bit {two} < 1-bit {one}");
+        assert!(
+            two >= one_half && one_half >= one,
+            "2 bits {two}, 1.5 {one_half}, 1 {one}"
+        );
         assert!(two >= 0.8, "2-bit recall {two}");
         assert!(
             recall_at_10::<U2>(64, 200) == 1.0,
@@ -441,6 +613,13 @@ mod tests {
         assert!(Binary2::from_params(4, Distance::Dot, &codec.params()).is_err());
         assert!(Binary2::from_params(3, Distance::Dot, &codec.params()[..7]).is_err());
         assert_eq!(Binary1::NAME, "binary-1");
+        assert_eq!(Binary1_5::NAME, "binary-1.5");
+        let c15 = Binary1_5::train(&c, 5, Distance::Dot, &shifted(10, 5, 9)).unwrap();
+        assert_eq!(
+            Binary1_5::from_params(5, Distance::Dot, &c15.params()).unwrap(),
+            c15
+        );
+        assert_eq!(c15.code_len(), 1 + 1 + 12, "5 signs, 3 pair bits, 3 floats");
         assert_eq!(Binary2::NAME, "binary-2");
     }
 }

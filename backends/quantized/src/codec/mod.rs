@@ -3,7 +3,7 @@
 //! | file         | codec |
 //! |--------------|-------|
 //! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
-//! | `binary.rs`  | [`Binary`]: 1 or 2 bits per component around the trained mean, query kept at 8 bits |
+//! | `binary.rs`  | [`Binary`]: 1 or 2 bits per component around the trained mean, scored with per-byte lookup tables of the query |
 //! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
 //!
 //! A codec is trained once on a sample of stored-form vectors (normalised
@@ -15,7 +15,7 @@ pub mod binary;
 pub mod product;
 pub mod scalar;
 
-pub use binary::{Binary, Binary1, Binary2, BinaryConfig, BitsPerDim};
+pub use binary::{Binary, Binary1, Binary1_5, Binary2, BinaryConfig, BitsPerDim, Frac};
 pub use product::{Product, ProductConfig};
 pub use scalar::{ScalarConfig, ScalarU8};
 
