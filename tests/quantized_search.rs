@@ -338,6 +338,7 @@ fn chunked_codes_append_reopen_and_catch_up_with_the_raw_vectors() {
     for (i, v) in points[100..110].iter().enumerate() {
         raw.insert(100 + i as u32, v).unwrap();
     }
+    raw.delete(5).unwrap(); // and a delete the codes never saw
     raw.flush().unwrap();
     drop((raw, codes));
     let q = open();
@@ -346,8 +347,125 @@ fn chunked_codes_append_reopen_and_catch_up_with_the_raw_vectors() {
         110,
         "missing codes re-encoded at open"
     );
+    assert!(q.codes().is_deleted(5), "deleted flags mirrored at open");
     let scorer = q.scorer(&queries[0]).unwrap();
-    let mut scored = 0;
-    vecseg::QueryScorer::score_live(&scorer, 0..110, |_| true, |_, _| scored += 1).unwrap();
-    assert_eq!(scored, 110);
+    let mut scored = Vec::new();
+    vecseg::QueryScorer::score_live(&scorer, 0..110, |_| true, |o, _| scored.push(o)).unwrap();
+    assert_eq!(scored.len(), 109);
+    assert!(!scored.contains(&5));
+}
+
+#[test]
+fn a_quantized_mmap_segment_reopens_and_inspect_names_its_codes() {
+    use vecseg::kinds::{
+        create_chunked_segment, open_quantized_mmap_segment, quantize_mmap_segment,
+    };
+    let (points, queries) = data(17);
+    let dir = tempfile::tempdir().unwrap();
+    let mut chunked =
+        create_chunked_segment::<f32>(&dir.path().join("src"), DIM, Distance::Cosine).unwrap();
+    for (i, v) in points.iter().enumerate() {
+        chunked
+            .upsert(1, PointId::Num(i as u64), v, &payload(i))
+            .unwrap();
+    }
+    let opts = MmapVectorOptions::default();
+    let seg_dir = dir.path().join("seg");
+    let mmap = vecseg::migrate::build_mmap(&chunked, &seg_dir, &opts, &mut |_| {}).unwrap();
+    let mut progress = 0;
+    let q =
+        quantize_mmap_segment::<Binary2>(mmap, &Default::default(), &opts, &mut |i| progress = i)
+            .unwrap();
+    assert_eq!(progress, N, "progress reaches every slot");
+    let all = ScanOptions::default().with_oversampling(N as f32);
+    let before = q.search_with(&queries[0], 10, None, all).unwrap();
+    drop(q);
+    let q = open_quantized_mmap_segment::<Binary2>(&seg_dir, &opts).unwrap();
+    assert_eq!(q.search_with(&queries[0], 10, None, all).unwrap(), before);
+    assert_eq!(q.get(PointId::Num(3)).unwrap().unwrap().payload, payload(3));
+    drop(q);
+    // The directory is still a plain mmap segment to everything else.
+    assert!(vecseg::kinds::open_mmap_segment::<f32>(&seg_dir, &opts).is_ok());
+    let report = vecseg::cli::inspect::inspect(&seg_dir, false).unwrap();
+    assert!(report.contains("quantized   binary-2 codes"), "{report}");
+}
+
+mod rescoring {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.vector(dim)).collect()
+    }
+
+    fn exact_top(
+        points: &[Vec<f32>],
+        q: &[f32],
+        k: usize,
+        distance: Distance,
+    ) -> Vec<(PointId, f32)> {
+        let mut s = Segment::new(
+            MemoryVectorStorage::new(q.len(), distance).unwrap(),
+            MemoryPayloadStorage::new(),
+            MemoryIdMapper::new(),
+        );
+        for (i, v) in points.iter().enumerate() {
+            s.upsert(1, PointId::Num(i as u64), v, &Payload::new())
+                .unwrap();
+        }
+        s.search(q, k, None)
+            .unwrap()
+            .iter()
+            .map(|h| (h.id, h.score))
+            .collect()
+    }
+
+    fn quantized_top<Q: Codec>(
+        points: &[Vec<f32>],
+        q: &[f32],
+        k: usize,
+        distance: Distance,
+    ) -> Vec<(PointId, f32)> {
+        let mut s = Segment::new(
+            MemoryVectorStorage::new(q.len(), distance).unwrap(),
+            MemoryPayloadStorage::new(),
+            MemoryIdMapper::new(),
+        );
+        for (i, v) in points.iter().enumerate() {
+            s.upsert(1, PointId::Num(i as u64), v, &Payload::new())
+                .unwrap();
+        }
+        let s = s
+            .map_vectors(|v| Quantized::<_, Q, InRamCodes>::build_in_ram(v, &Default::default()))
+            .unwrap();
+        let all = ScanOptions::default()
+            .with_oversampling(points.len() as f32)
+            .with_rescore(true);
+        s.search_with(q, k, None, all)
+            .unwrap()
+            .iter()
+            .map(|h| (h.id, h.score))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Oversampling to every point and rescoring is exact search,
+        /// for every codec, whatever the data.
+        #[test]
+        fn rescoring_every_point_is_exact(n in 1usize..120, dim in 1usize..20, k in 1usize..12, seed in 0u64..1000) {
+            let pts = points(n, dim, seed);
+            let q = points(1, dim, seed + 7).remove(0);
+            let distance = Distance::Euclid;
+            let exact = exact_top(&pts, &q, k, distance);
+            prop_assert_eq!(&quantized_top::<ScalarU8>(&pts, &q, k, distance), &exact);
+            prop_assert_eq!(&quantized_top::<Binary1>(&pts, &q, k, distance), &exact);
+            prop_assert_eq!(&quantized_top::<Binary1_5>(&pts, &q, k, distance), &exact);
+            prop_assert_eq!(&quantized_top::<Binary2>(&pts, &q, k, distance), &exact);
+            if dim.is_multiple_of(4) {
+                prop_assert_eq!(&quantized_top::<Product>(&pts, &q, k, distance), &exact);
+            }
+        }
+    }
 }

@@ -76,6 +76,20 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
         (kind, _) => counts::<u8>(dir, kind, verify)?,
     };
     out.push_str(&counts);
+    let quantized = dir.join(kinds::QUANTIZED_DIR);
+    if quantized.join(vecseg_quantized::meta::META_FILE).exists() {
+        let m = vecseg_quantized::meta::summary(&quantized)?;
+        let raw = (m.dim * 4).max(1);
+        let _ = writeln!(
+            out,
+            "quantized   {} codes, {} B per vector ({:.3}x of {} B raw), {} B of parameters",
+            m.codec,
+            m.code_len,
+            m.code_len as f64 / raw as f64,
+            raw,
+            m.params_len
+        );
+    }
     let _ = writeln!(out, "files");
     for (path, size) in files(dir) {
         let rel = path

@@ -52,13 +52,25 @@ pub fn write<Q: Codec>(dir: &Path, codec: &Q) -> Result<()> {
     write_atomic(&dir.join(META_FILE), &out)
 }
 
-/// Read the meta file in `dir` as codec `Q` for vectors of `dim` and
-/// `distance`: every mismatch (another codec, dim or distance, damaged
-/// bytes) is an error naming the file.
-pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<Q> {
-    let path = dir.join(META_FILE);
-    let bytes = std::fs::read(&path).at(&path)?;
-    let bad = |what: String| StorageError::corrupted(&path, what);
+/// What a meta file says, without the codec's parameters decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaSummary {
+    /// Codec name (`Codec::NAME`).
+    pub codec: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance name.
+    pub distance: String,
+    /// Bytes per code.
+    pub code_len: usize,
+    /// Bytes of the codec's parameters.
+    pub params_len: usize,
+}
+
+/// Check magic, checksum and version of the meta file bytes read from
+/// `path`; return its summary and the parameter bytes.
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(MetaSummary, &'a [u8])> {
+    let bad = |what: String| StorageError::corrupted(path, what);
     if bytes.len() < 12 || bytes[..4] != MAGIC {
         return Err(bad("not a vecseg quantization meta file (bad magic)".into()));
     }
@@ -69,43 +81,78 @@ pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<Q> {
     let version = u16::from_le_bytes([body[4], body[5]]);
     if version != FORMAT_VERSION {
         return Err(StorageError::UnsupportedVersion {
-            path: path.clone(),
+            path: path.to_path_buf(),
             found: u32::from(version),
             supported: u32::from(FORMAT_VERSION),
         });
     }
     let mut r = ParamReader::new(&body[6..]);
-    let parsed = (|| -> std::result::Result<Q, String> {
+    let parsed = (|| -> std::result::Result<(MetaSummary, &'a [u8]), String> {
         let name_len = r.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))?;
-        let name = String::from_utf8_lossy(r.take(name_len as usize)?).into_owned();
-        if name != Q::NAME {
-            return Err(format!("holds {name:?} codes, expected {:?}", Q::NAME));
-        }
-        let file_dim = r.u32()? as usize;
-        if file_dim != dim {
+        let codec = String::from_utf8_lossy(r.take(name_len as usize)?).into_owned();
+        let dim = r.u32()? as usize;
+        let d_len = r.take(1)?[0] as usize;
+        let distance = String::from_utf8_lossy(r.take(d_len)?).into_owned();
+        let code_len = r.u32()? as usize;
+        let params_len = r.u32()? as usize;
+        let params = r.take(params_len)?;
+        r.finish()?;
+        let summary = MetaSummary {
+            codec,
+            dim,
+            distance,
+            code_len,
+            params_len,
+        };
+        Ok((summary, params))
+    })();
+    parsed.map_err(bad)
+}
+
+/// The summary of the meta file in `dir` (for `vecseg inspect`).
+pub fn summary(dir: &Path) -> Result<MetaSummary> {
+    let path = dir.join(META_FILE);
+    let bytes = std::fs::read(&path).at(&path)?;
+    Ok(parse(&path, &bytes)?.0)
+}
+
+/// Read the meta file in `dir` as codec `Q` for vectors of `dim` and
+/// `distance`: every mismatch (another codec, dim or distance, damaged
+/// bytes) is an error naming the file.
+pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<Q> {
+    let path = dir.join(META_FILE);
+    let bytes = std::fs::read(&path).at(&path)?;
+    let (summary, params) = parse(&path, &bytes)?;
+    let checked = (|| -> std::result::Result<Q, String> {
+        if summary.codec != Q::NAME {
             return Err(format!(
-                "codes of dimension {file_dim}, the vectors have {dim}"
+                "holds {:?} codes, expected {:?}",
+                summary.codec,
+                Q::NAME
             ));
         }
-        let d_len = r.take(1)?[0] as usize;
-        let d_name = String::from_utf8_lossy(r.take(d_len)?).into_owned();
-        if Distance::from_name(&d_name) != Some(distance) {
+        if summary.dim != dim {
             return Err(format!(
-                "codes for distance {d_name:?}, the vectors use {:?}",
+                "codes of dimension {}, the vectors have {dim}",
+                summary.dim
+            ));
+        }
+        if Distance::from_name(&summary.distance) != Some(distance) {
+            return Err(format!(
+                "codes for distance {:?}, the vectors use {:?}",
+                summary.distance,
                 distance.name()
             ));
         }
-        let code_len = r.u32()? as usize;
-        let p_len = r.u32()? as usize;
-        let params = r.take(p_len)?;
         let codec = Q::from_params(dim, distance, params)?;
-        if codec.code_len() != code_len {
+        if codec.code_len() != summary.code_len {
             return Err(format!(
-                "code length {code_len} does not match the parameters' {}",
+                "code length {} does not match the parameters' {}",
+                summary.code_len,
                 codec.code_len()
             ));
         }
         Ok(codec)
     })();
-    parsed.map_err(bad)
+    checked.map_err(|what| StorageError::corrupted(&path, what))
 }

@@ -165,7 +165,8 @@ where
     /// Open the codes under `dir` for `raw`.
     pub fn open_mmap(raw: V, dir: &Path, options: MmapVectorOptions) -> Result<Self> {
         let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
-        let codes = MmapVectorStorage::open(&dir.join(CODES_DIR), options)?;
+        let mut codes = MmapVectorStorage::open(&dir.join(CODES_DIR), options)?;
+        mirror_deleted(&raw, &mut codes)?;
         Self::checked(raw, codes, codec)
     }
 }
@@ -223,8 +224,28 @@ where
             }
             codes.flush()?;
         }
+        mirror_deleted(&raw, &mut codes)?;
         Self::checked(raw, codes, codec)
     }
+}
+
+/// Flag deleted in `codes` every slot `raw` has flagged (a crash between
+/// the raw storage's flush and the codes' can leave the codes behind);
+/// the scorer then needs only the codes' own flags.
+fn mirror_deleted<V, C>(raw: &V, codes: &mut C) -> Result<()>
+where
+    V: VectorStorageRead<Element = f32>,
+    C: VectorStorage<Element = u8>,
+{
+    let total = codes.total_count().min(raw.total_count());
+    let bits = raw.deleted_bits();
+    for offset in bits.iter_ones().take_while(|&o| o < total) {
+        let offset = offset as PointOffset;
+        if !codes.is_deleted(offset) {
+            codes.delete(offset)?;
+        }
+    }
+    Ok(())
 }
 
 impl<V, Q, C> Quantized<V, Q, C>
@@ -297,7 +318,6 @@ pub struct QuantizedScorer<'a, Q: Codec, C> {
     codec: &'a Q,
     codes: &'a C,
     query: Q::Query,
-    deleted: &'a BitSlice<u64>,
     _codec: PhantomData<Q>,
 }
 
@@ -329,12 +349,11 @@ where
         K: FnMut(PointOffset) -> bool,
         F: FnMut(PointOffset, f32),
     {
-        // Deleted per the raw storage (the authority); codes past the raw
-        // count do not exist.
-        let deleted = self.deleted;
+        // The codes' deleted flags follow the raw storage's (every delete
+        // goes to both; opening mirrors what a crash left behind).
         self.codes
             .scan_live::<Sequential, _>(range, |offset, code| {
-                if !deleted.get(offset as usize).is_some_and(|b| *b) && keep(offset) {
+                if keep(offset) {
                     f(offset, self.codec.score(&self.query, code));
                 }
             })
@@ -369,7 +388,6 @@ where
             codec: &self.codec,
             codes: &self.codes,
             query: self.codec.prepare(query),
-            deleted: self.raw.deleted_bits(),
             _codec: PhantomData,
         })
     }

@@ -1,4 +1,4 @@
-//! Binary quantization: 1 or 2 bits per component, centred on the
+//! Binary quantization: 1, 1.5 or 2 bits per component, centred on the
 //! trained mean, scored asymmetrically against the full query.
 //!
 //! Real embeddings share a large common component, so the sign of a raw
@@ -9,6 +9,9 @@
 //! * 2 bits: `s_i` and `m_i = [|y_i| > 0.982·sigma_i]`;
 //!   `ŷ_i = ±sigma_i · (0.453 or 1.510)` (the 4-level Lloyd-Max quantizer
 //!   of a normal distribution, per dimension).
+//! * 1.5 bits: `s_i`, and one `m` per pair of dimensions: whether the
+//!   pair's mean `|y| / sigma` passes the training median; the two
+//!   levels are trained (the mean `|y| / sigma` each bit value stands for).
 //!
 //! The score splits `x·q` so that only the part the bits are good at is
 //! estimated; `y·mean` is stored exactly per vector:
@@ -32,10 +35,12 @@
 //! ```
 //!
 //! Code layout (`nb = ceil(dim / 8)`): `nb` bytes of signs (bit `i % 8` of
-//! byte `i / 8`), for 2 bits `nb` bytes of magnitudes, then f32 LE
+//! byte `i / 8`), for 2 bits `nb` bytes of magnitudes (for 1.5 bits
+//! `ceil(dim / 16)` bytes, one bit per pair), then f32 LE
 //! `|x|²` (for euclid), `c_x = y·mean`, and `a` (1.0 for 2 bits).
-//! Parameters: `mean` (`dim` f32 LE), then `sigma` (`dim` f32 LE).
-//! Manhattan is not supported.
+//! Parameters: `mean` (`dim` f32 LE), then `sigma` (`dim` f32 LE), for
+//! 1.5 bits then `threshold`, `inner`, `outer` (f32 LE). Manhattan is not
+//! supported.
 
 use std::marker::PhantomData;
 
@@ -405,10 +410,13 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let centred = if B::HALF_BITS == 2 {
             f32_at(code, planes + 8) * (2.0 * signs_sum - q.z_sum)
         } else {
-            let mags = (0..nb).map(|j| self.magnitudes(code, j));
-            let both =
-                Self::masked_sum(&q.table, signs.iter().zip(mags.clone()).map(|(s, m)| s & m));
-            let outer = Self::masked_sum(&q.table, mags);
+            // One pass over the code bytes for both remaining sums.
+            let (mut both, mut outer) = (0.0f32, 0.0f32);
+            for (j, (&s, t)) in signs.iter().zip(&q.table).enumerate() {
+                let m = self.magnitudes(code, j);
+                both += t[usize::from(s & m)];
+                outer += t[usize::from(m)];
+            }
             self.inner * (2.0 * signs_sum - q.z_sum)
                 + (self.outer - self.inner) * (2.0 * both - outer)
         };
