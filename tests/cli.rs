@@ -14,6 +14,7 @@ const REPORT_KEYS: &[&str] = &[
     "flush_ms",
     "open_ms",
     "disk_bytes",
+    "code_bytes",
     "resident_mb",
     "random_get_us",
     "scan_gb_per_sec",
@@ -512,4 +513,59 @@ fn compare_takes_queries_and_ground_truth_from_files() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("point 99"), "{stderr}");
+}
+
+#[test]
+fn quantize_writes_a_layer_inspect_shows_it_and_bad_requests_are_errors() {
+    use vecseg::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let mut chunked =
+        vecseg::kinds::create_chunked_segment::<f32>(&dir.path().join("src"), 8, Distance::Dot)
+            .unwrap();
+    for i in 0..300u64 {
+        let v: Vec<f32> = (0..8).map(|d| ((i * 7 + d) as f32).sin()).collect();
+        chunked
+            .upsert(1, PointId::Num(i), &v, &Payload::new())
+            .unwrap();
+    }
+    chunked.flush().unwrap();
+    let seg = dir.path().join("seg");
+    let opts = vecseg::mmap::MmapVectorOptions::default();
+    drop(vecseg::migrate::build_mmap(&chunked, &seg, &opts, &mut |_| {}).unwrap());
+    let run = |args: &[&str], target: &std::path::Path| {
+        vecseg()
+            .arg("--quiet")
+            .arg("quantize")
+            .arg(target)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let r = run(&["--codec", "bq2"], &seg);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        stdout.contains("quantized 300 vectors of 8 with binary-2"),
+        "{stdout}"
+    );
+    let report = vecseg().arg("inspect").arg(&seg).output().unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("quantized   binary-2 codes"), "{report}");
+    let q = vecseg::kinds::open_quantized_mmap_segment::<vecseg::quantized::Binary2>(&seg, &opts)
+        .unwrap();
+    assert_eq!(q.point_count(), 300);
+    drop(q);
+    // A sub-vector size that does not divide the dimension, and a
+    // segment that is not an mmap one: clear errors, exit code 1.
+    let r = run(&["--codec", "pq", "--sub-dim", "3"], &seg);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sub") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let r = run(&["--codec", "sq8"], &dir.path().join("src"));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not an mmap segment"), "{stderr}");
 }

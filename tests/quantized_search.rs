@@ -395,7 +395,7 @@ mod rescoring {
     use proptest::prelude::*;
 
     fn points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut rng = Rng::new(seed);
+        let mut rng = vecseg::testing::Rng::new(seed);
         (0..n).map(|_| rng.vector(dim)).collect()
     }
 

@@ -1,4 +1,4 @@
-//! The `vecseg` command line: `compare`, `migrate`, `inspect`, `cold-reads`.
+//! The `vecseg` command line: `compare`, `migrate`, `quantize`, `inspect`, `cold-reads`.
 //!
 //! Errors are returned to `main`, which prints them and exits with code 1,
 //! or with code 2 (like the argument parser) for a [`limits::UsageError`].
@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod limits;
 pub mod migrate;
 pub mod progress;
+pub mod quantize;
 
 use std::error::Error;
 
@@ -33,6 +34,8 @@ pub enum CliCommand {
     Compare(compare::CompareArgs),
     /// Move a segment directory from RocksDB onto chunked or mmap storage, verified.
     Migrate(migrate::MigrateArgs),
+    /// Train a quantization codec on an mmap segment and write its codes beside it.
+    Quantize(quantize::QuantizeArgs),
     /// Show what a segment directory holds: backends, counts, versions, files.
     Inspect(inspect::InspectArgs),
     /// Measure random reads that miss the page cache: io_uring, pread and mmap page faults.
@@ -45,6 +48,7 @@ pub fn run(cli: &Cli) -> Result<(), Box<dyn Error>> {
         CliCommand::Compare(args) => compare::run(args, cli.quiet),
         CliCommand::Inspect(args) => inspect::run(args),
         CliCommand::Migrate(args) => migrate::run(args, cli.quiet),
+        CliCommand::Quantize(args) => quantize::run(args, cli.quiet),
         CliCommand::ColdReads(args) => cold_reads::run(args, cli.quiet),
     }
 }

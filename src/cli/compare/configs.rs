@@ -55,6 +55,12 @@ pub trait Config {
         dir: &Path,
         segment: Segment<Self::V, Self::P, Self::I>,
     ) -> Result<Segment<Self::V, Self::P, Self::I>>;
+
+    /// Bytes of quantized codes search reads (`None` for raw storages).
+    fn code_bytes(segment: &Segment<Self::V, Self::P, Self::I>) -> Option<u64> {
+        let _ = segment;
+        None
+    }
 }
 
 /// Upsert every point of `data` into an appendable segment (version = index + 1).
@@ -362,6 +368,10 @@ impl<F: Flavor> Config for MmapQuantized<F> {
         drop(segment);
         kinds::open_quantized_mmap_segment::<F::Q>(dir, &MmapVectorOptions::default())
     }
+
+    fn code_bytes(segment: &Segment<Self::V, Self::P, Self::I>) -> Option<u64> {
+        Some(segment.vectors().code_bytes() as u64)
+    }
 }
 
 /// The `chunked` configuration (appendable) with 1-bit binary codes in
@@ -417,6 +427,10 @@ impl Config for ChunkedBq1 {
         drop(segment);
         let codes = dir.join(kinds::QUANTIZED_DIR);
         kinds::open_chunked_segment::<f32>(dir)?.map_vectors(|v| Quantized::open_chunked(v, &codes))
+    }
+
+    fn code_bytes(segment: &Segment<Self::V, Self::P, Self::I>) -> Option<u64> {
+        Some(segment.vectors().code_bytes() as u64)
     }
 }
 

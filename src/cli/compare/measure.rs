@@ -37,6 +37,9 @@ pub struct ConfigReport {
     pub open_ms: Option<f64>,
     /// Bytes on disk after flush.
     pub disk_bytes: u64,
+    /// Bytes of quantized codes search reads (`None` without codes).
+    #[serde(default)]
+    pub code_bytes: Option<u64>,
     /// Growth of the worker's resident set from before loading to after the
     /// reopened segment was scanned once (mapped pages count).
     pub resident_mb: f64,
@@ -125,6 +128,7 @@ pub fn measure<C: Config>(
     if C::PERSISTENT {
         r.open_ms = Some(ms(t.elapsed()));
     }
+    r.code_bytes = C::code_bytes(&seg);
 
     progress.set_message(format!("{}: scan", C::NAME));
     let v = seg.vectors();

@@ -102,6 +102,13 @@ const COLUMNS: &[Column] = &[
         decimals: 1,
     },
     Column {
+        header: "codes MB",
+        key: "code_bytes",
+        higher_is_better: false,
+        value: |r| r.code_bytes.map(|b| b as f64 / 1e6),
+        decimals: 2,
+    },
+    Column {
         header: "get µs",
         key: "random_get_us",
         higher_is_better: false,
