@@ -50,8 +50,9 @@ type QuantizedSegment<Q> = Segment<
 >;
 
 fn exact_segment(points: &[Vec<f32>], distance: Distance) -> Exact {
+    let dim = points.first().map_or(DIM, Vec::len);
     let mut s = Segment::new(
-        MemoryVectorStorage::new(DIM, distance).unwrap(),
+        MemoryVectorStorage::new(dim, distance).unwrap(),
         MemoryPayloadStorage::new(),
         MemoryIdMapper::new(),
     );
@@ -399,54 +400,27 @@ mod rescoring {
         (0..n).map(|_| rng.vector(dim)).collect()
     }
 
-    fn exact_top(
-        points: &[Vec<f32>],
-        q: &[f32],
-        k: usize,
-        distance: Distance,
-    ) -> Vec<(PointId, f32)> {
-        let mut s = Segment::new(
-            MemoryVectorStorage::new(q.len(), distance).unwrap(),
-            MemoryPayloadStorage::new(),
-            MemoryIdMapper::new(),
-        );
-        for (i, v) in points.iter().enumerate() {
-            s.upsert(1, PointId::Num(i as u64), v, &Payload::new())
-                .unwrap();
-        }
-        s.search(q, k, None)
-            .unwrap()
-            .iter()
-            .map(|h| (h.id, h.score))
-            .collect()
+    fn top(hits: &[vecseg::ScoredPoint]) -> Vec<(PointId, f32)> {
+        hits.iter().map(|h| (h.id, h.score)).collect()
+    }
+
+    fn exact_top(points: &[Vec<f32>], q: &[f32], k: usize, d: Distance) -> Vec<(PointId, f32)> {
+        top(&exact_segment(points, d).search(q, k, None).unwrap())
     }
 
     fn quantized_top<Q: Codec>(
         points: &[Vec<f32>],
         q: &[f32],
         k: usize,
-        distance: Distance,
+        d: Distance,
     ) -> Vec<(PointId, f32)> {
-        let mut s = Segment::new(
-            MemoryVectorStorage::new(q.len(), distance).unwrap(),
-            MemoryPayloadStorage::new(),
-            MemoryIdMapper::new(),
-        );
-        for (i, v) in points.iter().enumerate() {
-            s.upsert(1, PointId::Num(i as u64), v, &Payload::new())
-                .unwrap();
-        }
-        let s = s
+        let s = exact_segment(points, d)
             .map_vectors(|v| Quantized::<_, Q, InRamCodes>::build_in_ram(v, &Default::default()))
             .unwrap();
         let all = ScanOptions::default()
             .with_oversampling(points.len() as f32)
             .with_rescore(true);
-        s.search_with(q, k, None, all)
-            .unwrap()
-            .iter()
-            .map(|h| (h.id, h.score))
-            .collect()
+        top(&s.search_with(q, k, None, all).unwrap())
     }
 
     proptest! {
