@@ -15,6 +15,7 @@
 //! | `mod.rs`       | [`Collection`]: create, open and recovery, flush, sealing the appendable segment |
 //! | `write.rs`     | the write API and how each [`Operation`] is applied, copy-on-write included |
 //! | `read.rs`      | reads merged over segments by version: get, scroll, count, search |
+//! | `shared.rs`    | [`SharedCollection`]: many writer and reader threads, durability waits outside the lock |
 //! | `operation.rs` | [`Operation`]: the changes a collection logs, and their encoding in a WAL entry |
 //! | `manifest.rs`  | `collection.json` |
 //! | `lock.rs`      | [`DirLock`] |
@@ -45,6 +46,7 @@ mod lock;
 pub mod manifest;
 pub mod operation;
 mod read;
+mod shared;
 pub mod wal;
 mod write;
 
@@ -61,6 +63,7 @@ use crate::mmap::MmapVectorOptions;
 pub use lock::{DirLock, LOCK_FILE};
 use manifest::{Manifest, SegmentRecord, MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use operation::{Operation, PointData};
+pub use shared::SharedCollection;
 pub use wal::{Durability, Wal, WalOptions};
 
 /// Subdirectory of the segment directories.
@@ -126,6 +129,9 @@ pub struct Collection {
     /// Why writes are refused: an operation was logged but failed to
     /// apply, or the WAL failed; a reopen replays the log.
     unusable: Option<String>,
+    /// Writes return once applied, without waiting for the WAL; the
+    /// caller waits ([`SharedCollection`] does, outside its lock).
+    defer_durability: bool,
 }
 
 impl std::fmt::Debug for Collection {
@@ -239,6 +245,7 @@ impl Collection {
             sealed,
             last_seq,
             unusable: None,
+            defer_durability: false,
         };
         let wal_dir = dir.join(WAL_DIR);
         for (seq, bytes) in entries {

@@ -303,3 +303,64 @@ fn inspect_reads_a_live_collection_without_changing_it() {
     );
     drop(c);
 }
+
+#[test]
+fn shared_writers_from_many_threads_all_land_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    for durability in [Durability::GroupCommit, Durability::Fsync] {
+        let path = dir.path().join(format!("{durability:?}"));
+        let options = CollectionOptions::new(DIM, Distance::Euclid).with_wal(WalOptions {
+            file_capacity: 4096,
+            durability,
+        });
+        let shared = std::sync::Arc::new(SharedCollection::new(
+            Collection::create(&path, options).unwrap(),
+        ));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let shared = std::sync::Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    let mut seqs = Vec::new();
+                    for i in 0..25u64 {
+                        let id = t * 100 + i;
+                        let p = PointData {
+                            id: PointId::Num(id),
+                            vector: vector(id, 1),
+                            payload: payload("t", t as i64),
+                        };
+                        seqs.push(shared.upsert_points(vec![p]).unwrap());
+                        if i % 10 == 9 {
+                            // Reads interleave with the writes.
+                            assert!(shared
+                                .read()
+                                .unwrap()
+                                .get(PointId::Num(id))
+                                .unwrap()
+                                .is_some());
+                        }
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=100).collect::<Vec<u64>>(),
+            "one sequence number each"
+        );
+        shared.delete_points(vec![PointId::Num(0)]).unwrap();
+        let c = std::sync::Arc::into_inner(shared)
+            .unwrap()
+            .into_inner()
+            .unwrap();
+        drop(c); // no flush: the WAL has everything
+        let c = Collection::open(&path).unwrap();
+        assert_eq!(c.count().unwrap(), 99);
+        assert_eq!(c.get(PointId::Num(301)).unwrap().unwrap().payload["t"], 3);
+    }
+}

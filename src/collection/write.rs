@@ -132,7 +132,7 @@ impl Collection {
     ) -> Result<u64> {
         self.check_usable()?;
         let seq = self.wal.write(entry)?;
-        let result = if self.wal.durability() == Durability::None {
+        let result = if self.wal.durability() == Durability::None || self.defer_durability {
             apply(self, seq)
         } else {
             let wal = Arc::clone(&self.wal);
