@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use vecseg::collection::{Durability, WalOptions};
+use vecseg::collection::{Durability, SharedCollection, WalOptions};
 use vecseg::kinds::create_chunked_segment;
 use vecseg::prelude::*;
 use vecseg::testing::Rng;
@@ -123,6 +123,33 @@ fn bench(c: &mut Criterion) {
             small.len() as f64 / single,
             small.len() as f64 / batch,
             single / batch
+        );
+    }
+
+    // Once: four writer threads through a SharedCollection, batches of 100.
+    for durability in [Durability::Fsync, Durability::GroupCommit] {
+        let shared = std::sync::Arc::new(SharedCollection::new(
+            Collection::create(&fresh(root.path()), options(durability)).unwrap(),
+        ));
+        let small = &data[..20_000.min(n)];
+        let t = Instant::now();
+        std::thread::scope(|scope| {
+            for part in small.chunks(small.len().div_ceil(4)) {
+                let shared = &shared;
+                scope.spawn(move || {
+                    for batch in part.chunks(100) {
+                        shared.upsert_points(batch.to_vec()).unwrap();
+                    }
+                });
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let ops = small.len().div_ceil(100);
+        let syncs = shared.read().unwrap().wal().sync_count();
+        eprintln!(
+            "collection_wal: 4 writers, {} points in batches of 100, {durability:?}: {:.0} points/s, {syncs} fdatasyncs for {ops} writes",
+            small.len(),
+            small.len() as f64 / secs
         );
     }
 

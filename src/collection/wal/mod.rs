@@ -131,6 +131,8 @@ pub struct Wal {
     synced: Condvar,
     /// Why the log refuses writes (a write or sync failed).
     failed: Mutex<Option<String>>,
+    /// `fdatasync` calls made for appends (not counting roll-overs).
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 fn file_name(first: u64) -> String {
@@ -314,8 +316,15 @@ impl Wal {
             }),
             synced: Condvar::new(),
             failed: Mutex::new(None),
+            syncs: std::sync::atomic::AtomicU64::new(0),
         };
         Ok((wal, entries))
+    }
+
+    /// `fdatasync` calls made so far to make appends durable: fewer than
+    /// appends when group commit shared them.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// When an append is durable.
@@ -491,6 +500,8 @@ impl Wal {
             (w.file.try_clone().at(&path), path, w.next - 1)
         };
         let result = file.and_then(|f| f.sync_data().at(&path));
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = self.sync.lock().map_err(poisoned)?;
         s.running = false;
         if result.is_ok() {
