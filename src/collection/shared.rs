@@ -20,7 +20,10 @@ use super::operation::PointData;
 use super::wal::Wal;
 use super::Collection;
 
-/// A [`Collection`] shared between threads (see the [module docs](self)).
+/// A [`Collection`] shared between threads. Writes take the write lock
+/// to log and apply, and wait for the WAL after releasing it (concurrent
+/// writers share `fdatasync`s under group commit); reads take the read
+/// lock and may see an applied operation whose writer is still waiting.
 ///
 /// ```
 /// use std::sync::Arc;
