@@ -270,11 +270,6 @@ pub trait Flavor {
     const SHORT: &'static str;
     /// Training settings for vectors of `dim` components.
     fn config(dim: usize) -> <Self::Q as Codec>::Config;
-    /// Whether the codec can approximate `distance`.
-    fn supports(distance: Distance) -> bool {
-        let _ = distance;
-        true
-    }
 }
 
 /// Scalar int8 codes.
@@ -295,9 +290,6 @@ impl Flavor for Bq1 {
     fn config(_: usize) -> BinaryConfig {
         BinaryConfig::default()
     }
-    fn supports(distance: Distance) -> bool {
-        distance != Distance::Manhattan
-    }
 }
 
 /// 2-bit binary codes.
@@ -307,9 +299,6 @@ impl Flavor for Bq2 {
     const SHORT: &'static str = "bq2";
     fn config(_: usize) -> BinaryConfig {
         BinaryConfig::default()
-    }
-    fn supports(distance: Distance) -> bool {
-        distance != Distance::Manhattan
     }
 }
 
@@ -442,7 +431,7 @@ pub fn supports(name: &str, distance: Distance) -> bool {
             || n == MmapQuantized::<Bq2>::NAME
             || n == ChunkedBq1::NAME =>
         {
-            Bq1::supports(distance)
+            Binary1::supports(distance)
         }
         _ => true,
     }

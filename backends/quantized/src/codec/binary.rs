@@ -47,7 +47,7 @@ use std::marker::PhantomData;
 use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
-use super::{check_sample, put_f32s, Codec, ParamReader};
+use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
 /// Bits per dimension of a [`Binary`] codec: [`U1`], [`U2`], or
 /// [`Frac`]`<U3, U2>` (1.5 bits: two dimensions share a magnitude bit).
@@ -144,11 +144,6 @@ pub struct BinaryQuery {
     z_sum: f32,
     mean_dot: f32,
     norm_sq: f32,
-}
-
-fn f32_at(code: &[u8], at: usize) -> f32 {
-    code.get(at..at + 4)
-        .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl<B: BitsPerDim> Binary<B> {
@@ -292,8 +287,12 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         config.sample
     }
 
+    fn supports(distance: Distance) -> bool {
+        distance != Distance::Manhattan
+    }
+
     fn train(_: &BinaryConfig, dim: usize, distance: Distance, sample: &[f32]) -> Result<Self> {
-        if distance == Distance::Manhattan {
+        if !Self::supports(distance) {
             return Err(StorageError::Unsupported(
                 "binary quantization cannot approximate manhattan distance".into(),
             ));
@@ -422,9 +421,7 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         };
         let dot = q.mean_dot + f32_at(code, planes + 4) + centred;
         if self.distance == Distance::Euclid {
-            -(f32_at(code, planes) + q.norm_sq - 2.0 * dot)
-                .max(0.0)
-                .sqrt()
+            euclid_from_dot(f32_at(code, planes), q.norm_sq, dot)
         } else {
             dot
         }

@@ -33,6 +33,13 @@ pub trait Codec: Sized + Send + Sync + 'static {
     /// Most vectors training looks at (the builder samples this many).
     fn sample_limit(config: &Self::Config) -> usize;
 
+    /// Whether the codec can approximate `distance` (training refuses the
+    /// others with [`vecseg_traits::StorageError::Unsupported`]).
+    fn supports(distance: Distance) -> bool {
+        let _ = distance;
+        true
+    }
+
     /// Train on `sample`: `n × dim` stored-form components back to back.
     /// An empty sample, non-finite values or a distance the codec cannot
     /// score are errors.
@@ -119,6 +126,20 @@ impl<'a> ParamReader<'a> {
             ))
         }
     }
+}
+
+/// The little-endian f32 at byte `at` of `code` (0.0 past its end).
+#[inline]
+pub fn f32_at(code: &[u8], at: usize) -> f32 {
+    code.get(at..at + 4)
+        .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The euclid score (`−|x − q|`) from `|x|²`, `|q|²` and an estimate of
+/// `x·q`, clamped at distance 0.
+#[inline]
+pub fn euclid_from_dot(x_norm_sq: f32, q_norm_sq: f32, dot: f32) -> f32 {
+    -(x_norm_sq + q_norm_sq - 2.0 * dot).max(0.0).sqrt()
 }
 
 /// Append `v` as little-endian f32s to `out`.

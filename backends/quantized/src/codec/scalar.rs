@@ -20,7 +20,7 @@
 
 use vecseg_traits::{Distance, Result};
 
-use super::{check_sample, put_f32s, Codec, ParamReader};
+use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
 /// Training settings of [`ScalarU8`].
 #[derive(Debug, Clone, PartialEq)]
@@ -92,11 +92,6 @@ impl ScalarU8 {
             alpha,
         }
     }
-}
-
-fn f32_at(code: &[u8], at: usize) -> f32 {
-    code.get(at..at + 4)
-        .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// `Σ a·b` of two byte slices: 16 bytes at a time widened to i16 and
@@ -218,9 +213,7 @@ impl Codec for ScalarU8 {
                     + f32_at(code, self.dim)
                     + self.alpha * self.alpha * dot_u8(c, &q.codes) as f32;
                 if d == Distance::Euclid {
-                    -(f32_at(code, self.dim + 4) + q.norm_sq - 2.0 * dot)
-                        .max(0.0)
-                        .sqrt()
+                    euclid_from_dot(f32_at(code, self.dim + 4), q.norm_sq, dot)
                 } else {
                     dot
                 }
