@@ -9,7 +9,6 @@
 //! files, so each reuses that backend's files, checks and advice. Deletes
 //! and flushes go to both storages, raw first.
 
-use std::marker::PhantomData;
 use std::path::Path;
 
 use rand::seq::index::sample;
@@ -318,7 +317,6 @@ pub struct QuantizedScorer<'a, Q: Codec, C> {
     codec: &'a Q,
     codes: &'a C,
     query: Q::Query,
-    _codec: PhantomData<Q>,
 }
 
 impl<Q, C> QueryScorer for QuantizedScorer<'_, Q, C>
@@ -388,7 +386,6 @@ where
             codec: &self.codec,
             codes: &self.codes,
             query: self.codec.prepare(query),
-            _codec: PhantomData,
         })
     }
 
