@@ -284,6 +284,7 @@ pub fn open_rocks_segment_unrepaired<T: VectorElement>(
     s.version = state.version;
     s.persisted_version = state.version;
     s.dir = Some(dir.to_path_buf());
+    s.load_index(state.payload_index.clone().unwrap_or_default())?;
     Ok(s)
 }
 

@@ -38,11 +38,12 @@ pub mod cli;
 pub mod collection;
 pub mod kinds;
 pub mod migrate;
+pub mod payload_index;
 pub mod prelude;
 pub mod segment;
 
 pub use collection::{Collection, CollectionOptions};
-pub use segment::{PointInput, ScanOptions, Segment};
+pub use segment::{FilterPlan, PlanKind, PointInput, ScanOptions, Segment};
 pub use vecseg_traits::*;
 
 /// Appendable memory-mapped backends (`vecseg-chunked`).

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
-use vecseg_traits::{Distance, Result, StorageError};
+use vecseg_traits::{Distance, FieldSchema, Result, StorageError};
 
 use super::wal::Durability;
 use crate::kinds::SegmentKind;
@@ -58,6 +58,10 @@ pub struct Manifest {
     pub appendable: String,
     /// Number used for the next segment directory name.
     pub next_segment: u64,
+    /// Indexed payload keys: every segment, and every segment created
+    /// later, indexes them (absent in manifests of older builds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payload_indexes: Vec<FieldSchema>,
 }
 
 impl Manifest {

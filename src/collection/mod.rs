@@ -173,6 +173,7 @@ impl Collection {
             segments: Vec::new(),
             appendable: String::new(),
             next_segment: 0,
+            payload_indexes: Vec::new(),
         };
         let name = manifest.new_segment_name();
         create_chunked_segment::<f32>(&segment_dir(dir, &name), options.dim, options.distance)?;
@@ -331,11 +332,14 @@ impl Collection {
             &mut |_| {},
         )?;
         let fresh_name = self.manifest.new_segment_name();
-        let fresh = create_chunked_segment::<f32>(
+        let mut fresh = create_chunked_segment::<f32>(
             &segment_dir(&self.dir, &fresh_name),
             self.manifest.dim,
             self.manifest.distance,
         )?;
+        for schema in &self.manifest.payload_indexes {
+            fresh.create_field_index(schema.clone())?;
+        }
         let old_name = std::mem::replace(&mut self.manifest.appendable, fresh_name.clone());
         let mut next = self.manifest.clone();
         next.segments.retain(|s| s.name != old_name);

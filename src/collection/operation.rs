@@ -9,7 +9,7 @@
 //! of a format this build does not know is an error, never skipped.
 
 use serde::{Deserialize, Serialize};
-use vecseg_traits::{Payload, PointId, Result, StorageError};
+use vecseg_traits::{FieldSchema, Payload, PointId, Result, StorageError};
 
 /// Format version of the operation encoding.
 pub const OPERATION_FORMAT_VERSION: u16 = 1;
@@ -56,6 +56,10 @@ pub enum Operation {
     },
     /// Remove the whole payloads of `ids`.
     ClearPayload(Vec<PointId>),
+    /// Index a payload key in every segment (and every later one).
+    CreateFieldIndex(FieldSchema),
+    /// Drop the index of a payload key everywhere.
+    DropFieldIndex(String),
 }
 
 /// What a WAL entry holds: the encoding's format version and the operation.
@@ -162,6 +166,7 @@ mod f32_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vecseg_traits::FieldType;
 
     fn payload(v: serde_json::Value) -> Payload {
         v.as_object().cloned().unwrap()
@@ -199,6 +204,8 @@ mod tests {
                 keys: vec!["a".into(), "ü".into()],
             },
             Operation::ClearPayload(vec![]),
+            Operation::CreateFieldIndex(FieldSchema::new("tenant", FieldType::Keyword).tenant()),
+            Operation::DropFieldIndex("price".into()),
         ];
         for op in ops {
             let bytes = op.encode().unwrap();

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use vecseg_traits::{Distance, Payload, PointId, StorageError};
+use vecseg_traits::{
+    Condition, Distance, FieldSchema, FieldType, Filter, Payload, PointId, Range, StorageError,
+};
 
 use super::*;
 
@@ -35,6 +37,8 @@ enum Step {
     Flush,
     Seal,
     Reopen,
+    /// Index payload key `a` or `b` (integers).
+    Index(&'static str),
 }
 
 fn ids() -> impl Strategy<Value = Vec<u64>> {
@@ -52,6 +56,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Flush),
         1 => Just(Step::Seal),
         2 => Just(Step::Reopen),
+        1 => prop_oneof![Just("a"), Just("b")].prop_map(Step::Index),
     ]
 }
 
@@ -95,6 +100,28 @@ fn check(c: &Collection, model: &Model) {
         out
     };
     assert_eq!(in_pages.len(), model.len());
+    // Filtered scrolls (through the payload indexes once they exist)
+    // select exactly what the model's payloads match.
+    let filters = [
+        Filter::must(Condition::integer("b", 3)),
+        Filter::must(Condition::range(
+            "a",
+            Range {
+                gte: Some(-10.0),
+                lt: Some(20.0),
+                ..Default::default()
+            },
+        )),
+    ];
+    for f in &filters {
+        let got = c.scroll(None, 1000, Some(f)).unwrap();
+        let want: Vec<PointId> = model
+            .iter()
+            .filter(|(id, (_, p))| f.matches(PointId::Num(**id), p))
+            .map(|(id, _)| PointId::Num(*id))
+            .collect();
+        assert_eq!(got, want, "{f:?}");
+    }
     if let Some((id, (v, _))) = model.iter().next() {
         let hits = c.search(v, 1, None).unwrap();
         assert_eq!(hits[0].score, 0.0, "the point itself is nearest");
@@ -175,6 +202,10 @@ proptest! {
                     // No flush: what is not in the segments is in the WAL.
                     drop(c);
                     c = Collection::open(dir.path()).unwrap();
+                }
+                Step::Index(key) => {
+                    c.create_field_index(FieldSchema::new(key, FieldType::Integer)).unwrap();
+                    assert!(c.field_indexes().iter().any(|f| f.key == key));
                 }
             }
             check(&c, &model);
@@ -363,4 +394,69 @@ fn shared_writers_from_many_threads_all_land_and_survive_reopen() {
         assert_eq!(c.count().unwrap(), 99);
         assert_eq!(c.get(PointId::Num(301)).unwrap().unwrap().payload["t"], 3);
     }
+}
+
+/// A payload index is a logged operation: it survives a reopen without
+/// flush (replay), reaches sealed segments (as index files) and the
+/// appendable segment that replaces a sealed one, and filtered searches
+/// take the indexed plan in every segment.
+#[test]
+fn field_indexes_reach_every_segment_and_survive_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collection::create(dir.path(), options()).unwrap();
+    let points = |range: std::ops::Range<u64>| {
+        range
+            .map(|i| {
+                let mut p = Payload::new();
+                p.insert("tenant".into(), format!("t{}", i % 50).into());
+                PointData {
+                    id: PointId::Num(i),
+                    vector: vector(i, 0),
+                    payload: p,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    c.upsert_points(points(0..500)).unwrap();
+    let schema = FieldSchema::new("tenant", FieldType::Keyword).tenant();
+    c.create_field_index(schema.clone()).unwrap();
+    assert!(c
+        .create_field_index(FieldSchema::new("", FieldType::Bool))
+        .is_err());
+    drop(c);
+    let mut c = Collection::open(dir.path()).unwrap();
+    assert_eq!(c.field_indexes(), [schema.clone()]);
+    c.seal_appendable().unwrap();
+    c.upsert_points(points(500..1000)).unwrap();
+    let f = Filter::must(Condition::keyword("tenant", "t7"));
+    let check = |c: &Collection| {
+        let hits = c.search(&vector(7, 0), 100, Some(&f)).unwrap();
+        assert_eq!(hits.len(), 20);
+        assert!(hits
+            .iter()
+            .all(|h| matches!(h.id, PointId::Num(n) if n % 50 == 7)));
+        assert_eq!(hits[0].id, PointId::Num(7));
+        assert_eq!(c.appendable.field_indexes(), [schema.clone()]);
+        for (_, s) in &c.sealed {
+            assert_eq!(s.field_indexes(), [schema.clone()]);
+        }
+        assert_eq!(
+            c.appendable.plan(&f).unwrap().kind,
+            crate::PlanKind::Indexed
+        );
+    };
+    check(&c);
+    drop(c);
+    let mut c = Collection::open(dir.path()).unwrap();
+    check(&c);
+    c.drop_field_index("tenant").unwrap();
+    assert!(c.field_indexes().is_empty());
+    assert_eq!(
+        c.appendable.plan(&f).unwrap().kind,
+        crate::PlanKind::FullScan
+    );
+    drop(c);
+    let c = Collection::open(dir.path()).unwrap();
+    assert!(c.field_indexes().is_empty());
+    assert!(c.sealed.iter().all(|(_, s)| s.field_indexes().is_empty()));
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use vecseg_traits::payload::validate_payload;
 use vecseg_traits::{
-    AppendableSegmentEntry, Payload, PointId, Result, SegmentEntry, StorageError, VectorElement,
-    Version,
+    AppendableSegmentEntry, FieldSchema, Payload, PointId, Result, SegmentEntry, StorageError,
+    VectorElement, Version,
 };
 
 use super::operation::{Operation, PointData};
@@ -110,6 +110,30 @@ impl Collection {
         self.log_and_apply(Operation::ClearPayload(ids))
     }
 
+    /// Index payload key `schema.key` in every segment, and in every
+    /// segment created later (a logged operation, like the writes).
+    /// Filtered searches, scrolls and counts then read the index's
+    /// candidates when the filter is selective (see
+    /// [`Segment::plan`](crate::Segment::plan)).
+    pub fn create_field_index(&mut self, schema: FieldSchema) -> Result<u64> {
+        if schema.key.is_empty() {
+            return Err(StorageError::InvalidArgument(
+                "a payload index needs a non-empty key".into(),
+            ));
+        }
+        self.log_and_apply(Operation::CreateFieldIndex(schema))
+    }
+
+    /// Drop the index of payload key `key` everywhere.
+    pub fn drop_field_index(&mut self, key: &str) -> Result<u64> {
+        self.log_and_apply(Operation::DropFieldIndex(key.to_string()))
+    }
+
+    /// The indexed payload keys.
+    pub fn field_indexes(&self) -> &[FieldSchema] {
+        &self.manifest.payload_indexes
+    }
+
     fn log_and_apply(&mut self, op: Operation) -> Result<u64> {
         let entry = op.encode()?;
         self.log_and_apply_with(&entry, |c, seq| c.apply(seq, op))
@@ -196,8 +220,43 @@ impl Collection {
             Operation::ClearPayload(ids) => {
                 self.change_payloads(seq, &ids, PayloadChange::Clear)?
             }
+            Operation::CreateFieldIndex(schema) => self.change_indexes(
+                |segment| segment.create_field_index(schema.clone()),
+                |list| {
+                    list.retain(|s| s.key != schema.key);
+                    list.push(schema.clone());
+                },
+            )?,
+            Operation::DropFieldIndex(key) => self.change_indexes(
+                |segment| segment.drop_field_index(&key).map(drop),
+                |list| list.retain(|s| s.key != key),
+            )?,
         }
         self.last_seq = self.last_seq.max(seq);
+        Ok(())
+    }
+
+    /// Run `change` on every segment and `record` on the manifest's list
+    /// of indexes. Segments flush to record an index, so the WAL is synced
+    /// first: a segment must never persist an operation the log could
+    /// still lose (see [`Collection::flush`]). The manifest is written
+    /// last; a crash before it is repaired by the replay of this entry.
+    fn change_indexes(
+        &mut self,
+        mut change: impl FnMut(&mut dyn SegmentEntry<f32>) -> Result<()>,
+        record: impl FnOnce(&mut Vec<FieldSchema>),
+    ) -> Result<()> {
+        self.wal.sync()?;
+        change(&mut self.appendable)?;
+        for (_, s) in &mut self.sealed {
+            change(s.as_mut())?;
+        }
+        let mut next = self.manifest.clone();
+        record(&mut next.payload_indexes);
+        if next != self.manifest {
+            next.write(&self.dir)?;
+            self.manifest = next;
+        }
         Ok(())
     }
 

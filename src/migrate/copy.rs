@@ -209,7 +209,9 @@ where
 /// `ids/`, `segment.json`) from any `source` segment: the buildable-target
 /// path. Each storage is built from the source's storage of the same
 /// concern (sequential reads; the vector storage in parallel with the other
-/// two), its files written to temporaries, fsynced and renamed; `segment.json` is written last. Verify the result with
+/// two), its files written to temporaries, fsynced and renamed; `segment.json` is written last,
+/// and again after each of the source's indexed payload keys got its
+/// immutable index file (`payload_index/`). Verify the result with
 /// [`verify`] before trusting it.
 pub fn build_mmap<SV, SP, SI>(
     source: &Segment<SV, SP, SI>,
@@ -254,5 +256,9 @@ where
     let mut segment = Segment::create(dir, vectors, payloads, ids)?;
     segment.version = source.version;
     segment.flush()?;
+    // The source's indexed keys become immutable index files.
+    for schema in source.field_indexes() {
+        segment.create_field_index(schema)?;
+    }
     Ok(segment)
 }

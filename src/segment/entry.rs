@@ -3,8 +3,8 @@
 
 use vecseg_traits::{
     AppendableIdMapper, AppendablePayloadStorage, AppendableSegmentEntry, AppendableVectorStorage,
-    Distance, Filter, IdMapper, Payload, PayloadStorage, PointId, Record, Result, ScoredPoint,
-    SegmentEntry, VectorStorage, Version,
+    Distance, FieldSchema, Filter, IdMapper, Payload, PayloadStorage, PointId, Record, Result,
+    ScoredPoint, SegmentEntry, VectorStorage, Version,
 };
 
 use super::state::BackendNames;
@@ -60,6 +60,22 @@ where
         filter: Option<&Filter>,
     ) -> Result<Vec<ScoredPoint>> {
         Segment::search(self, query, k, filter)
+    }
+
+    fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        Segment::count(self, filter)
+    }
+
+    fn create_field_index(&mut self, schema: FieldSchema) -> Result<()> {
+        Segment::create_field_index(self, schema).map(drop)
+    }
+
+    fn drop_field_index(&mut self, key: &str) -> Result<bool> {
+        Segment::drop_field_index(self, key)
+    }
+
+    fn field_indexes(&self) -> Vec<FieldSchema> {
+        Segment::field_indexes(self)
     }
 
     fn delete(&mut self, version: Version, id: PointId) -> Result<bool> {

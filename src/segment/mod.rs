@@ -7,6 +7,8 @@
 //! | `write.rs`  | upsert, delete and payload writes with version checks         |
 //! | `read.rs`   | get, scroll                                                   |
 //! | `search.rs` | exact top-k search (bounded heap, rayon across chunks)        |
+//! | `filter.rs` | the filter planner (index candidates or full scan) and checks |
+//! | `index.rs`  | creating, dropping and loading payload indexes                |
 //! | `state.rs`  | `segment.json`: the persisted segment version and backend kinds |
 //! | `entry.rs`  | the object-safe [`crate::SegmentEntry`] impls                      |
 //! | `verify.rs` | the full read pass of `vecseg inspect --verify`               |
@@ -47,6 +49,8 @@
 
 mod batch;
 mod entry;
+mod filter;
+mod index;
 mod read;
 mod search;
 mod state;
@@ -55,7 +59,10 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
+use crate::payload_index::PayloadIndex;
+
 pub use batch::PointInput;
+pub use filter::{FilterPlan, PlanKind, INDEXED_PLAN_SHARE};
 pub use search::ScanOptions;
 pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
 pub use verify::VerifyReport;
@@ -81,6 +88,8 @@ pub struct Segment<V, P, I> {
     /// Offsets unmapped since the last flush whose payloads are cleared
     /// only once the mappings that stopped pointing at them are durable.
     pub(crate) retired: Vec<PointOffset>,
+    /// Field indexes over the payloads (empty: filters read payloads).
+    pub(crate) index: PayloadIndex,
 }
 
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
@@ -95,6 +104,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             persisted_version: 0,
             dir: None,
             retired: Vec::new(),
+            index: PayloadIndex::default(),
         }
     }
 
@@ -162,6 +172,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             persisted_version: self.persisted_version,
             dir: self.dir,
             retired: self.retired,
+            index: self.index,
         })
     }
 
@@ -296,8 +307,10 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             persisted_version: state.version,
             dir: Some(dir.to_path_buf()),
             retired: Vec::new(),
+            index: PayloadIndex::default(),
         };
         segment.repair()?;
+        segment.load_index(state.payload_index.unwrap_or_default())?;
         Ok(segment)
     }
 
@@ -352,6 +365,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
         if (o as usize) < self.vectors.total_count() {
             self.vectors.delete(o)?;
         }
+        self.index.remove(o);
         self.retired.push(o);
         Ok(())
     }
@@ -404,6 +418,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 durable_sequences: self.durable_sequences(),
                 kind: None,
                 element: None,
+                payload_index: (!self.index.is_empty()).then(|| self.index.state()),
             };
             if let Some((kind, element)) = crate::kinds::detect_kind(&state) {
                 state.kind = Some(kind.name().to_string());

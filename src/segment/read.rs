@@ -34,38 +34,56 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         self.ids.internal(id)
     }
 
-    /// Up to `limit` ids in increasing order from `from` (inclusive) that pass `filter`.
+    /// Up to `limit` ids in increasing order from `from` (inclusive) that
+    /// pass `filter` (through the planner: see [`Segment::plan`]).
     pub fn scroll(
         &self,
         from: Option<PointId>,
         limit: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<PointId>> {
+        if let Some(f) = filter {
+            if let Some(offsets) = self.indexed_matches(f)? {
+                let mut ids = Vec::with_capacity(offsets.len());
+                for o in offsets {
+                    if let Some(id) = self.ids.external(o)? {
+                        if from.is_none_or(|from| id >= from) {
+                            ids.push(id);
+                        }
+                    }
+                }
+                ids.sort_unstable();
+                ids.truncate(limit);
+                return Ok(ids);
+            }
+        }
         let mut out = Vec::new();
         for entry in self.ids.iter_from(from) {
             if out.len() >= limit {
                 break;
             }
             let (id, offset) = entry?;
-            if self.passes(filter, id, offset)? {
+            if filter.map_or(Ok(true), |f| self.check(f, offset))? {
                 out.push(id);
             }
         }
         Ok(out)
     }
 
-    /// Whether the point (`id`, `offset`) passes `filter` (reading the
-    /// payload only when the filter needs it).
-    pub(crate) fn passes(
-        &self,
-        filter: Option<&Filter>,
-        id: PointId,
-        offset: PointOffset,
-    ) -> Result<bool> {
-        Ok(match filter {
-            None => true,
-            Some(f) if f.needs_payload() => f.matches(id, &self.payloads.get(offset)?),
-            Some(f) => f.matches(id, &Default::default()),
-        })
+    /// Number of live points passing `filter` (all live points for
+    /// `None`), through the planner like [`Segment::scroll`].
+    pub fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        let Some(f) = filter else {
+            return Ok(self.ids.available_count());
+        };
+        if let Some(offsets) = self.indexed_matches(f)? {
+            return Ok(offsets.len());
+        }
+        let mut n = 0;
+        for entry in self.ids.iter_from(None) {
+            let (_, offset) = entry?;
+            n += usize::from(self.check(f, offset)?);
+        }
+        Ok(n)
     }
 }

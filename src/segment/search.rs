@@ -163,6 +163,9 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         options: ScanOptions,
     ) -> Result<Vec<ScoredPoint>> {
         V::Element::validate(query, self.vectors.dim())?;
+        if let Some(f) = filter {
+            f.validate()?;
+        }
         let mut q = query.to_vec();
         V::Element::preprocess(self.vectors.distance(), &mut q)?;
         let total = self.vectors.total_count().min(self.ids.total_count());
@@ -171,6 +174,14 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         let k = k.min(total);
         if k == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(offsets) = filter
+            .map(|f| self.indexed_matches(f))
+            .transpose()?
+            .flatten()
+        {
+            let sorted = self.score_exactly(&q, &offsets, k)?;
+            return self.scored_points(sorted);
         }
         let scorer = self.vectors.scorer(&q)?;
         let exact = scorer.is_exact();
@@ -203,6 +214,27 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             sorted = self.rescore(&q, &sorted)?;
         }
         sorted.truncate(k);
+        self.scored_points(sorted)
+    }
+
+    /// The exact top `k` of `offsets` (increasing), scored on the raw
+    /// vectors read with one `get_batch`: how an indexed plan searches.
+    fn score_exactly(
+        &self,
+        query: &[V::Element],
+        offsets: &[PointOffset],
+        k: usize,
+    ) -> Result<Vec<(f32, PointOffset)>> {
+        let distance = self.vectors.distance();
+        let mut top = TopK::new(k);
+        self.vectors.get_batch::<Random>(offsets, &mut |i, v| {
+            top.push(V::Element::score(distance, query, v), offsets[i]);
+        })?;
+        Ok(top.into_sorted())
+    }
+
+    /// Results with ids and versions, best first.
+    fn scored_points(&self, sorted: Vec<(f32, PointOffset)>) -> Result<Vec<ScoredPoint>> {
         let mut out = Vec::with_capacity(sorted.len());
         for (score, offset) in sorted {
             if let Some(id) = self.ids.external(offset)? {
@@ -244,7 +276,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                 let mut failed = None;
                 let keep = |offset| {
                     let passed = match self.ids.external(offset) {
-                        Ok(Some(id)) => self.passes(Some(f), id, offset),
+                        Ok(Some(_)) => self.check(f, offset),
                         Ok(None) => Ok(false),
                         Err(e) => Err(e),
                     };

@@ -15,6 +15,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::VectorStorageRead;
+
+use crate::payload_index::PayloadIndexState;
 use vecseg_traits::{Distance, Result, StorageError, Version};
 
 /// File name of the state file inside a segment directory.
@@ -111,6 +113,11 @@ pub struct SegmentState {
     /// Element type name of the vectors (`f32`, `u8`), with `kind`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub element: Option<String>,
+    /// The payload indexes: indexed keys, and offsets whose payload
+    /// changed after the immutable index files were written. Absent when
+    /// no key is indexed (and in files of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_index: Option<PayloadIndexState>,
 }
 
 impl SegmentState {
@@ -165,6 +172,7 @@ mod tests {
             durable_sequences: [None, Some(7), None],
             kind: Some("chunked".into()),
             element: Some("f32".into()),
+            payload_index: None,
         };
         state.write(dir.path()).unwrap();
         assert_eq!(SegmentState::read(dir.path()).unwrap(), state);

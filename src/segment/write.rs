@@ -66,6 +66,10 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             Target::Stale => Ok(false),
             Target::Apply(o) => {
                 change(&mut self.payloads, o)?;
+                if !self.index.is_empty() {
+                    let now = self.payloads.get(o)?;
+                    self.index.update(o, &now);
+                }
                 self.applied(version, o)
             }
         }
@@ -121,6 +125,7 @@ where
         self.pad_vectors_to(offset)?;
         self.vectors.insert(offset, stored)?;
         self.payloads.overwrite(offset, payload)?;
+        self.index.update(offset, payload);
         if self.ids.internal(id)? == Some(offset) {
             self.ids.set_version(offset, version)?;
         } else {

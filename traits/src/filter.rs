@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::{Result, StorageError};
 use crate::types::{Payload, PointId};
 
 /// One test on a point.
@@ -29,6 +30,13 @@ pub enum Condition {
         key: String,
         /// Expected integer.
         value: i64,
+    },
+    /// The value at `key` is the boolean `value`.
+    MatchBool {
+        /// Dotted payload path.
+        key: String,
+        /// Expected boolean.
+        value: bool,
     },
     /// The number at `key` lies in the range (each bound optional).
     Range {
@@ -57,11 +65,17 @@ pub struct Range {
 }
 
 impl Range {
-    fn contains(&self, x: f64) -> bool {
+    /// Whether `x` lies within every set bound.
+    pub fn contains(&self, x: f64) -> bool {
         self.gt.is_none_or(|b| x > b)
             && self.gte.is_none_or(|b| x >= b)
             && self.lt.is_none_or(|b| x < b)
             && self.lte.is_none_or(|b| x <= b)
+    }
+
+    /// The set bounds, in the order gt, gte, lt, lte.
+    fn bounds(&self) -> impl Iterator<Item = f64> {
+        [self.gt, self.gte, self.lt, self.lte].into_iter().flatten()
     }
 }
 
@@ -95,6 +109,16 @@ impl Filter {
             && !self.must_not.iter().any(|c| c.matches(id, payload))
     }
 
+    /// Check the filter can be evaluated: a range bound that is NaN is an
+    /// [`StorageError::InvalidArgument`] (it would silently match nothing).
+    pub fn validate(&self) -> Result<()> {
+        self.must
+            .iter()
+            .chain(&self.should)
+            .chain(&self.must_not)
+            .try_for_each(Condition::validate)
+    }
+
     /// Whether evaluating the filter needs the payload (false when it only tests ids).
     pub fn needs_payload(&self) -> bool {
         self.must
@@ -122,20 +146,71 @@ impl Condition {
         }
     }
 
+    /// Shorthand for [`Condition::MatchBool`].
+    pub fn boolean(key: impl Into<String>, value: bool) -> Self {
+        Condition::MatchBool {
+            key: key.into(),
+            value,
+        }
+    }
+
+    /// Shorthand for [`Condition::Range`].
+    pub fn range(key: impl Into<String>, range: Range) -> Self {
+        Condition::Range {
+            key: key.into(),
+            range,
+        }
+    }
+
+    /// The payload key this condition tests (`None` for ids and nested filters).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Condition::MatchKeyword { key, .. }
+            | Condition::MatchInteger { key, .. }
+            | Condition::MatchBool { key, .. }
+            | Condition::Range { key, .. } => Some(key),
+            Condition::HasId(_) | Condition::Filter(_) => None,
+        }
+    }
+
+    /// Whether a single payload value satisfies this condition (what
+    /// [`Condition::matches`] tests on each value its key reaches; `false`
+    /// for ids and nested filters).
+    pub fn matches_value(&self, v: &Value) -> bool {
+        match self {
+            Condition::MatchKeyword { value, .. } => v.as_str() == Some(value.as_str()),
+            Condition::MatchInteger { value, .. } => v.as_i64() == Some(*value),
+            Condition::MatchBool { value, .. } => v.as_bool() == Some(*value),
+            Condition::Range { range, .. } => v.as_f64().is_some_and(|x| range.contains(x)),
+            Condition::HasId(_) | Condition::Filter(_) => false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            Condition::Range { key, range } if range.bounds().any(f64::is_nan) => {
+                Err(StorageError::InvalidArgument(format!(
+                    "the range condition on {key:?} has a NaN bound"
+                )))
+            }
+            Condition::Filter(f) => f.validate(),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the point (`id`, `payload`) satisfies the condition.
     pub fn matches(&self, id: PointId, payload: &Payload) -> bool {
         match self {
-            Condition::MatchKeyword { key, value } => {
-                any_value(payload, key, &mut |v| v.as_str() == Some(value.as_str()))
-            }
-            Condition::MatchInteger { key, value } => {
-                any_value(payload, key, &mut |v| v.as_i64() == Some(*value))
-            }
-            Condition::Range { key, range } => any_value(payload, key, &mut |v| {
-                v.as_f64().is_some_and(|x| range.contains(x))
-            }),
             Condition::HasId(ids) => ids.contains(&id),
             Condition::Filter(f) => f.matches(id, payload),
+            c => c.key().is_some_and(|key| {
+                let mut hit = false;
+                for_each_value(payload, key, &mut |v| {
+                    hit = c.matches_value(v);
+                    !hit
+                });
+                hit
+            }),
         }
     }
 
@@ -148,21 +223,28 @@ impl Condition {
     }
 }
 
-/// Walk the dotted `path` and test every value it reaches (arrays fan out).
-fn any_value(payload: &Payload, path: &str, test: &mut dyn FnMut(&Value) -> bool) -> bool {
+/// Call `visit` on every value the dotted `path` reaches in `payload`
+/// (arrays fan out, at any level); stop as soon as `visit` returns `false`.
+/// Returns `false` when stopped early. This is how conditions and payload
+/// indexes read a key, so both see the same values.
+pub fn for_each_value(
+    payload: &Payload,
+    path: &str,
+    visit: &mut dyn FnMut(&Value) -> bool,
+) -> bool {
     let (head, rest) = match path.split_once('.') {
         Some((h, r)) => (h, Some(r)),
         None => (path, None),
     };
-    payload.get(head).is_some_and(|v| walk(v, rest, test))
+    payload.get(head).is_none_or(|v| walk(v, rest, visit))
 }
 
-fn walk(value: &Value, rest: Option<&str>, test: &mut dyn FnMut(&Value) -> bool) -> bool {
+fn walk(value: &Value, rest: Option<&str>, visit: &mut dyn FnMut(&Value) -> bool) -> bool {
     match (value, rest) {
-        (Value::Array(items), _) => items.iter().any(|v| walk(v, rest, test)),
-        (v, None) => test(v),
-        (Value::Object(map), Some(path)) => any_value(map, path, test),
-        _ => false,
+        (Value::Array(items), _) => items.iter().all(|v| walk(v, rest, visit)),
+        (v, None) => visit(v),
+        (Value::Object(map), Some(path)) => for_each_value(map, path, visit),
+        _ => true,
     }
 }
 
@@ -196,6 +278,25 @@ mod tests {
         assert!(r(Some(0.5), Some(1.0)).matches(id, &p));
         assert!(!r(Some(0.6), None).matches(id, &p));
         assert!(Condition::HasId([id].into()).matches(id, &p));
+        let b = payload(json!({"flag": [false, true], "n": 1}));
+        assert!(Condition::boolean("flag", true).matches(id, &b));
+        assert!(Condition::boolean("flag", false).matches(id, &b));
+        assert!(!Condition::boolean("n", true).matches(id, &b));
+        let nan = Filter::must(Condition::range(
+            "n",
+            Range {
+                lt: Some(f64::NAN),
+                ..Default::default()
+            },
+        ));
+        assert!(matches!(
+            nan.validate(),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        assert!(Filter::must(Condition::Filter(Box::new(nan)))
+            .validate()
+            .is_err());
+        assert!(Filter::must(Condition::integer("n", 1)).validate().is_ok());
         assert!(!Condition::HasId([PointId::Num(8)].into()).matches(id, &p));
     }
 

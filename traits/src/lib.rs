@@ -50,6 +50,7 @@ pub mod error;
 pub mod filter;
 pub mod fsutil;
 pub mod id_map;
+pub mod index_schema;
 pub mod payload;
 pub mod scorer;
 pub mod segment;
@@ -65,8 +66,9 @@ pub use bitvec;
 pub use distance::Distance;
 pub use element::VectorElement;
 pub use error::{IoResultExt, Result, StorageError};
-pub use filter::{Condition, Filter, Range};
+pub use filter::{for_each_value, Condition, Filter, Range};
 pub use id_map::{AppendableIdMapper, IdMapper, IdMapperRead};
+pub use index_schema::{FieldSchema, FieldType};
 pub use payload::{
     nested_payload, payload_depth, validate_payload, AppendablePayloadStorage, PayloadStorage,
     PayloadStorageRead, MAX_PAYLOAD_DEPTH,

@@ -93,6 +93,12 @@ pub trait PayloadStorageRead: Send + Sync {
     fn disk_bytes(&self) -> u64 {
         0
     }
+
+    /// Whether payloads can only be cleared, never written (a segment then
+    /// keeps its payload indexes in immutable files).
+    fn is_immutable(&self) -> bool {
+        false
+    }
 }
 
 /// Clearing and persisting; what immutable storages support.

@@ -13,6 +13,7 @@ use crate::distance::Distance;
 use crate::element::VectorElement;
 use crate::error::Result;
 use crate::filter::Filter;
+use crate::index_schema::FieldSchema;
 use crate::types::{Payload, PointId, Record, ScoredPoint, Version};
 
 /// Operations every segment supports, whatever its backends.
@@ -41,6 +42,15 @@ pub trait SegmentEntry<T: VectorElement = f32>: Send + Sync {
     ) -> Result<Vec<PointId>>;
     /// Exact top-`k` search among live points passing `filter`, best first.
     fn search(&self, query: &[T], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredPoint>>;
+    /// Number of live points passing `filter` (all of them for `None`).
+    fn count(&self, filter: Option<&Filter>) -> Result<usize>;
+    /// Index payload key `schema.key` (replacing its index, if any); a
+    /// persistent segment records it durably (it flushes).
+    fn create_field_index(&mut self, schema: FieldSchema) -> Result<()>;
+    /// Drop the index of payload key `key`; whether there was one.
+    fn drop_field_index(&mut self, key: &str) -> Result<bool>;
+    /// The indexed payload keys.
+    fn field_indexes(&self) -> Vec<FieldSchema>;
     /// Delete point `id`; `Ok(false)` if it was absent or the operation is stale.
     fn delete(&mut self, version: Version, id: PointId) -> Result<bool>;
     /// Remove the whole payload of `id`; `Ok(false)` if the operation is stale.

@@ -17,6 +17,11 @@ use crate::scorer::QueryScorer;
 use crate::scorer::RawScorer;
 use crate::types::PointOffset;
 
+/// How many reads ahead the default [`VectorStorageRead::get_batch`]
+/// prefetches: far enough to overlap several cache misses, near enough
+/// that the lines are still cached when read.
+pub const PREFETCH_AHEAD: usize = 16;
+
 /// Reading vectors by offset.
 pub trait VectorStorageRead: Send + Sync {
     /// Component type.
@@ -65,16 +70,27 @@ pub trait VectorStorageRead: Send + Sync {
     fn get<P: AccessPattern>(&self, offset: PointOffset) -> Result<Self::Vector<'_>>;
 
     /// Read many vectors, calling `f(i, vector)` for `offsets[i]`. Callbacks
-    /// may come in any order; backends use this to batch I/O.
+    /// may come in any order; backends use this to batch I/O. The default
+    /// reads them in order, [prefetching](Self::prefetch) a few ahead.
     fn get_batch<P: AccessPattern>(
         &self,
         offsets: &[PointOffset],
         f: &mut dyn FnMut(usize, &[Self::Element]),
     ) -> Result<()> {
         for (i, &offset) in offsets.iter().enumerate() {
+            if let Some(&ahead) = offsets.get(i + PREFETCH_AHEAD) {
+                self.prefetch(ahead);
+            }
             f(i, &self.get::<P>(offset)?);
         }
         Ok(())
+    }
+
+    /// A hint that the vector at `offset` is read soon: storages whose
+    /// vectors are in memory (or mapped) start loading its cache lines.
+    /// Never an error; the default does nothing.
+    fn prefetch(&self, offset: PointOffset) {
+        let _ = offset;
     }
 
     /// Call `f(offset, vector)` for every slot in `range` that is not flagged

@@ -662,6 +662,12 @@ impl<T: VectorElement> VectorStorageRead for ChunkedVectorStorage<T> {
         }
     }
 
+    fn prefetch(&self, offset: PointOffset) {
+        if let Ok(v) = self.get::<vecseg_traits::Random>(offset) {
+            vecseg_mmap::prefetch(v);
+        }
+    }
+
     fn deleted_bits(&self) -> &BitSlice<u64> {
         &self.deleted
     }

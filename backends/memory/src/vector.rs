@@ -82,6 +82,12 @@ impl<T: VectorElement> VectorStorageRead for MemoryVectorStorage<T> {
             })
     }
 
+    fn prefetch(&self, offset: PointOffset) {
+        if let Ok(v) = self.get::<vecseg_traits::Random>(offset) {
+            vecseg_mmap::prefetch(v);
+        }
+    }
+
     fn deleted_bits(&self) -> &BitSlice<u64> {
         &self.deleted
     }

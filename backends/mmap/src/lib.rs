@@ -41,6 +41,7 @@ pub use file::{MmapFile, MmapFileMut};
 pub use header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
 pub use id_map::MmapIdMapper;
 pub use payload::MmapPayloadStorage;
+pub use raw::prefetch::prefetch;
 pub use uring::{
     detected_backend, io_uring_unavailable_reason, BatchReader, ReadBackend, ReadCounts,
 };

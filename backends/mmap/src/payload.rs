@@ -451,6 +451,10 @@ impl PayloadStorageRead for MmapPayloadStorage {
         Some(self.cleared.generation())
     }
 
+    fn is_immutable(&self) -> bool {
+        true
+    }
+
     fn disk_bytes(&self) -> u64 {
         (self.data.len() + self.offsets.len()) as u64 + self.cleared.file_len()
     }

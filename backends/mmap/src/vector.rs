@@ -673,6 +673,14 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         self.vector_in(data, offset)
     }
 
+    fn prefetch(&self, offset: PointOffset) {
+        if let Ok(data) = self.data(&self.random) {
+            if let Ok(v) = self.vector_in(data, offset) {
+                crate::prefetch(v);
+            }
+        }
+    }
+
     /// Reads through the sequential mapping when the offsets are clustered
     /// (`max - min < 2 * len`, so read-ahead pays off) and through the
     /// random one otherwise, whatever `P` says. With
@@ -697,6 +705,13 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         };
         let data = self.data(map)?;
         for (i, &o) in offsets.iter().enumerate() {
+            // Start the misses of a vector a few reads ahead, so scattered
+            // warm reads overlap instead of waiting one by one.
+            if let Some(ahead) = offsets.get(i + vecseg_traits::vector::PREFETCH_AHEAD) {
+                if let Ok(v) = self.vector_in(data, *ahead) {
+                    crate::prefetch(v);
+                }
+            }
             f(i, self.vector_in(data, o)?);
         }
         Ok(())

@@ -421,6 +421,10 @@ where
         self.raw.get_batch::<P>(offsets, f)
     }
 
+    fn prefetch(&self, offset: PointOffset) {
+        self.raw.prefetch(offset);
+    }
+
     fn scan_live<P: AccessPattern, F: FnMut(PointOffset, &[f32])>(
         &self,
         range: std::ops::Range<PointOffset>,

@@ -17,7 +17,10 @@ use rand::SeedableRng;
 use vecseg_traits::{Filter, PointId, Record, Result, ScoredPoint};
 
 use super::dataset::Dataset;
-use super::measure::{measure_queries, resident_bytes, ConfigReport, QueryTarget, Workload};
+use super::measure::{
+    measure_queries, resident_bytes, tenant_index, tenant_searches, ConfigReport, QueryTarget,
+    Workload,
+};
 use crate::collection::{Collection, CollectionOptions, PointData};
 
 /// Name of the configuration.
@@ -86,11 +89,16 @@ pub fn measure(
     r.disk_bytes = vecseg_traits::fsutil::dir_size(dir);
     drop(c);
     let t = Instant::now();
-    let c = Collection::open(dir)?;
+    let mut c = Collection::open(dir)?;
     r.open_ms = Some(t.elapsed().as_secs_f64() * 1e3);
 
     let mut rng = StdRng::seed_from_u64(work.seed);
     measure_queries(&mut r, &c, data, truth, work, &mut rng, progress)?;
+    progress.set_message(format!("{NAME}: tenant index"));
+    c.create_field_index(tenant_index())?;
+    let (qps, p50) = tenant_searches(&c, data, work)?;
+    r.indexed_filtered_search_qps = Some(qps);
+    r.indexed_filtered_p50_ms = Some(p50);
     // After the searches touched every vector, as the segment
     // configurations measure after their scan.
     r.resident_mb = resident_bytes().saturating_sub(rss_before) as f64 / 1e6;

@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use vecseg_traits::{
-    Condition, Filter, IdMapperRead, PayloadStorageRead, PointId, PointOffset, Random, Record,
-    Result, ScoredPoint, Sequential, VectorStorageRead,
+    Condition, FieldSchema, FieldType, Filter, IdMapper, IdMapperRead, PayloadStorage,
+    PayloadStorageRead, PointId, PointOffset, Random, Record, Result, ScoredPoint, Sequential,
+    VectorStorage, VectorStorageRead,
 };
 
 use super::configs::Config;
@@ -54,8 +55,21 @@ pub struct ConfigReport {
     pub search_p50_ms: f64,
     /// 99th percentile search latency.
     pub search_p99_ms: f64,
-    /// Tenant-filtered search queries per second.
+    /// Tenant-filtered search queries per second, no payload index.
     pub filtered_search_qps: f64,
+    /// Tenant-filtered search queries per second with a keyword index on
+    /// the tenant key.
+    #[serde(default)]
+    pub indexed_filtered_search_qps: Option<f64>,
+    /// Median latency of the indexed tenant-filtered search.
+    #[serde(default)]
+    pub indexed_filtered_p50_ms: Option<f64>,
+    /// Bytes the tenant index holds in RAM (heap) and in files.
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
+    /// Bytes of the tenant index's posting lists per (point, value) pair.
+    #[serde(default)]
+    pub posting_bytes_per_pair: Option<f64>,
     /// Mean external → internal id lookup latency (`None` for a collection).
     pub id_lookup_ns: Option<f64>,
     /// Mean random vector read latency right after the storage dropped its
@@ -124,7 +138,7 @@ pub fn measure<C: Config>(
     r.flush_ms = ms(t.elapsed());
     r.disk_bytes = vecseg_traits::fsutil::dir_size(dir);
     let t = Instant::now();
-    let seg = C::reopen(dir, seg)?;
+    let mut seg = C::reopen(dir, seg)?;
     if C::PERSISTENT {
         r.open_ms = Some(ms(t.elapsed()));
     }
@@ -197,6 +211,7 @@ pub fn measure<C: Config>(
             r.cold_batch_get_us = Some(t.elapsed().as_secs_f64() * 1e6 / offsets.len() as f64);
         }
     }
+    measure_indexed(&mut r, &mut seg, data, work, progress)?;
     Ok(r)
 }
 
@@ -277,14 +292,60 @@ pub fn measure_queries(
     };
 
     progress.set_message(format!("{}: filtered search", r.name));
-    let filtered_queries = data.query_count();
+    r.filtered_search_qps = tenant_searches(target, data, work)?.0;
+    Ok(())
+}
+
+/// One search per query, each filtered to one tenant (round robin):
+/// queries per second and median latency.
+pub fn tenant_searches(
+    target: &impl QueryTarget,
+    data: &Dataset,
+    work: Workload,
+) -> Result<(f64, f64)> {
+    let mut latencies = Vec::with_capacity(data.query_count());
     let t = Instant::now();
-    for q in 0..filtered_queries {
+    for q in 0..data.query_count() {
         let tenant = format!("tenant-{}", q % data.tenants.max(1));
-        let filter = Filter::must(Condition::keyword("tenant", tenant));
+        let filter = Filter::must(Condition::keyword(TENANT_KEY, tenant));
+        let start = Instant::now();
         std::hint::black_box(target.search_points(data.query(q), work.top, Some(&filter))?);
+        latencies.push(start.elapsed());
     }
-    r.filtered_search_qps = filtered_queries as f64 / t.elapsed().as_secs_f64();
+    let qps = data.query_count() as f64 / t.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok((qps, ms(percentile(&latencies, 0.50))))
+}
+
+/// The payload key holding each point's tenant.
+pub const TENANT_KEY: &str = "tenant";
+
+/// The tenant key's index schema.
+pub fn tenant_index() -> FieldSchema {
+    FieldSchema::new(TENANT_KEY, FieldType::Keyword).tenant()
+}
+
+/// Index the tenant key of `seg`, then time tenant-filtered search again.
+fn measure_indexed<V, P, I>(
+    r: &mut ConfigReport,
+    seg: &mut Segment<V, P, I>,
+    data: &Dataset,
+    work: Workload,
+    progress: &ProgressBar,
+) -> Result<()>
+where
+    V: VectorStorage<Element = f32>,
+    P: PayloadStorage,
+    I: IdMapper,
+{
+    progress.set_message(format!("{}: tenant index", r.name));
+    let stats = seg.create_field_index(tenant_index())?;
+    r.index_bytes = Some(stats.ram_bytes + stats.disk_bytes);
+    r.posting_bytes_per_pair = Some(stats.posting_bytes as f64 / stats.pairs.max(1) as f64);
+    progress.set_message(format!("{}: indexed filtered search", r.name));
+    let (qps, p50) = tenant_searches(seg, data, work)?;
+    r.indexed_filtered_search_qps = Some(qps);
+    r.indexed_filtered_p50_ms = Some(p50);
     Ok(())
 }
 

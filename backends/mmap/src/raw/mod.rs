@@ -5,6 +5,8 @@
 //! * [`advice`] — `madvise` / `posix_fadvise` calls that drop pages.
 //! * [`uring`] — the io_uring batch reader (submission entries point at
 //!   buffers the kernel writes into).
+//! * [`prefetch`] — software prefetch of memory about to be read (the
+//!   intrinsic takes a raw pointer).
 //!
 //! Everything above this module works on `&[u8]` / `&mut [u8]` and casts
 //! through `bytemuck`'s checked functions, so size and alignment are
@@ -13,4 +15,5 @@
 
 pub mod advice;
 pub mod map;
+pub mod prefetch;
 pub mod uring;
