@@ -425,7 +425,7 @@ fn field_indexes_reach_every_segment_and_survive_replay() {
         .is_err());
     drop(c);
     let mut c = Collection::open(dir.path()).unwrap();
-    assert_eq!(c.field_indexes(), [schema.clone()]);
+    assert_eq!(c.field_indexes(), std::slice::from_ref(&schema));
     c.seal_appendable().unwrap();
     c.upsert_points(points(500..1000)).unwrap();
     let f = Filter::must(Condition::keyword("tenant", "t7"));
@@ -436,9 +436,9 @@ fn field_indexes_reach_every_segment_and_survive_replay() {
             .iter()
             .all(|h| matches!(h.id, PointId::Num(n) if n % 50 == 7)));
         assert_eq!(hits[0].id, PointId::Num(7));
-        assert_eq!(c.appendable.field_indexes(), [schema.clone()]);
+        assert_eq!(c.appendable.field_indexes(), std::slice::from_ref(&schema));
         for (_, s) in &c.sealed {
-            assert_eq!(s.field_indexes(), [schema.clone()]);
+            assert_eq!(s.field_indexes(), std::slice::from_ref(&schema));
         }
         assert_eq!(
             c.appendable.plan(&f).unwrap().kind,
