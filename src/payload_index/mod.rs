@@ -201,12 +201,32 @@ pub fn build_mutable(
     schema: &FieldSchema,
     payloads: &dyn PayloadStorageRead,
 ) -> Result<MutableFieldIndex> {
-    let mut index = MutableFieldIndex::new(schema.clone());
-    payloads.for_each(&mut |offset, payload| {
-        index.update(offset, &payload);
-        Ok(true)
-    })?;
-    Ok(index)
+    let mut built = build_mutable_all(std::slice::from_ref(schema), payloads)?;
+    Ok(built
+        .pop()
+        .unwrap_or_else(|| MutableFieldIndex::new(schema.clone())))
+}
+
+/// Mutable indexes of every one of `schemas`, in one pass over the
+/// payloads (decoding them is most of the cost).
+pub fn build_mutable_all(
+    schemas: &[FieldSchema],
+    payloads: &dyn PayloadStorageRead,
+) -> Result<Vec<MutableFieldIndex>> {
+    let mut indexes: Vec<MutableFieldIndex> = schemas
+        .iter()
+        .cloned()
+        .map(MutableFieldIndex::new)
+        .collect();
+    if !indexes.is_empty() {
+        payloads.for_each(&mut |offset, payload| {
+            for index in &mut indexes {
+                index.update(offset, &payload);
+            }
+            Ok(true)
+        })?;
+    }
+    Ok(indexes)
 }
 
 /// Write the immutable index file of `schema` in `segment_dir` from

@@ -12,8 +12,8 @@ use vecseg_traits::{
 
 use super::Segment;
 use crate::payload_index::{
-    build_immutable, build_mutable, immutable_path, FieldIndex, FieldIndexStats, FieldSchema,
-    ImmutableFieldIndex, PayloadIndex, PayloadIndexState,
+    build_immutable, build_mutable, build_mutable_all, immutable_path, FieldIndex, FieldIndexStats,
+    FieldSchema, ImmutableFieldIndex, PayloadIndex, PayloadIndexState,
 };
 
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
@@ -52,11 +52,11 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
     pub(crate) fn load_index(&mut self, state: PayloadIndexState) -> Result<()> {
         let mut index = PayloadIndex::default();
         index.set_stale(state.stale.iter().copied());
-        for schema in &state.fields {
-            let field = match &self.dir {
-                Some(dir) if self.payloads.is_immutable() => {
+        match &self.dir {
+            Some(dir) if self.payloads.is_immutable() => {
+                for schema in &state.fields {
                     let path = immutable_path(dir, schema);
-                    match ImmutableFieldIndex::open(&path, schema) {
+                    let field = match ImmutableFieldIndex::open(&path, schema) {
                         Ok(i) => FieldIndex::Immutable(i),
                         Err(e) => {
                             log::warn!(
@@ -65,11 +65,15 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                             );
                             self.rebuilt_or_in_ram(schema)?
                         }
-                    }
+                    };
+                    index.insert(field);
                 }
-                _ => FieldIndex::Mutable(build_mutable(schema, &self.payloads)?),
-            };
-            index.insert(field);
+            }
+            _ => {
+                for field in build_mutable_all(&state.fields, &self.payloads)? {
+                    index.insert(FieldIndex::Mutable(field));
+                }
+            }
         }
         self.index = index;
         Ok(())
