@@ -2,8 +2,10 @@
 //! thread, a filter matching 1% of the points (100 tenants): with a
 //! keyword index on the tenant key (mutable form in RAM, immutable form in
 //! an mmap segment) next to the same search without an index, in the same
-//! run. Also times what a reopen pays for the mutable form (rebuilding it
-//! from every payload) and prints the indexes' sizes.
+//! run; and the same filters on a second key whose tenants hold contiguous
+//! runs of offsets (the layout defragmentation by tenant produces). Also
+//! times what a reopen pays for the mutable form (rebuilding it from every
+//! payload) and prints the indexes' sizes.
 //!
 //! `VECSEG_INDEX_BENCH_N` overrides the point count.
 
@@ -33,7 +35,13 @@ fn bench(c: &mut Criterion) {
     let mut seg =
         create_chunked_segment::<f32>(&dir.path().join("chunked"), DIM, Distance::Cosine).unwrap();
     for i in 0..n {
-        let p = json!({ "tenant": format!("tenant-{}", i % TENANTS), "n": i });
+        // `tenant` is scattered (every 100th point); `block` holds the
+        // same shares in contiguous runs, the layout defragmentation by
+        // tenant produces.
+        let p = json!({
+            "tenant": format!("tenant-{}", i % TENANTS),
+            "block": format!("tenant-{}", i * TENANTS / n),
+        });
         let p = p.as_object().unwrap().clone();
         seg.upsert(1, PointId::Num(i as u64), &rng.vector(DIM), &p)
             .unwrap();
@@ -44,6 +52,14 @@ fn bench(c: &mut Criterion) {
         .map(|q| {
             Filter::must(Condition::keyword(
                 "tenant",
+                format!("tenant-{}", q % TENANTS),
+            ))
+        })
+        .collect();
+    let blocks: Vec<Filter> = (0..64)
+        .map(|q| {
+            Filter::must(Condition::keyword(
+                "block",
                 format!("tenant-{}", q % TENANTS),
             ))
         })
@@ -63,6 +79,8 @@ fn bench(c: &mut Criterion) {
     );
     let schema = FieldSchema::new("tenant", FieldType::Keyword).tenant();
     let stats = seg.create_field_index(schema.clone()).unwrap();
+    seg.create_field_index(FieldSchema::new("block", FieldType::Keyword))
+        .unwrap();
     assert_eq!(seg.plan(&filters[0]).unwrap().kind, PlanKind::Indexed);
     println!("mutable index: {stats:?}");
     round_robin(
@@ -70,6 +88,15 @@ fn bench(c: &mut Criterion) {
         "mutable_index_chunked",
         &queries,
         &filters,
+        |q, f| {
+            black_box(seg.search_with(q, 10, Some(f), one_thread).unwrap());
+        },
+    );
+    round_robin(
+        &mut group,
+        "mutable_index_chunked_contiguous_tenants",
+        &queries,
+        &blocks,
         |q, f| {
             black_box(seg.search_with(q, 10, Some(f), one_thread).unwrap());
         },
@@ -87,6 +114,15 @@ fn bench(c: &mut Criterion) {
         "immutable_index_mmap",
         &queries,
         &filters,
+        |q, f| {
+            black_box(mmap.search_with(q, 10, Some(f), one_thread).unwrap());
+        },
+    );
+    round_robin(
+        &mut group,
+        "immutable_index_mmap_contiguous_tenants",
+        &queries,
+        &blocks,
         |q, f| {
             black_box(mmap.search_with(q, 10, Some(f), one_thread).unwrap());
         },

@@ -22,6 +22,10 @@ const REPORT_KEYS: &[&str] = &[
     "search_p50_ms",
     "search_p99_ms",
     "filtered_search_qps",
+    "indexed_filtered_search_qps",
+    "indexed_filtered_p50_ms",
+    "index_bytes",
+    "posting_bytes_per_pair",
     "id_lookup_ns",
     "cold_random_get_us",
     "cold_batch_get_us",
@@ -71,6 +75,13 @@ fn compare_runs_every_configuration_on_a_tiny_dataset() {
         for key in REPORT_KEYS {
             assert!(c.get(*key).is_some(), "{} lacks {key}", c["name"]);
         }
+        // Every configuration measures tenant-filtered search again with
+        // an index on the tenant key.
+        assert!(
+            c["indexed_filtered_search_qps"].as_f64().unwrap() > 0.0,
+            "{}",
+            c["name"]
+        );
         let sweep = c["oversampling"].as_array().unwrap();
         if sweep.is_empty() {
             // Exact configurations: recall must be perfect.
@@ -176,15 +187,18 @@ fn inspect_describes_a_segment_and_rejects_non_segments() {
     let seg_dir = dir.path().join("seg");
     let mut seg = kinds::create_chunked_segment::<f32>(&seg_dir, 4, Distance::Dot).unwrap();
     for i in 0..25u64 {
+        let payload = serde_json::json!({ "tenant": format!("t{}", i % 5) });
         seg.upsert(
             i + 1,
             PointId::Num(i),
             &[1.0, 2.0, 3.0, i as f32],
-            &Default::default(),
+            payload.as_object().unwrap(),
         )
         .unwrap();
     }
     seg.delete(100, PointId::Num(3)).unwrap();
+    seg.create_field_index(vecseg::FieldSchema::new("tenant", vecseg::FieldType::Keyword).tenant())
+        .unwrap();
     seg.flush().unwrap();
     drop(seg);
     let r = vecseg().arg("inspect").arg(&seg_dir).output().unwrap();
@@ -193,6 +207,10 @@ fn inspect_describes_a_segment_and_rejects_non_segments() {
     assert!(out.contains("version     100"), "{out}");
     assert!(out.contains("24 live, 25 slots, 1 deleted"), "{out}");
     assert!(out.contains("ChunkedVectorStorage"), "{out}");
+    assert!(
+        out.contains("index       \"tenant\" keyword (tenant): 5 values, 24 points"),
+        "{out}"
+    );
     assert!(
         out.contains("segment.json") && out.contains("vectors/"),
         "{out}"

@@ -218,6 +218,24 @@ fn summary<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
     if min <= max {
         let _ = writeln!(out, "point vers. {min} ..= {max}");
     }
+    for field in s.payload_index().fields() {
+        let schema = field.schema();
+        let stats = field.stats();
+        let _ = writeln!(
+            out,
+            "index       {:?} {}{}: {} values, {} points, {} pairs, {} skipped, {:.2} B/pair postings, {} B in RAM, {} B on disk",
+            schema.key,
+            schema.field_type.name(),
+            if schema.is_tenant { " (tenant)" } else { "" },
+            stats.values,
+            stats.points,
+            stats.pairs,
+            stats.skipped,
+            stats.posting_bytes as f64 / stats.pairs.max(1) as f64,
+            stats.ram_bytes,
+            stats.disk_bytes
+        );
+    }
     Ok(out)
 }
 

@@ -118,6 +118,12 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         )
     }
 
+    /// Whether the id mapper maps `offset` (the scan's liveness test next
+    /// to the deleted flags it already skips).
+    pub(crate) fn is_mapped(&self, offset: PointOffset) -> Result<bool> {
+        Ok(self.ids.external(offset)?.is_some())
+    }
+
     /// Whether the point at `offset` passes `filter`.
     pub(crate) fn check(&self, filter: &Filter, offset: PointOffset) -> Result<bool> {
         Check {

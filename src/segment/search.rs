@@ -273,19 +273,28 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                 )?;
             }
             Some(f) => {
+                // Score first, check the filter only for a point that would
+                // enter the heap: with a top-k of a few points, most
+                // points never beat the threshold, so most payloads are
+                // never read (the check is the expensive part).
                 let mut failed = None;
-                let keep = |offset| {
-                    let passed = match self.ids.external(offset) {
-                        Ok(Some(_)) => self.check(f, offset),
-                        Ok(None) => Ok(false),
-                        Err(e) => Err(e),
-                    };
-                    passed.unwrap_or_else(|e| {
-                        failed = failed.take().or(Some(e));
-                        false
-                    })
-                };
-                scorer.score_live(range, keep, |offset, s| top.push(s, offset))?;
+                scorer.score_live(
+                    range,
+                    |_| true,
+                    |offset, s| {
+                        if s <= top.threshold || failed.is_some() {
+                            return;
+                        }
+                        match self
+                            .is_mapped(offset)
+                            .and_then(|mapped| Ok(mapped && self.check(f, offset)?))
+                        {
+                            Ok(true) => top.push(s, offset),
+                            Ok(false) => {}
+                            Err(e) => failed = Some(e),
+                        }
+                    },
+                )?;
                 if let Some(e) = failed {
                     return Err(e);
                 }
