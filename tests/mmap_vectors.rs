@@ -326,7 +326,9 @@ fn get_batch_via_uring_option() {
     let s = MmapVectorStorage::<f32>::open(dir.path(), opts).unwrap();
     let scattered = random_offsets(100, 1000, 3);
     let clustered: Vec<PointOffset> = (200..300).collect();
-    for offsets in [scattered, clustered] {
+    // Cold: scattered batches go to io_uring.
+    s.clear_cache().unwrap();
+    for offsets in [scattered.clone(), clustered] {
         let mut n = 0;
         s.get_batch::<Random>(&offsets, &mut |i, v| {
             n += 1;
@@ -340,6 +342,18 @@ fn get_batch_via_uring_option() {
         c.io_uring + c.pread,
         100,
         "only the scattered batch goes to the file"
+    );
+    // Warm (every page resident): the mapping serves it.
+    s.populate();
+    let mut n = 0;
+    s.get_batch::<Random>(&scattered, &mut |_, _| n += 1)
+        .unwrap();
+    assert_eq!(n, scattered.len());
+    let warm = s.io_counts();
+    assert_eq!(
+        warm.io_uring + warm.pread,
+        100,
+        "a warm batch skips io_uring"
     );
 }
 

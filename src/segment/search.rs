@@ -175,16 +175,18 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         if k == 0 {
             return Ok(Vec::new());
         }
-        if let Some(offsets) = filter
+        let candidates = filter
             .map(|f| self.indexed_matches(f))
             .transpose()?
-            .flatten()
-        {
-            let sorted = self.score_exactly(&q, &offsets, k)?;
-            return self.scored_points(sorted);
-        }
+            .flatten();
         let scorer = self.vectors.scorer(&q)?;
         let exact = scorer.is_exact();
+        if exact {
+            if let Some(offsets) = &candidates {
+                let sorted = self.score_exactly(&q, offsets, k)?;
+                return self.scored_points(sorted);
+            }
+        }
         let rescore = !exact
             && options
                 .rescore
@@ -194,6 +196,20 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         } else {
             ((k as f64 * f64::from(options.oversampling)).ceil() as usize).min(total)
         };
+        if let Some(offsets) = &candidates {
+            // Codes: score the candidates through them (the raw vectors
+            // may be cold on disk), then rescore like the scan does.
+            let mut top = TopK::new(want);
+            for &o in offsets {
+                top.push(scorer.score(o)?, o);
+            }
+            let mut sorted = top.into_sorted();
+            if rescore {
+                sorted = self.rescore(&q, &sorted)?;
+            }
+            sorted.truncate(k);
+            return self.scored_points(sorted);
+        }
         let chunks = total.div_ceil(CHUNK);
         let scan = |c: usize| {
             let range = (c * CHUNK) as PointOffset..((c + 1) * CHUNK).min(total) as PointOffset;
@@ -218,7 +234,8 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
     }
 
     /// The exact top `k` of `offsets` (increasing), scored on the raw
-    /// vectors read with one `get_batch`: how an indexed plan searches.
+    /// vectors read with one `get_batch`: how an indexed plan searches a
+    /// raw storage.
     fn score_exactly(
         &self,
         query: &[V::Element],

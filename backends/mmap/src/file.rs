@@ -110,6 +110,11 @@ impl MmapFile {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// Whether the page holding byte `at` is in memory (`mincore`).
+    pub fn is_resident(&self, at: usize) -> bool {
+        raw::advice::page_is_resident(&self.map, at)
+    }
 }
 
 /// A read-write shared mapping of a whole file that can grow.

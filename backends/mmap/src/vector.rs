@@ -629,6 +629,21 @@ impl<T: VectorElement> MmapVectorStorage<T> {
     }
 
     #[inline]
+    /// Whether a batch is probably in the page cache: the pages of a few
+    /// of its vectors, spread over the batch, are all resident. A warm
+    /// batch reads faster through the mapping than through io_uring (a
+    /// 1%-filtered search on 200k × 128: 4 ms through io_uring, 0.2 ms
+    /// through the mapping); a cold one the other way round.
+    fn looks_resident(&self, offsets: &[PointOffset]) -> bool {
+        const PROBES: usize = 8;
+        let vector_bytes = self.dim * std::mem::size_of::<T>();
+        let step = (offsets.len() / PROBES).max(1);
+        offsets.iter().step_by(step).take(PROBES).all(|&o| {
+            self.random
+                .is_resident(self.data_offset + o as usize * vector_bytes)
+        })
+    }
+
     fn vector_in<'a>(&self, data: &'a [T], offset: PointOffset) -> Result<&'a [T]> {
         let out_of_range = StorageError::OffsetOutOfRange {
             offset,
@@ -685,7 +700,8 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
     /// (`max - min < 2 * len`, so read-ahead pays off) and through the
     /// random one otherwise, whatever `P` says. With
     /// [`MmapVectorOptions::batch_reads_via_uring`], scattered batches are
-    /// read with io_uring instead.
+    /// read with io_uring instead, unless a probe of a few of their pages
+    /// finds them in memory.
     fn get_batch<P: AccessPattern>(
         &self,
         offsets: &[PointOffset],
@@ -696,7 +712,7 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         };
         self.check_offsets(&[max])?;
         let clustered = ((max - min) as usize) < 2 * offsets.len();
-        if !clustered && self.options.batch_reads_via_uring {
+        if !clustered && self.options.batch_reads_via_uring && !self.looks_resident(offsets) {
             return self.read_batch_uring(offsets, f);
         }
         let map = match &self.sequential {
@@ -840,6 +856,8 @@ mod tests {
         };
         let s = MmapVectorStorage::build(dir.path(), &src, opts).unwrap();
         for offsets in [vec![3u32, 4, 5, 6], vec![0, 99, 50], vec![]] {
+            // Cold, so the scattered batch is not served by the mapping.
+            s.clear_cache().unwrap();
             let mut got = vec![Vec::new(); offsets.len()];
             s.get_batch::<Random>(&offsets, &mut |i, v| got[i] = v.to_vec())
                 .unwrap();

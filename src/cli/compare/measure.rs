@@ -195,6 +195,10 @@ pub fn measure<C: Config>(
     }
     r.id_lookup_ns = Some(t.elapsed().as_secs_f64() * 1e9 / lookups.len() as f64);
 
+    // Before the cold reads, which leave the storage's pages dropped.
+    measure_indexed(&mut r, &mut seg, data, work, progress)?;
+    let v = seg.vectors();
+
     progress.set_message(format!("{}: cold reads", C::NAME));
     let offsets: Vec<PointOffset> = (0..1000).map(|_| rng.gen_range(0..total.max(1))).collect();
     if total > 0 && v.drop_page_cache()? {
@@ -211,7 +215,6 @@ pub fn measure<C: Config>(
             r.cold_batch_get_us = Some(t.elapsed().as_secs_f64() * 1e6 / offsets.len() as f64);
         }
     }
-    measure_indexed(&mut r, &mut seg, data, work, progress)?;
     Ok(r)
 }
 

@@ -59,3 +59,27 @@ pub fn system_page_size() -> usize {
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(n).ok().filter(|n| *n > 0).unwrap_or(4096)
 }
+
+/// Whether the page holding byte `at` of `map` is resident in memory
+/// (`mincore`); `false` when `at` lies outside the mapping or the call
+/// fails.
+pub fn page_is_resident(map: &Mmap, at: usize) -> bool {
+    if at >= map.len() {
+        return false;
+    }
+    let page = system_page_size();
+    let start = (at / page) * page;
+    let mut status = 0u8;
+    // SAFETY: `map.as_ptr()` is page-aligned (mappings start on a page),
+    // so `start` is a page-aligned address inside the live mapping, and
+    // one page from it is within the mapping's last page. mincore writes
+    // one byte per page of the range: exactly the one `status` provides.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr().add(start) as *mut libc::c_void,
+            1,
+            &mut status as *mut u8 as *mut libc::c_uchar,
+        )
+    };
+    rc == 0 && status & 1 == 1
+}
