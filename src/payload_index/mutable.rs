@@ -1,13 +1,14 @@
 //! [`MutableFieldIndex`]: the in-RAM form of a field index for appendable
 //! segments, kept up to date by every payload write.
 //!
-//! Values map to [`RoaringBitmap`]s of offsets in a `BTreeMap` (ordered, so
-//! integer and float ranges are one `range` walk), and each offset keeps
-//! the list of its values so an update removes exactly what it added. It
+//! Values map to [`RoaringBitmap`]s of offsets through a `BTreeMap`
+//! (ordered, so integer and float ranges are one `range` walk), and each
+//! offset keeps the ids of its values (one `u32` for a single value) so an
+//! update removes exactly what it added. It
 //! is not persisted: a segment rebuilds it from its payloads at open (see
 //! `docs/design-decisions.md` for the measured cost).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use roaring::RoaringBitmap;
@@ -17,15 +18,40 @@ use super::field::{FieldIndexRead, FieldIndexStats};
 use super::value::{float_span, integer_span, values_at, FieldTypeExt, IndexedValue, ValueMatch};
 use vecseg_traits::FieldSchema;
 
+/// `MutableFieldIndex::single` of an offset without values.
+const NONE: u32 = u32::MAX;
+/// `MutableFieldIndex::single` of an offset whose values are in `multi`.
+const MULTI: u32 = u32::MAX - 1;
+
+/// One distinct value and the offsets holding it.
+#[derive(Debug, Clone)]
+struct Entry {
+    value: IndexedValue,
+    offsets: RoaringBitmap,
+}
+
 /// A field index in RAM, updated in place.
+///
+/// Each distinct value gets a numeric id (never reused; an entry whose
+/// offsets all went keeps its id for the next time the value comes back).
+/// An offset records the ids of its values so an update removes exactly
+/// what it added: one `u32` per offset when it holds at most one value
+/// (the common case), a side table for offsets with several.
 #[derive(Debug, Clone)]
 pub struct MutableFieldIndex {
     schema: FieldSchema,
-    postings: BTreeMap<IndexedValue, RoaringBitmap>,
-    /// Values of each offset (index = offset), to undo an update.
-    values_of: Vec<Vec<IndexedValue>>,
+    /// Value → id, ordered (ranges are one `range` walk).
+    ids: BTreeMap<IndexedValue, u32>,
+    /// Id → value and offsets.
+    entries: Vec<Entry>,
+    /// Per offset: its value id, [`NONE`] or [`MULTI`].
+    single: Vec<u32>,
+    /// Value ids of the offsets holding several values.
+    multi: HashMap<PointOffset, Box<[u32]>>,
     skipped: RoaringBitmap,
     pairs: usize,
+    points: usize,
+    live_values: usize,
 }
 
 impl MutableFieldIndex {
@@ -33,10 +59,14 @@ impl MutableFieldIndex {
     pub fn new(schema: FieldSchema) -> Self {
         MutableFieldIndex {
             schema,
-            postings: BTreeMap::new(),
-            values_of: Vec::new(),
+            ids: BTreeMap::new(),
+            entries: Vec::new(),
+            single: Vec::new(),
+            multi: HashMap::new(),
             skipped: RoaringBitmap::new(),
             pairs: 0,
+            points: 0,
+            live_values: 0,
         }
     }
 
@@ -51,38 +81,82 @@ impl MutableFieldIndex {
         if values.is_empty() {
             return;
         }
-        for v in &values {
-            self.postings.entry(v.clone()).or_default().insert(offset);
-        }
-        self.pairs += values.len();
+        let ids: Vec<u32> = values.into_iter().map(|v| self.add(v, offset)).collect();
+        self.pairs += ids.len();
+        self.points += 1;
         let slot = offset as usize;
-        if self.values_of.len() <= slot {
-            self.values_of.resize_with(slot + 1, Vec::new);
+        if self.single.len() <= slot {
+            self.single.resize(slot + 1, NONE);
         }
-        self.values_of[slot] = values;
+        if let [id] = ids[..] {
+            self.single[slot] = id;
+        } else {
+            self.single[slot] = MULTI;
+            self.multi.insert(offset, ids.into_boxed_slice());
+        }
+    }
+
+    /// Add `offset` to the entry of `value` (created if new); its id.
+    fn add(&mut self, value: IndexedValue, offset: PointOffset) -> u32 {
+        let id = match self.ids.get(&value) {
+            Some(&id) => id,
+            None => {
+                let id = self.entries.len() as u32;
+                self.ids.insert(value.clone(), id);
+                self.entries.push(Entry {
+                    value,
+                    offsets: RoaringBitmap::new(),
+                });
+                id
+            }
+        };
+        let offsets = &mut self.entries[id as usize].offsets;
+        if offsets.is_empty() {
+            self.live_values += 1;
+        }
+        offsets.insert(offset);
+        id
     }
 
     /// Forget whatever `offset` held.
     pub fn remove(&mut self, offset: PointOffset) {
         self.skipped.remove(offset);
-        let Some(values) = self.values_of.get_mut(offset as usize) else {
+        let Some(slot) = self.single.get_mut(offset as usize) else {
             return;
         };
-        for v in std::mem::take(values) {
+        let ids: Box<[u32]> = match std::mem::replace(slot, NONE) {
+            NONE => return,
+            MULTI => self.multi.remove(&offset).unwrap_or_default(),
+            id => Box::new([id]),
+        };
+        self.points -= 1;
+        for id in ids.iter() {
             self.pairs -= 1;
-            if let Some(bitmap) = self.postings.get_mut(&v) {
-                bitmap.remove(offset);
-                if bitmap.is_empty() {
-                    self.postings.remove(&v);
+            if let Some(entry) = self.entries.get_mut(*id as usize) {
+                entry.offsets.remove(offset);
+                if entry.offsets.is_empty() {
+                    self.live_values -= 1;
                 }
             }
+        }
+    }
+
+    /// The value ids of `offset`.
+    fn ids_of(&self, offset: PointOffset) -> &[u32] {
+        match self.single.get(offset as usize) {
+            None | Some(&NONE) => &[],
+            Some(&MULTI) => self.multi.get(&offset).map_or(&[], |ids| &ids[..]),
+            Some(id) => std::slice::from_ref(id),
         }
     }
 
     /// Every distinct value with its offsets, in increasing value order
     /// (what [`super::ImmutableFieldIndex::build`] takes).
     pub fn postings(&self) -> impl Iterator<Item = (&IndexedValue, &RoaringBitmap)> {
-        self.postings.iter()
+        self.ids.values().filter_map(|&id| {
+            let e = &self.entries[id as usize];
+            (!e.offsets.is_empty()).then_some((&e.value, &e.offsets))
+        })
     }
 
     /// Call `f` with the posting list of every value satisfying `m`.
@@ -97,8 +171,8 @@ impl MutableFieldIndex {
             ValueMatch::Range(_) => None,
         };
         if let Some(v) = exact {
-            if let Some(bitmap) = self.postings.get(&v) {
-                f(bitmap);
+            if let Some(&id) = self.ids.get(&v) {
+                f(&self.entries[id as usize].offsets);
             }
             return;
         }
@@ -109,12 +183,9 @@ impl MutableFieldIndex {
             _ => float_span(r).map(|(lo, hi)| (IndexedValue::Float(lo), IndexedValue::Float(hi))),
         };
         if let Some((lo, hi)) = span {
-            for (v, bitmap) in self
-                .postings
-                .range((Bound::Included(lo), Bound::Included(hi)))
-            {
+            for (v, &id) in self.ids.range((Bound::Included(lo), Bound::Included(hi))) {
                 if v.satisfies(m) {
-                    f(bitmap);
+                    f(&self.entries[id as usize].offsets);
                 }
             }
         }
@@ -139,9 +210,9 @@ impl FieldIndexRead for MutableFieldIndex {
     fn offset_matches(&self, offset: PointOffset, m: &ValueMatch<'_>) -> bool {
         self.schema.field_type.answers(m)
             && self
-                .values_of
-                .get(offset as usize)
-                .is_some_and(|values| values.iter().any(|v| v.satisfies(m)))
+                .ids_of(offset)
+                .iter()
+                .any(|&id| self.entries[id as usize].value.satisfies(m))
     }
 
     fn skipped(&self) -> &RoaringBitmap {
@@ -150,30 +221,34 @@ impl FieldIndexRead for MutableFieldIndex {
 
     fn stats(&self) -> FieldIndexStats {
         let posting_bytes: u64 = self
-            .postings
-            .values()
-            .map(|b| b.serialized_size() as u64)
+            .entries
+            .iter()
+            .map(|e| e.offsets.serialized_size() as u64)
             .sum();
         let value_bytes = |v: &IndexedValue| match v {
             IndexedValue::Keyword(s) => s.capacity() + std::mem::size_of::<IndexedValue>(),
             _ => std::mem::size_of::<IndexedValue>(),
         };
-        let values_of: usize = self
-            .values_of
+        // Values are held twice (map key and entry), plus the per-offset ids.
+        let values: usize = self
+            .entries
             .iter()
-            .map(|vs| {
-                std::mem::size_of::<Vec<IndexedValue>>() + vs.iter().map(value_bytes).sum::<usize>()
-            })
+            .map(|e| 2 * value_bytes(&e.value) + 4)
             .sum();
-        let keys: usize = self.postings.keys().map(value_bytes).sum();
+        let per_offset = self.single.capacity() * 4
+            + self
+                .multi
+                .values()
+                .map(|ids| ids.len() * 4 + 24)
+                .sum::<usize>();
         FieldIndexStats {
-            values: self.postings.len(),
-            points: self.values_of.iter().filter(|v| !v.is_empty()).count(),
+            values: self.live_values,
+            points: self.points,
             pairs: self.pairs,
             skipped: self.skipped.len() as usize,
             posting_bytes,
             ram_bytes: posting_bytes
-                + (values_of + keys) as u64
+                + (values + per_offset) as u64
                 + self.skipped.serialized_size() as u64,
             disk_bytes: 0,
         }
@@ -217,6 +292,20 @@ mod tests {
         assert!(idx.skipped().is_empty());
         let stats = idx.stats();
         assert_eq!((stats.values, stats.points, stats.pairs), (1, 1, 1));
+        // A value whose offsets all went comes back under its old id.
+        idx.update(4, &payload(json!({"t": ["a", "c"]})));
+        assert_eq!(matching(&idx, ValueMatch::Keyword("a")), [4]);
+        assert_eq!(matching(&idx, ValueMatch::Keyword("c")), [1, 4]);
+        let stats = idx.stats();
+        assert_eq!((stats.values, stats.points, stats.pairs), (2, 2, 3));
+        let values: Vec<_> = idx.postings().map(|(v, b)| (v.clone(), b.len())).collect();
+        assert_eq!(
+            values,
+            [
+                (IndexedValue::Keyword("a".into()), 1),
+                (IndexedValue::Keyword("c".into()), 2)
+            ]
+        );
         // A type the index does not answer matches nothing.
         assert_eq!(idx.estimate(&ValueMatch::Integer(5)), 0);
         assert!(!idx.offset_matches(1, &ValueMatch::Integer(5)));
