@@ -91,6 +91,22 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         let Some((candidates, proven)) = self.candidates(filter, total)? else {
             return Ok(None);
         };
+        // The common tenant filter: one indexed condition that produced the
+        // candidates and answers for all of them. Only liveness is left.
+        let whole_filter_proven = proven.as_ref().is_some_and(|p| {
+            p.unchecked.is_empty()
+                && filter.should.is_empty()
+                && filter.must_not.is_empty()
+                && matches!(&filter.must[..], [c] if std::ptr::eq(c, p.condition))
+        });
+        let total_live = self.vectors.total_count().min(total);
+        if whole_filter_proven {
+            let out = candidates
+                .into_iter()
+                .filter(|&o| (o as usize) < total_live && !self.vectors.is_deleted(o))
+                .collect();
+            return Ok(Some(out));
+        }
         let mut check = Check {
             segment: self,
             payload: None,
