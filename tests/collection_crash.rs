@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use vecseg::collection::{Collection, CollectionOptions, Durability, PointData, WalOptions};
-use vecseg::{Distance, Payload, PointId};
+use vecseg::{Condition, Distance, FieldSchema, FieldType, Filter, Payload, PointId, Range};
 
 use process::self_exe;
 
@@ -33,6 +33,8 @@ enum Step {
     Set(Vec<u64>, i64),
     Flush,
     Seal,
+    /// Index integer payload key `a` or `b` (a logged operation).
+    Index(&'static str),
 }
 
 fn steps(seed: u64) -> Vec<Step> {
@@ -49,12 +51,13 @@ fn steps(seed: u64) -> Vec<Step> {
                     .map(|_| rng.gen_range(0..IDS))
                     .collect(),
             ),
-            70..=93 => Step::Set(
+            70..=92 => Step::Set(
                 (0..rng.gen_range(1..6))
                     .map(|_| rng.gen_range(0..IDS))
                     .collect(),
                 rng.gen_range(-9..9),
             ),
+            93 => Step::Index(if rng.gen_bool(0.5) { "a" } else { "b" }),
             94..=97 => Step::Flush,
             _ => Step::Seal,
         })
@@ -116,6 +119,7 @@ fn model(steps: &[Step], n: u64) -> BTreeMap<u64, (Vec<f32>, Payload)> {
                     }
                 }
             }
+            Step::Index(_) => {}
             Step::Flush | Step::Seal => continue,
         }
         seq += 1;
@@ -148,6 +152,9 @@ fn collection_crash_child() {
                 .unwrap(),
             Step::Delete(v) => c.delete_points(ids(&v)).unwrap(),
             Step::Set(v, x) => c.set_payload(ids(&v), payload("b", x)).unwrap(),
+            Step::Index(key) => c
+                .create_field_index(FieldSchema::new(key, FieldType::Integer))
+                .unwrap(),
             Step::Flush => {
                 c.flush().unwrap();
                 continue;
@@ -180,6 +187,28 @@ fn check(dir: &Path, steps: &[Step], acked: u64) {
         }
     }
     assert_eq!(c.count().unwrap(), want.len());
+    // Filtered reads (through whatever payload indexes were recovered)
+    // select what the model's payloads match.
+    let filters = [
+        Filter::must(Condition::range(
+            "a",
+            Range {
+                gte: Some(-100.0),
+                lt: Some(300.0),
+                ..Default::default()
+            },
+        )),
+        Filter::must(Condition::integer("b", 3)),
+    ];
+    for f in &filters {
+        let got = c.scroll(None, usize::MAX, Some(f)).unwrap();
+        let expected: Vec<PointId> = want
+            .iter()
+            .filter(|(id, (_, p))| f.matches(PointId::Num(**id), p))
+            .map(|(id, _)| PointId::Num(*id))
+            .collect();
+        assert_eq!(got, expected, "after {n} ops: {f:?}");
+    }
 }
 
 fn kill_cycles(cycles: usize, seed: u64) -> usize {
