@@ -124,6 +124,12 @@ impl PayloadIndex {
         field.skipped() | &self.stale
     }
 
+    /// How many offsets [`PayloadIndex::unchecked`] holds, without
+    /// building the set.
+    pub fn unchecked_count(&self, field: &dyn FieldIndexRead) -> usize {
+        field.skipped().union_len(&self.stale) as usize
+    }
+
     /// Whether the index of `field` cannot answer for `offset` (see
     /// [`PayloadIndex::unchecked`]).
     pub fn is_unchecked(&self, field: &dyn FieldIndexRead, offset: PointOffset) -> bool {

@@ -99,11 +99,10 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                 && filter.must_not.is_empty()
                 && matches!(&filter.must[..], [c] if std::ptr::eq(c, p.condition))
         });
-        let total_live = self.vectors.total_count().min(total);
         if whole_filter_proven {
             let out = candidates
                 .into_iter()
-                .filter(|&o| (o as usize) < total_live && !self.vectors.is_deleted(o))
+                .filter(|&o| self.is_live(o))
                 .collect();
             return Ok(Some(out));
         }
@@ -114,7 +113,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         };
         let mut out = Vec::with_capacity(candidates.len() as usize);
         for offset in candidates {
-            if self.is_live(offset)? {
+            if self.is_live(offset) {
                 check.payload = None;
                 if check.filter(filter, offset)? {
                     out.push(offset);
@@ -127,11 +126,9 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
     /// Whether `offset` holds a live point: by the segment's invariant
     /// (see the module docs of `segment`), a vector slot not flagged
     /// deleted below the id mapper's count is mapped.
-    pub(crate) fn is_live(&self, offset: PointOffset) -> Result<bool> {
-        Ok(
-            (offset as usize) < self.vectors.total_count().min(self.ids.total_count())
-                && !self.vectors.is_deleted(offset),
-        )
+    pub(crate) fn is_live(&self, offset: PointOffset) -> bool {
+        (offset as usize) < self.vectors.total_count().min(self.ids.total_count())
+            && !self.vectors.is_deleted(offset)
     }
 
     /// Whether the id mapper maps `offset` (the scan's liveness test next
@@ -215,12 +212,14 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         Ok(match c {
             Condition::HasId(ids) => Some(ids.len().min(total)),
             Condition::Filter(f) => self.source_size(f, total)?,
-            c => ValueMatch::of(c).and_then(|(key, m)| {
-                let field = self.index.field(key)?;
-                field.schema().field_type.answers(&m).then(|| {
-                    (field.estimate(&m) + self.index.unchecked(field).len() as usize).min(total)
+            c => {
+                ValueMatch::of(c).and_then(|(key, m)| {
+                    let field = self.index.field(key)?;
+                    field.schema().field_type.answers(&m).then(|| {
+                        (field.estimate(&m) + self.index.unchecked_count(field)).min(total)
+                    })
                 })
-            }),
+            }
         })
     }
 
