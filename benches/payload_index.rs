@@ -16,9 +16,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
+use vecseg::index::payload::build_mutable;
 use vecseg::kinds::create_chunked_segment;
 use vecseg::mmap::MmapVectorOptions;
-use vecseg::payload_index::build_mutable;
 use vecseg::testing::Rng;
 use vecseg::{Condition, Distance, FieldSchema, FieldType, Filter, PlanKind, PointId, ScanOptions};
 

@@ -36,9 +36,9 @@
 
 pub mod cli;
 pub mod collection;
+pub mod index;
 pub mod kinds;
 pub mod migrate;
-pub mod payload_index;
 pub mod prelude;
 pub mod segment;
 

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use vecseg::index::payload::immutable_path;
 use vecseg::kinds::{create_chunked_segment, open_chunked_segment, open_mmap_segment};
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::mmap::MmapVectorOptions;
-use vecseg::payload_index::immutable_path;
 use vecseg::testing::Rng;
 use vecseg::{
     Condition, Distance, FieldSchema, FieldType, Filter, IdMapperRead, Payload, PayloadStorageRead,

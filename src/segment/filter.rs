@@ -17,7 +17,7 @@ use vecseg_traits::{
 };
 
 use super::Segment;
-use crate::payload_index::{Cardinality, FieldTypeExt, ValueMatch};
+use crate::index::payload::{Cardinality, FieldTypeExt, ValueMatch};
 
 /// Largest share of the segment's offsets an index may name for the
 /// planner to read candidates instead of scanning.

@@ -11,7 +11,7 @@ use vecseg_traits::{
 };
 
 use super::Segment;
-use crate::payload_index::{
+use crate::index::payload::{
     build_immutable, build_mutable, build_mutable_all, immutable_path, FieldIndex, FieldIndexStats,
     FieldSchema, ImmutableFieldIndex, PayloadIndex, PayloadIndexState,
 };

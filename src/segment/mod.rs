@@ -59,7 +59,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-use crate::payload_index::PayloadIndex;
+use crate::index::payload::PayloadIndex;
 
 pub use batch::PointInput;
 pub use filter::{FilterPlan, PlanKind, INDEXED_PLAN_SHARE};

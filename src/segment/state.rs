@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::VectorStorageRead;
 
-use crate::payload_index::PayloadIndexState;
+use crate::index::payload::PayloadIndexState;
 use vecseg_traits::{Distance, Result, StorageError, Version};
 
 /// File name of the state file inside a segment directory.

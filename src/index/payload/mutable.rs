@@ -258,7 +258,7 @@ impl FieldIndexRead for MutableFieldIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload_index::FieldType;
+    use crate::index::payload::FieldType;
     use serde_json::json;
     use vecseg_traits::Range;
 
