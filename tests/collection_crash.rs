@@ -1,6 +1,7 @@
 //! A collection survives SIGKILL at any instant: a child process writes
 //! (batch upserts, deletes, payload changes, flushes, WAL file rollover,
-//! seals that build mmap segments) and prints the sequence number of every
+//! seals and optimizations — convert, merge, vacuum, defragment by a
+//! tenant key — that build mmap segments) and prints the sequence number of every
 //! acknowledged operation; the parent kills it at a random moment, reopens
 //! the collection and checks that it holds exactly the state after
 //! operations `1..=n`, where `n` is the last acknowledged operation or the
@@ -16,7 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use vecseg::collection::{Collection, CollectionOptions, Durability, PointData, WalOptions};
+use vecseg::collection::{
+    Collection, CollectionOptions, Durability, OptimizerOptions, PointData, WalOptions,
+};
 use vecseg::{Condition, Distance, FieldSchema, FieldType, Filter, Payload, PointId, Range};
 
 use process::self_exe;
@@ -33,8 +36,12 @@ enum Step {
     Set(Vec<u64>, i64),
     Flush,
     Seal,
+    /// Run every due optimization.
+    Optimize,
     /// Index integer payload key `a` or `b` (a logged operation).
     Index(&'static str),
+    /// Index `a` as the tenant key (logged; later builds defragment).
+    Tenant,
 }
 
 fn steps(seed: u64) -> Vec<Step> {
@@ -58,8 +65,10 @@ fn steps(seed: u64) -> Vec<Step> {
                 rng.gen_range(-9..9),
             ),
             93 => Step::Index(if rng.gen_bool(0.5) { "a" } else { "b" }),
-            94..=97 => Step::Flush,
-            _ => Step::Seal,
+            94 => Step::Tenant,
+            95..=96 => Step::Flush,
+            97 => Step::Seal,
+            _ => Step::Optimize,
         })
         .collect()
 }
@@ -86,14 +95,22 @@ fn options(cycle: usize) -> CollectionOptions {
     } else {
         Durability::None
     };
-    CollectionOptions::new(DIM, Distance::Euclid).with_wal(WalOptions {
-        file_capacity: 16 << 10,
-        durability,
-    })
+    CollectionOptions::new(DIM, Distance::Euclid)
+        .with_wal(WalOptions {
+            file_capacity: 16 << 10,
+            durability,
+        })
+        .with_optimizer(OptimizerOptions {
+            convert_points: 40,
+            convert_bytes: u64::MAX,
+            max_segments: 2,
+            vacuum_ratio: 0.2,
+            vacuum_min_dead: 5,
+        })
 }
 
-/// The state after the first `n` logged operations (flushes and seals are
-/// not logged).
+/// The state after the first `n` logged operations (flushes, seals and
+/// optimizations are not logged).
 fn model(steps: &[Step], n: u64) -> BTreeMap<u64, (Vec<f32>, Payload)> {
     let mut m = BTreeMap::new();
     let mut seq = 0;
@@ -119,8 +136,8 @@ fn model(steps: &[Step], n: u64) -> BTreeMap<u64, (Vec<f32>, Payload)> {
                     }
                 }
             }
-            Step::Index(_) => {}
-            Step::Flush | Step::Seal => continue,
+            Step::Index(_) | Step::Tenant => {}
+            Step::Flush | Step::Seal | Step::Optimize => continue,
         }
         seq += 1;
     }
@@ -128,7 +145,8 @@ fn model(steps: &[Step], n: u64) -> BTreeMap<u64, (Vec<f32>, Payload)> {
 }
 
 /// The child: run the steps against the collection in `dir`, printing
-/// `ACK <seq>` after every acknowledged operation.
+/// `ACK <seq>` after every acknowledged operation, and `OPT begin` /
+/// `OPT end` around every optimization.
 #[test]
 fn collection_crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
@@ -155,12 +173,23 @@ fn collection_crash_child() {
             Step::Index(key) => c
                 .create_field_index(FieldSchema::new(key, FieldType::Integer))
                 .unwrap(),
+            Step::Tenant => {
+                let mut schema = FieldSchema::new("a", FieldType::Integer);
+                schema.is_tenant = true;
+                c.create_field_index(schema).unwrap()
+            }
             Step::Flush => {
                 c.flush().unwrap();
                 continue;
             }
             Step::Seal => {
                 c.seal_appendable().unwrap();
+                continue;
+            }
+            Step::Optimize => {
+                println!("OPT begin");
+                c.optimize().unwrap();
+                println!("OPT end");
                 continue;
             }
         };
@@ -211,9 +240,11 @@ fn check(dir: &Path, steps: &[Step], acked: u64) {
     }
 }
 
-fn kill_cycles(cycles: usize, seed: u64) -> usize {
+/// Writers killed mid-way, and how many of them inside an optimization.
+fn kill_cycles(cycles: usize, seed: u64) -> (usize, usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut killed = 0;
+    let mut killed_optimizing = 0;
     let mut run_ms = 500u64;
     for cycle in 0..=cycles {
         let root = tempfile::tempdir().unwrap();
@@ -236,12 +267,18 @@ fn kill_cycles(cycles: usize, seed: u64) -> usize {
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut last = 0u64;
+            let mut optimizing = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some((_, n)) = line.split_once("ACK ") {
                     last = n.trim().parse().unwrap_or(last);
                 }
+                optimizing = match line.as_str() {
+                    "OPT begin" => true,
+                    "OPT end" => false,
+                    _ => optimizing,
+                };
             }
-            last
+            (last, optimizing)
         });
         if cycle == 0 {
             let started = std::time::Instant::now();
@@ -258,19 +295,21 @@ fn kill_cycles(cycles: usize, seed: u64) -> usize {
                 killed += 1;
             }
         }
-        let acked = reader.join().unwrap();
+        let (acked, optimizing) = reader.join().unwrap();
+        killed_optimizing += usize::from(optimizing && cycle > 0);
         check(&dir, &steps(op_seed), acked);
     }
-    killed
+    (killed, killed_optimizing)
 }
 
 #[test]
 fn killed_collection_writers_lose_no_acknowledged_operation() {
-    let killed = kill_cycles(12, 1);
+    let (killed, optimizing) = kill_cycles(12, 1);
     assert!(
         killed >= 6,
         "only {killed} of 12 writers were killed mid-way"
     );
+    println!("{killed} of 12 writers killed mid-way, {optimizing} during an optimization");
 }
 
 /// The long run the closing note reports: `cargo test --test
@@ -287,8 +326,8 @@ fn collection_crash_many() {
     };
     let cycles = env("VECSEG_CRASH_CYCLES", 1000) as usize;
     let seed = env("VECSEG_CRASH_SEED", 7);
-    let killed = kill_cycles(cycles, seed);
+    let (killed, optimizing) = kill_cycles(cycles, seed);
     println!(
-        "collection: {killed} of {cycles} writers killed mid-way (seed {seed}), every reopen consistent"
+        "collection: {killed} of {cycles} writers killed mid-way, {optimizing} of them during an optimization (seed {seed}), every reopen consistent"
     );
 }

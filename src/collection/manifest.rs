@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::{Distance, FieldSchema, Result, StorageError};
 
+use super::optimizer::OptimizerOptions;
 use super::wal::Durability;
 use crate::kinds::SegmentKind;
 
@@ -62,6 +63,10 @@ pub struct Manifest {
     /// later, indexes them (absent in manifests of older builds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payload_indexes: Vec<FieldSchema>,
+    /// When the optimizer rebuilds segments (defaults in manifests of
+    /// older builds).
+    #[serde(default)]
+    pub optimizer: OptimizerOptions,
 }
 
 impl Manifest {

@@ -45,6 +45,7 @@
 mod lock;
 pub mod manifest;
 pub mod operation;
+pub mod optimizer;
 mod read;
 mod shared;
 pub mod wal;
@@ -58,11 +59,11 @@ use vecseg_traits::{Distance, IoResultExt, Result, SegmentEntry, StorageError};
 use crate::kinds::{
     create_chunked_segment, open_chunked_segment, open_mmap_segment, ChunkedSegment, SegmentKind,
 };
-use crate::migrate::build_mmap;
 use crate::mmap::MmapVectorOptions;
 pub use lock::{DirLock, LOCK_FILE};
 use manifest::{Manifest, SegmentRecord, MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use operation::{Operation, PointData};
+pub use optimizer::{OptimizationKind, OptimizationReport, OptimizerHandle, OptimizerOptions};
 pub use shared::SharedCollection;
 pub use wal::{Durability, Wal, WalOptions};
 
@@ -80,6 +81,8 @@ pub struct CollectionOptions {
     pub distance: Distance,
     /// The write-ahead log's file size and durability.
     pub wal: WalOptions,
+    /// When the optimizer rebuilds segments.
+    pub optimizer: OptimizerOptions,
 }
 
 impl CollectionOptions {
@@ -90,12 +93,19 @@ impl CollectionOptions {
             dim,
             distance,
             wal: WalOptions::default(),
+            optimizer: OptimizerOptions::default(),
         }
     }
 
     /// These options with `wal`.
     pub fn with_wal(mut self, wal: WalOptions) -> Self {
         self.wal = wal;
+        self
+    }
+
+    /// These options with `optimizer`.
+    pub fn with_optimizer(mut self, optimizer: OptimizerOptions) -> Self {
+        self.optimizer = optimizer;
         self
     }
 }
@@ -132,6 +142,8 @@ pub struct Collection {
     /// Writes return once applied, without waiting for the WAL; the
     /// caller waits ([`SharedCollection`] does, outside its lock).
     defer_durability: bool,
+    /// The optimization between its begin and its finish, if any.
+    optimizing: Option<optimizer::Running>,
 }
 
 impl std::fmt::Debug for Collection {
@@ -174,6 +186,7 @@ impl Collection {
             appendable: String::new(),
             next_segment: 0,
             payload_indexes: Vec::new(),
+            optimizer: options.optimizer,
         };
         let name = manifest.new_segment_name();
         create_chunked_segment::<f32>(&segment_dir(dir, &name), options.dim, options.distance)?;
@@ -247,6 +260,7 @@ impl Collection {
             last_seq,
             unusable: None,
             defer_durability: false,
+            optimizing: None,
         };
         let wal_dir = dir.join(WAL_DIR);
         for (seq, bytes) in entries {
@@ -318,52 +332,24 @@ impl Collection {
         Ok(self.last_seq)
     }
 
-    /// Turn the appendable segment into an immutable mmap segment and
-    /// start a new, empty appendable one (what the optimizer does). Crash
-    /// safe: the manifest switch is the commit point; directories it does
-    /// not list are removed at the next open.
-    pub fn seal_appendable(&mut self) -> Result<()> {
-        self.flush()?;
-        let mmap_name = self.manifest.new_segment_name();
-        let mmap = build_mmap(
-            &self.appendable,
-            &segment_dir(&self.dir, &mmap_name),
-            &MmapVectorOptions::default(),
-            &mut |_| {},
-        )?;
-        let fresh_name = self.manifest.new_segment_name();
-        let mut fresh = create_chunked_segment::<f32>(
-            &segment_dir(&self.dir, &fresh_name),
-            self.manifest.dim,
-            self.manifest.distance,
-        )?;
-        for schema in &self.manifest.payload_indexes {
-            fresh.create_field_index(schema.clone())?;
-        }
-        let old_name = std::mem::replace(&mut self.manifest.appendable, fresh_name.clone());
-        let mut next = self.manifest.clone();
-        next.segments.retain(|s| s.name != old_name);
-        next.segments.push(SegmentRecord {
-            name: mmap_name.clone(),
-            kind: SegmentKind::Mmap.name().to_string(),
-        });
-        next.segments.push(SegmentRecord {
-            name: fresh_name,
-            kind: SegmentKind::Chunked.name().to_string(),
-        });
-        next.write(&self.dir)?;
-        self.manifest = next;
-        let old = std::mem::replace(&mut self.appendable, fresh);
-        drop(old);
-        self.sealed.push((mmap_name, Box::new(mmap)));
-        let old_dir = segment_dir(&self.dir, &old_name);
-        std::fs::remove_dir_all(&old_dir).at(&old_dir)?;
-        Ok(())
+    /// Convert the appendable segment into an immutable mmap segment now,
+    /// whatever its size, and start a new, empty appendable one (the
+    /// optimizer's convert, see [`optimizer`]). Crash safe: the manifest
+    /// switch is the commit point; directories it does not list are
+    /// removed at the next open.
+    pub fn seal_appendable(&mut self) -> Result<OptimizationReport> {
+        let convert = optimizer::Optimization {
+            kind: OptimizationKind::Convert,
+            sources: vec![self.manifest.appendable.clone()],
+            reason: "requested".into(),
+        };
+        self.run_optimization(convert)
     }
 }
 
 /// Remove directories under `segments/` the manifest does not list
-/// (leftovers of a seal interrupted before or after its manifest switch).
+/// (leftovers of an optimization interrupted before or after its manifest
+/// switch).
 fn remove_unlisted_segments(dir: &Path, manifest: &Manifest) -> Result<()> {
     let segments = dir.join(SEGMENTS_DIR);
     if !segments.exists() {

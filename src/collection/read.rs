@@ -167,7 +167,7 @@ impl Collection {
 }
 
 /// The smallest id after `id` (ids order numbers before UUIDs).
-fn next_id(id: PointId) -> PointId {
+pub(crate) fn next_id(id: PointId) -> PointId {
     match id {
         PointId::Num(u64::MAX) => PointId::Uuid(uuid::Uuid::nil()),
         PointId::Num(n) => PointId::Num(n + 1),

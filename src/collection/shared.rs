@@ -12,11 +12,13 @@
 //! (it was not). [`SharedCollection::flush`] syncs the WAL before the
 //! segments persist anything, as [`Collection::flush`] does.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use vecseg_traits::{Payload, PointId, Result, StorageError};
 
 use super::operation::PointData;
+use super::optimizer::{optimize_all, OptimizationReport, OptimizerHandle};
 use super::wal::Wal;
 use super::Collection;
 
@@ -55,6 +57,8 @@ use super::Collection;
 pub struct SharedCollection {
     inner: RwLock<Collection>,
     wal: Arc<Wal>,
+    /// Held by whoever runs optimizations (one at a time).
+    optimizer: Mutex<()>,
 }
 
 fn poisoned<T>(_: T) -> StorageError {
@@ -71,6 +75,7 @@ impl SharedCollection {
         SharedCollection {
             inner: RwLock::new(collection),
             wal,
+            optimizer: Mutex::new(()),
         }
     }
 
@@ -86,7 +91,7 @@ impl SharedCollection {
         self.inner.read().map_err(poisoned)
     }
 
-    fn write_lock(&self) -> Result<RwLockWriteGuard<'_, Collection>> {
+    pub(crate) fn write_lock(&self) -> Result<RwLockWriteGuard<'_, Collection>> {
         self.inner.write().map_err(poisoned)
     }
 
@@ -133,8 +138,23 @@ impl SharedCollection {
         self.write_lock()?.flush()
     }
 
-    /// [`Collection::seal_appendable`] (under the write lock).
-    pub fn seal_appendable(&self) -> Result<()> {
+    /// Run every due optimization to completion while other threads read
+    /// and write (see [`super::optimizer`]): the write lock is taken only
+    /// to begin and to switch, the read lock a chunk of points at a time.
+    pub fn optimize(&self) -> Result<Vec<OptimizationReport>> {
+        let _one_at_a_time = self.optimizer.lock().map_err(poisoned)?;
+        optimize_all(self)
+    }
+
+    /// [`Collection::seal_appendable`], under the write lock throughout.
+    pub fn seal_appendable(&self) -> Result<OptimizationReport> {
+        let _one_at_a_time = self.optimizer.lock().map_err(poisoned)?;
         self.write_lock()?.seal_appendable()
+    }
+
+    /// Start a thread that runs due optimizations, checking every
+    /// `interval`; it stops when the handle is stopped or dropped.
+    pub fn start_optimizer(self: &Arc<Self>, interval: Duration) -> Result<OptimizerHandle> {
+        OptimizerHandle::start(Arc::clone(self), interval)
     }
 }

@@ -1,12 +1,14 @@
 //! Collection tests: a model under random operations across an appendable
-//! and sealed segments (so copy-on-write happens), with flushes, seals and
-//! reopens without flush (WAL replay); the directory lock.
+//! and sealed segments (so copy-on-write happens), with flushes, seals,
+//! optimizations (convert, merge, vacuum, defragment) and reopens without
+//! flush (WAL replay); the directory lock.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use vecseg_traits::{
     Condition, Distance, FieldSchema, FieldType, Filter, Payload, PointId, Range, StorageError,
+    VectorElement,
 };
 
 use super::*;
@@ -14,10 +16,18 @@ use super::*;
 const DIM: usize = 3;
 
 fn options() -> CollectionOptions {
-    CollectionOptions::new(DIM, Distance::Euclid).with_wal(WalOptions {
-        file_capacity: 4096,
-        durability: Durability::None,
-    })
+    CollectionOptions::new(DIM, Distance::Euclid)
+        .with_wal(WalOptions {
+            file_capacity: 4096,
+            durability: Durability::None,
+        })
+        .with_optimizer(OptimizerOptions {
+            convert_points: 6,
+            convert_bytes: u64::MAX,
+            max_segments: 2,
+            vacuum_ratio: 0.2,
+            vacuum_min_dead: 2,
+        })
 }
 
 fn payload(k: &str, v: i64) -> Payload {
@@ -36,9 +46,13 @@ enum Step {
     Clear(Vec<u64>),
     Flush,
     Seal,
+    /// Run every due optimization.
+    Optimize,
     Reopen,
     /// Index payload key `a` or `b` (integers).
     Index(&'static str),
+    /// Index payload key `a` as the tenant key.
+    Tenant,
 }
 
 fn ids() -> impl Strategy<Value = Vec<u64>> {
@@ -55,23 +69,26 @@ fn step() -> impl Strategy<Value = Step> {
         1 => ids().prop_map(Step::Clear),
         1 => Just(Step::Flush),
         1 => Just(Step::Seal),
+        2 => Just(Step::Optimize),
         2 => Just(Step::Reopen),
         1 => prop_oneof![Just("a"), Just("b")].prop_map(Step::Index),
+        1 => Just(Step::Tenant),
     ]
 }
 
-/// The model: id → (vector, payload).
-type Model = BTreeMap<u64, (Vec<f32>, Payload)>;
+/// The model: id → (vector, payload, version).
+type Model = BTreeMap<u64, (Vec<f32>, Payload, u64)>;
 
 fn check(c: &Collection, model: &Model) {
     for id in 0..24u64 {
         let got = c.get(PointId::Num(id)).unwrap();
         match model.get(&id) {
             None => assert!(got.is_none(), "{id} should be absent"),
-            Some((v, p)) => {
+            Some((v, p, version)) => {
                 let r = got.unwrap_or_else(|| panic!("{id} missing"));
                 assert_eq!(&r.vector, v, "vector of {id}");
                 assert_eq!(&r.payload, p, "payload of {id}");
+                assert_eq!(r.version, *version, "version of {id}");
             }
         }
     }
@@ -117,15 +134,36 @@ fn check(c: &Collection, model: &Model) {
         let got = c.scroll(None, 1000, Some(f)).unwrap();
         let want: Vec<PointId> = model
             .iter()
-            .filter(|(id, (_, p))| f.matches(PointId::Num(**id), p))
+            .filter(|(id, (_, p, _))| f.matches(PointId::Num(**id), p))
             .map(|(id, _)| PointId::Num(*id))
             .collect();
         assert_eq!(got, want, "{f:?}");
     }
-    if let Some((id, (v, _))) = model.iter().next() {
-        let hits = c.search(v, 1, None).unwrap();
-        assert_eq!(hits[0].score, 0.0, "the point itself is nearest");
-        let _ = id;
+    // Search equals a brute force over the model: the same top scores,
+    // each hit a model point with its true score (ties may order ids
+    // either way).
+    let query = [3.5f32, -2.0, 1.0];
+    let score = |v: &[f32]| f32::score(Distance::Euclid, &query, v);
+    let mut brute: Vec<f32> = model.values().map(|(v, _, _)| score(v)).collect();
+    brute.sort_by(|a, b| b.total_cmp(a));
+    brute.truncate(5);
+    let hits = c.search(&query, 5, None).unwrap();
+    let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+    assert_eq!(scores, brute, "search against brute force");
+    for h in &hits {
+        let PointId::Num(n) = h.id else {
+            panic!("{}", h.id)
+        };
+        assert_eq!(score(&model[&n].0), h.score, "hit {n} is the model's point");
+    }
+}
+
+/// Every sealed segment built since the tenant key was set holds each
+/// tenant in one run of offsets.
+fn check_tenant_runs(c: &Collection) {
+    let Some(key) = c.tenant_key() else { return };
+    for (_, s) in &c.sealed {
+        assert_eq!(s.tenant_key().as_deref(), Some(key), "defragmented");
     }
 }
 
@@ -151,9 +189,9 @@ proptest! {
                             payload: payload("a", salt),
                         })
                         .collect();
-                    c.upsert_points(batch).unwrap();
+                    let seq = c.upsert_points(batch).unwrap();
                     for (id, salt) in points {
-                        model.insert(id, (vector(id, salt), payload("a", salt)));
+                        model.insert(id, (vector(id, salt), payload("a", salt), seq));
                     }
                 }
                 Step::Delete(ids) => {
@@ -163,41 +201,50 @@ proptest! {
                     }
                 }
                 Step::Set(ids, v) => {
-                    c.set_payload(ids.iter().map(|i| PointId::Num(*i)).collect(), payload("b", v)).unwrap();
+                    let seq = c.set_payload(ids.iter().map(|i| PointId::Num(*i)).collect(), payload("b", v)).unwrap();
                     for id in ids {
                         if let Some(p) = model.get_mut(&id) {
                             p.1.insert("b".into(), v.into());
+                            p.2 = seq;
                         }
                     }
                 }
                 Step::Overwrite(ids, v) => {
-                    c.overwrite_payload(ids.iter().map(|i| PointId::Num(*i)).collect(), payload("c", v)).unwrap();
+                    let seq = c.overwrite_payload(ids.iter().map(|i| PointId::Num(*i)).collect(), payload("c", v)).unwrap();
                     for id in ids {
                         if let Some(p) = model.get_mut(&id) {
                             p.1 = payload("c", v);
+                            p.2 = seq;
                         }
                     }
                 }
                 Step::DeleteKey(ids) => {
-                    c.delete_payload_keys(ids.iter().map(|i| PointId::Num(*i)).collect(), vec!["a".into()]).unwrap();
+                    let seq = c.delete_payload_keys(ids.iter().map(|i| PointId::Num(*i)).collect(), vec!["a".into()]).unwrap();
                     for id in ids {
                         if let Some(p) = model.get_mut(&id) {
                             p.1.remove("a");
+                            p.2 = seq;
                         }
                     }
                 }
                 Step::Clear(ids) => {
-                    c.clear_payload(ids.iter().map(|i| PointId::Num(*i)).collect()).unwrap();
+                    let seq = c.clear_payload(ids.iter().map(|i| PointId::Num(*i)).collect()).unwrap();
                     for id in ids {
                         if let Some(p) = model.get_mut(&id) {
                             p.1.clear();
+                            p.2 = seq;
                         }
                     }
                 }
                 Step::Flush => {
                     c.flush().unwrap();
                 }
-                Step::Seal => c.seal_appendable().unwrap(),
+                Step::Seal => drop(c.seal_appendable().unwrap()),
+                Step::Optimize => {
+                    c.optimize().unwrap();
+                    assert!(c.plan_optimizations().is_empty(), "nothing left to do");
+                    check_tenant_runs(&c);
+                }
                 Step::Reopen => {
                     // No flush: what is not in the segments is in the WAL.
                     drop(c);
@@ -206,6 +253,12 @@ proptest! {
                 Step::Index(key) => {
                     c.create_field_index(FieldSchema::new(key, FieldType::Integer)).unwrap();
                     assert!(c.field_indexes().iter().any(|f| f.key == key));
+                }
+                Step::Tenant => {
+                    let mut schema = FieldSchema::new("a", FieldType::Integer);
+                    schema.is_tenant = true;
+                    c.create_field_index(schema).unwrap();
+                    assert_eq!(c.tenant_key(), Some("a"));
                 }
             }
             check(&c, &model);

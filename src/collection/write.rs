@@ -261,11 +261,17 @@ impl Collection {
     }
 
     /// Delete every copy of `id` in a sealed segment older than `version`.
+    /// A running optimization whose source it is hears of it.
     fn delete_sealed_copies(&mut self, version: Version, id: PointId) -> Result<()> {
-        for (_, s) in &mut self.sealed {
+        let mut deleted_from = Vec::new();
+        for (name, s) in &mut self.sealed {
             if s.point_version(id)?.is_some_and(|v| v < version) {
                 s.delete(version, id)?;
+                deleted_from.push(name.clone());
             }
+        }
+        for name in deleted_from {
+            self.note_sealed_delete(&name, id, version);
         }
         Ok(())
     }

@@ -36,6 +36,14 @@ where
         self.ids.available_count()
     }
 
+    fn slot_count(&self) -> usize {
+        self.vectors.total_count()
+    }
+
+    fn tenant_key(&self) -> Option<String> {
+        self.tenants.as_ref().map(|t| t.key.clone())
+    }
+
     fn point_version(&self, id: PointId) -> Result<Option<Version>> {
         Segment::point_version(self, id)
     }

@@ -10,6 +10,7 @@
 //! | `filter.rs` | the filter planner (index candidates or full scan) and checks |
 //! | `index.rs`  | creating, dropping and loading payload indexes                |
 //! | `state.rs`  | `segment.json`: the persisted segment version and backend kinds |
+//! | `tenants.rs`| the tenant → offset range table of a defragmented segment, the locality measure |
 //! | `entry.rs`  | the object-safe [`crate::SegmentEntry`] impls                      |
 //! | `verify.rs` | the full read pass of `vecseg inspect --verify`               |
 //!
@@ -54,6 +55,7 @@ mod index;
 mod read;
 mod search;
 mod state;
+mod tenants;
 mod verify;
 mod write;
 
@@ -65,6 +67,7 @@ pub use batch::PointInput;
 pub use filter::{FilterPlan, PlanKind, INDEXED_PLAN_SHARE};
 pub use search::ScanOptions;
 pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
+pub use tenants::{tenant_value, TenantLocality, TenantRange, TenantTable, PAGE_BYTES};
 pub use verify::VerifyReport;
 
 use vecseg_traits::{
@@ -90,6 +93,8 @@ pub struct Segment<V, P, I> {
     pub(crate) retired: Vec<PointOffset>,
     /// Field indexes over the payloads (empty: filters read payloads).
     pub(crate) index: PayloadIndex,
+    /// Tenant runs recorded by a defragmenting build (`None` otherwise).
+    pub(crate) tenants: Option<TenantTable>,
 }
 
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
@@ -105,6 +110,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             dir: None,
             retired: Vec::new(),
             index: PayloadIndex::default(),
+            tenants: None,
         }
     }
 
@@ -173,6 +179,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             dir: self.dir,
             retired: self.retired,
             index: self.index,
+            tenants: self.tenants,
         })
     }
 
@@ -308,6 +315,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             dir: Some(dir.to_path_buf()),
             retired: Vec::new(),
             index: PayloadIndex::default(),
+            tenants: state.tenants.clone(),
         };
         segment.repair()?;
         segment.load_index(state.payload_index.unwrap_or_default())?;
@@ -419,6 +427,7 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 kind: None,
                 element: None,
                 payload_index: (!self.index.is_empty()).then(|| self.index.state()),
+                tenants: self.tenants.clone(),
             };
             if let Some((kind, element)) = crate::kinds::detect_kind(&state) {
                 state.kind = Some(kind.name().to_string());

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::VectorStorageRead;
 
+use super::tenants::TenantTable;
 use crate::index::payload::PayloadIndexState;
 use vecseg_traits::{Distance, Result, StorageError, Version};
 
@@ -118,6 +119,10 @@ pub struct SegmentState {
     /// no key is indexed (and in files of older builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_index: Option<PayloadIndexState>,
+    /// Tenant runs of a segment built ordered by the tenant key (absent
+    /// otherwise, and in files of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<TenantTable>,
 }
 
 impl SegmentState {
@@ -173,6 +178,7 @@ mod tests {
             kind: Some("chunked".into()),
             element: Some("f32".into()),
             payload_index: None,
+            tenants: None,
         };
         state.write(dir.path()).unwrap();
         assert_eq!(SegmentState::read(dir.path()).unwrap(), state);

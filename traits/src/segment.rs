@@ -28,6 +28,12 @@ pub trait SegmentEntry<T: VectorElement = f32>: Send + Sync {
     fn distance(&self) -> Distance;
     /// Number of live points.
     fn point_count(&self) -> usize;
+    /// Offsets in use, live or not (`slot_count - point_count` are deleted
+    /// or superseded points a rebuild would drop).
+    fn slot_count(&self) -> usize;
+    /// The payload key the segment's points are ordered by, when it was
+    /// built defragmented by tenant.
+    fn tenant_key(&self) -> Option<String>;
     /// Version of point `id`, if present.
     fn point_version(&self, id: PointId) -> Result<Option<Version>>;
     /// The whole point `id`, if present.
