@@ -15,7 +15,9 @@ use vecseg::collection::{
 };
 use vecseg::kinds::open_mmap_segment;
 use vecseg::mmap::MmapVectorOptions;
-use vecseg::{Distance, FieldSchema, FieldType, Payload, PayloadStorageRead, PointId, VectorElement};
+use vecseg::{
+    Distance, FieldSchema, FieldType, Payload, PayloadStorageRead, PointId, VectorElement,
+};
 
 const DIM: usize = 8;
 
@@ -54,7 +56,9 @@ type Model = BTreeMap<u64, (Vec<f32>, Payload, u64)>;
 fn upsert(c: &mut Collection, model: &mut Model, points: Vec<PointData>) {
     let seq = c.upsert_points(points.clone()).unwrap();
     for p in points {
-        let PointId::Num(n) = p.id else { unreachable!() };
+        let PointId::Num(n) = p.id else {
+            unreachable!()
+        };
         model.insert(n, (p.vector, p.payload, seq));
     }
 }
@@ -118,7 +122,10 @@ fn every_optimization_keeps_every_point_and_defragments_by_tenant() {
     c.delete_points(doomed.iter().map(|&i| PointId::Num(i)).collect())
         .unwrap();
     doomed.iter().for_each(|i| drop(model.remove(i)));
-    assert_eq!(kinds_run(&c.optimize().unwrap()), vec![OptimizationKind::Vacuum]);
+    assert_eq!(
+        kinds_run(&c.optimize().unwrap()),
+        vec![OptimizationKind::Vacuum]
+    );
     check(&c, &model, IDS);
 
     // Merge: three small sealed segments (sealed by hand), two wanted.
@@ -143,7 +150,10 @@ fn every_optimization_keeps_every_point_and_defragments_by_tenant() {
         m.2 = seq;
     }
     let reports = c.optimize().unwrap();
-    assert!(kinds_run(&reports).contains(&OptimizationKind::Merge), "{reports:?}");
+    assert!(
+        kinds_run(&reports).contains(&OptimizationKind::Merge),
+        "{reports:?}"
+    );
     assert!(c.segments().len() <= 3, "at most two sealed segments");
     check(&c, &model, IDS);
 
@@ -323,7 +333,10 @@ fn searches_never_see_a_point_twice_or_miss_one_while_the_optimizer_runs() {
     println!(
         "{rounds} search rounds against {} optimizations: {:?}",
         reports.len(),
-        reports.iter().map(|r| r.optimization.kind.name()).collect::<Vec<_>>()
+        reports
+            .iter()
+            .map(|r| r.optimization.kind.name())
+            .collect::<Vec<_>>()
     );
     let live = acked.lock().unwrap().live.clone();
     let c = Arc::try_unwrap(shared).unwrap().into_inner().unwrap();
