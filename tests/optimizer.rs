@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use vecseg::collection::{
     Collection, CollectionOptions, Durability, OptimizationKind, OptimizerOptions, PointData,
-    SharedCollection, WalOptions,
+    Quantization, SharedCollection, WalOptions,
 };
 use vecseg::kinds::open_mmap_segment;
 use vecseg::mmap::MmapVectorOptions;
@@ -66,20 +66,7 @@ fn upsert(c: &mut Collection, model: &mut Model, points: Vec<PointData>) {
 /// Every point reads back bit-exact with its version, nothing else is
 /// there, and search equals a brute force over the model.
 fn check(c: &Collection, model: &Model, ids: u64) {
-    for id in 0..ids {
-        let got = c.get(PointId::Num(id)).unwrap();
-        match model.get(&id) {
-            None => assert!(got.is_none(), "{id} should be absent"),
-            Some((v, p, version)) => {
-                let r = got.unwrap_or_else(|| panic!("{id} missing"));
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&r.vector), bits(v), "vector of {id}");
-                assert_eq!(&r.payload, p, "payload of {id}");
-                assert_eq!(r.version, *version, "version of {id}");
-            }
-        }
-    }
-    assert_eq!(c.count().unwrap(), model.len());
+    check_points(c, model, ids);
     let query: Vec<f32> = (0..DIM).map(|i| (i as f32 * 0.7).sin()).collect();
     let mut brute: Vec<f32> = model
         .values()
@@ -94,6 +81,24 @@ fn check(c: &Collection, model: &Model, ids: u64) {
         .map(|h| h.score)
         .collect();
     assert_eq!(hits, brute);
+}
+
+/// Every point reads back bit-exact with its version, nothing else.
+fn check_points(c: &Collection, model: &Model, ids: u64) {
+    for id in 0..ids {
+        let got = c.get(PointId::Num(id)).unwrap();
+        match model.get(&id) {
+            None => assert!(got.is_none(), "{id} should be absent"),
+            Some((v, p, version)) => {
+                let r = got.unwrap_or_else(|| panic!("{id} missing"));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&r.vector), bits(v), "vector of {id}");
+                assert_eq!(&r.payload, p, "payload of {id}");
+                assert_eq!(r.version, *version, "version of {id}");
+            }
+        }
+    }
+    assert_eq!(c.count().unwrap(), model.len());
 }
 
 fn kinds_run(reports: &[vecseg::collection::OptimizationReport]) -> Vec<OptimizationKind> {
@@ -208,6 +213,73 @@ fn every_optimization_keeps_every_point_and_defragments_by_tenant() {
                 t.min_pages
             );
         }
+    }
+}
+
+#[test]
+fn a_convert_writes_the_codes_the_collection_asks_for() {
+    for q in [Quantization::Sq8 { quantile: None }, Quantization::Bq1] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Collection::create(dir.path(), options().with_quantization(q)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let mut model = Model::new();
+        upsert(
+            &mut c,
+            &mut model,
+            (0..800).map(|i| point(&mut rng, i, 4)).collect(),
+        );
+        assert_eq!(
+            kinds_run(&c.optimize().unwrap()),
+            vec![OptimizationKind::Convert]
+        );
+        let name = c.segments()[1].0.clone();
+        let codes = dir.path().join("segments").join(&name).join("quantized");
+        assert!(
+            codes.join("quantized.meta").exists(),
+            "{}: codes written",
+            q.name()
+        );
+        // Reads return the raw vectors; binary codes are rescored to exact
+        // scores by default, scalar codes score within their error.
+        let exact = q == Quantization::Bq1;
+        let recall = |c: &Collection| {
+            let mut found = 0;
+            for t in 0..20 {
+                let query: Vec<f32> = (0..DIM).map(|i| ((i * 7 + t) as f32).sin()).collect();
+                let mut brute: Vec<(f32, u64)> = model
+                    .iter()
+                    .map(|(id, (v, _, _))| (f32::score(Distance::Dot, &query, v), *id))
+                    .collect();
+                brute.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let want: BTreeSet<u64> = brute[..10].iter().map(|b| b.1).collect();
+                for h in c.search(&query, 10, None).unwrap() {
+                    let PointId::Num(n) = h.id else {
+                        unreachable!()
+                    };
+                    let true_score = f32::score(Distance::Dot, &query, &model[&n].0);
+                    if exact {
+                        assert_eq!(h.score, true_score);
+                    } else {
+                        assert!(
+                            (h.score - true_score).abs() < 0.05,
+                            "{} vs {true_score}",
+                            h.score
+                        );
+                    }
+                    found += usize::from(want.contains(&n));
+                }
+            }
+            found as f64 / 200.0
+        };
+        let before = recall(&c);
+        drop(c);
+        let c = Collection::open(dir.path()).unwrap();
+        check_points(&c, &model, 800);
+        assert_eq!(recall(&c), before, "reopened with the same codes");
+        // 8 components: binary codes hold 8 bits a point, so their
+        // candidates (rescored) are only roughly right; random would be ~0.03.
+        let floor = if exact { 0.5 } else { 0.9 };
+        assert!(before >= floor, "{}: recall@10 {before}", q.name());
     }
 }
 

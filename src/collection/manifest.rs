@@ -11,6 +11,7 @@ use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::{Distance, FieldSchema, Result, StorageError};
 
 use super::optimizer::OptimizerOptions;
+use super::quantization::Quantization;
 use super::wal::Durability;
 use crate::kinds::SegmentKind;
 
@@ -20,12 +21,16 @@ pub const MANIFEST_FILE: &str = "collection.json";
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
 /// One segment of a collection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentRecord {
     /// Directory name under `segments/`.
     pub name: String,
     /// Stable kind name (`chunked`, `mmap`, `rocksdb`).
     pub kind: String,
+    /// The codes the segment carries beside its vectors (mmap segments
+    /// built while the collection asked for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
 }
 
 impl SegmentRecord {
@@ -67,6 +72,10 @@ pub struct Manifest {
     /// older builds).
     #[serde(default)]
     pub optimizer: OptimizerOptions,
+    /// Codes the optimizer writes beside every segment it builds (none
+    /// when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
 }
 
 impl Manifest {

@@ -46,6 +46,7 @@ mod lock;
 pub mod manifest;
 pub mod operation;
 pub mod optimizer;
+mod quantization;
 mod read;
 mod shared;
 pub mod wal;
@@ -64,6 +65,7 @@ pub use lock::{DirLock, LOCK_FILE};
 use manifest::{Manifest, SegmentRecord, MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 pub use operation::{Operation, PointData};
 pub use optimizer::{OptimizationKind, OptimizationReport, OptimizerHandle, OptimizerOptions};
+pub use quantization::Quantization;
 pub use shared::SharedCollection;
 pub use wal::{Durability, Wal, WalOptions};
 
@@ -83,6 +85,8 @@ pub struct CollectionOptions {
     pub wal: WalOptions,
     /// When the optimizer rebuilds segments.
     pub optimizer: OptimizerOptions,
+    /// Codes the optimizer writes beside every segment it builds.
+    pub quantization: Option<Quantization>,
 }
 
 impl CollectionOptions {
@@ -94,12 +98,21 @@ impl CollectionOptions {
             distance,
             wal: WalOptions::default(),
             optimizer: OptimizerOptions::default(),
+            quantization: None,
         }
     }
 
     /// These options with `wal`.
     pub fn with_wal(mut self, wal: WalOptions) -> Self {
         self.wal = wal;
+        self
+    }
+
+    /// These options with `quantization`: the optimizer writes these codes
+    /// beside every segment it builds, and their searches score through
+    /// them (rescoring the best candidates with the raw vectors).
+    pub fn with_quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = Some(quantization);
         self
     }
 
@@ -187,12 +200,14 @@ impl Collection {
             next_segment: 0,
             payload_indexes: Vec::new(),
             optimizer: options.optimizer,
+            quantization: options.quantization,
         };
         let name = manifest.new_segment_name();
         create_chunked_segment::<f32>(&segment_dir(dir, &name), options.dim, options.distance)?;
         manifest.segments.push(SegmentRecord {
             name: name.clone(),
             kind: SegmentKind::Chunked.name().to_string(),
+            quantization: None,
         });
         manifest.appendable = name;
         manifest.write(dir)?;
@@ -221,10 +236,13 @@ impl Collection {
                 )),
                 (SegmentKind::Mmap, false) => sealed.push((
                     s.name.clone(),
-                    Box::new(open_mmap_segment::<f32>(
-                        &path,
-                        &MmapVectorOptions::default(),
-                    )?),
+                    match s.quantization {
+                        Some(q) => q.open(&path)?,
+                        None => Box::new(open_mmap_segment::<f32>(
+                            &path,
+                            &MmapVectorOptions::default(),
+                        )?),
+                    },
                 )),
                 (kind, _) => {
                     return Err(StorageError::Unsupported(format!(

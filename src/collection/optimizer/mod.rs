@@ -20,7 +20,9 @@
 //!    every live point of the sources. Writers run between chunks. A
 //!    change to a source point goes to the appendable segment by
 //!    copy-on-write, as for any sealed segment, and deletes the source copy.
-//! 3. *Build* (no lock): [`build_segment`] into an unlisted directory.
+//! 3. *Build* (no lock): [`build_segment`] into an unlisted directory,
+//!    then the collection's [`Quantization`](super::Quantization) codes, if
+//!    it asks for them.
 //! 4. *Finish* (write lock): the recorded deletes are applied to the new
 //!    segment, its payload indexes brought in line with the collection's,
 //!    it is flushed, then the collection is flushed (so the log holds
@@ -43,7 +45,7 @@ mod steps;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use vecseg_traits::Result;
+use vecseg_traits::{Result, SegmentEntry};
 
 pub use background::OptimizerHandle;
 pub use build::{build_segment, BuildOptions};
@@ -152,15 +154,14 @@ fn build_and_switch(
     }
     let n = points.len();
     let vector_bytes = (n * begun.options.dim * std::mem::size_of::<f32>()) as u64;
-    let built = if points.is_empty() {
+    let built: Option<Box<dyn SegmentEntry<f32>>> = if points.is_empty() {
         None
     } else {
-        Some(build_segment(
-            points,
-            &begun.target_dir,
-            &begun.options,
-            progress,
-        )?)
+        let segment = build_segment(points, &begun.target_dir, &begun.options, progress)?;
+        Some(match begun.quantization {
+            Some(q) => q.quantize(segment)?,
+            None => Box::new(segment),
+        })
     };
     access.write(|c| c.finish_optimization(begun, built))?;
     Ok((n, vector_bytes))

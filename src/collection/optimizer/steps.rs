@@ -8,8 +8,9 @@ use vecseg_traits::{PointId, Record, Result, SegmentEntry, StorageError, Version
 use super::build::BuildOptions;
 use super::plan::{plan, Optimization, SegmentStats};
 use crate::collection::manifest::SegmentRecord;
+use crate::collection::quantization::Quantization;
 use crate::collection::{segment_dir, Collection};
-use crate::kinds::{create_chunked_segment, MmapSegment, SegmentKind};
+use crate::kinds::{create_chunked_segment, SegmentKind};
 use crate::mmap::MmapVectorOptions;
 
 /// An optimization between its begin and its finish.
@@ -33,6 +34,8 @@ pub struct Begun {
     pub target_dir: std::path::PathBuf,
     /// How to build it.
     pub options: BuildOptions,
+    /// The codes to write beside it.
+    pub quantization: Option<Quantization>,
 }
 
 impl Collection {
@@ -118,6 +121,7 @@ impl Collection {
                 indexes: self.manifest.payload_indexes.clone(),
                 vector_options: MmapVectorOptions::default(),
             },
+            quantization: self.manifest.quantization,
         })
     }
 
@@ -139,6 +143,7 @@ impl Collection {
         next.segments.push(SegmentRecord {
             name: fresh_name.clone(),
             kind: SegmentKind::Chunked.name().to_string(),
+            quantization: None,
         });
         let old_name = std::mem::replace(&mut next.appendable, fresh_name);
         next.write(&self.dir)?;
@@ -230,7 +235,7 @@ impl Collection {
     pub(crate) fn finish_optimization(
         &mut self,
         begun: &Begun,
-        built: Option<MmapSegment<f32>>,
+        built: Option<Box<dyn SegmentEntry<f32>>>,
     ) -> Result<()> {
         let running = self
             .optimizing
@@ -247,13 +252,13 @@ impl Collection {
         &mut self,
         begun: &Begun,
         running: Running,
-        built: Option<MmapSegment<f32>>,
+        built: Option<Box<dyn SegmentEntry<f32>>>,
     ) -> Result<()> {
         let mut built = built;
         if let Some(b) = &mut built {
             for (id, version) in running.deleted {
                 if b.point_version(id)?.is_some_and(|v| v < version) {
-                    SegmentEntry::delete(b, version, id)?;
+                    b.delete(version, id)?;
                 }
             }
             let wanted = &self.manifest.payload_indexes;
@@ -277,13 +282,14 @@ impl Collection {
             next.segments.push(SegmentRecord {
                 name: begun.target.clone(),
                 kind: SegmentKind::Mmap.name().to_string(),
+                quantization: begun.quantization,
             });
         }
         next.write(&self.dir)?;
         self.manifest = next;
         self.sealed.retain(|(n, _)| !sources.contains(n));
         match built {
-            Some(b) => self.sealed.push((begun.target.clone(), Box::new(b))),
+            Some(b) => self.sealed.push((begun.target.clone(), b)),
             None => remove_dir_logged(&begun.target_dir),
         }
         for name in sources {
