@@ -1,0 +1,161 @@
+//! The links file (`hnsw.links`): a [`GraphLinks`] on disk, mapped with
+//! random-access advice and validated whole at open. Layout (all
+//! little-endian; `docs/file-formats.md`):
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0  | 8 | magic `VSHNSW01` |
+//! | 8  | 4 | format version (1) |
+//! | 12 | 4 | flags (0: plain neighbour lists) |
+//! | 16 | 4 | `m` |
+//! | 20 | 4 | `m0` |
+//! | 24 | 4 | `ef_construct` |
+//! | 28 | 4 | `payload_m` |
+//! | 32 | 8 | nodes `N` |
+//! | 40 | 4 | entry point (`u32::MAX`: none) |
+//! | 44 | 4 | entry point's top level |
+//! | 48 | 8 | lists `L` (sum of every node's levels) |
+//! | 56 | 8 | neighbour entries `E` |
+//! | 64 | 8 | seed |
+//! | 72 | 4 | CRC-32C of the body |
+//! | 76 | 4 | CRC-32C of bytes 0..76 |
+//! | 80 | 8(N+1) | `node_first` (u64) |
+//! | … | 8(L+1) | `list_start` (u64) |
+//! | … | 4E | `neighbors` (u32) |
+//!
+//! The body (everything after the 80-byte header) is covered by its CRC,
+//! so a damaged byte is `Corrupted` at open, never a wrong link.
+
+use std::path::Path;
+
+use vecseg_mmap::{Advice, MmapFile};
+use vecseg_traits::fsutil::write_atomic;
+use vecseg_traits::{Result, StorageError};
+
+use super::graph::GraphLinks;
+use super::HnswConfig;
+
+/// Name of the links file inside an index directory.
+pub const LINKS_FILE: &str = "hnsw.links";
+const MAGIC: [u8; 8] = *b"VSHNSW01";
+/// Format version of the links file.
+pub const LINKS_FORMAT_VERSION: u32 = 1;
+const HEADER: usize = 80;
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default())
+}
+
+/// Write `graph`, built with `config`, to `path` (temp file, fsync,
+/// rename).
+pub fn write_links(path: &Path, graph: &GraphLinks, config: &HnswConfig) -> Result<()> {
+    let (first, start, neighbors) = graph.arrays();
+    let mut body = Vec::with_capacity(8 * (first.len() + start.len()) + 4 * neighbors.len());
+    first
+        .iter()
+        .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
+    start
+        .iter()
+        .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
+    neighbors
+        .iter()
+        .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(&MAGIC);
+    header.extend_from_slice(&LINKS_FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    for v in [config.m, config.m0(), config.ef_construct, config.payload_m] {
+        header.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+    header.extend_from_slice(&(graph.nodes() as u64).to_le_bytes());
+    let (entry, top) = graph.entry().map_or((u32::MAX, 0), |(e, t)| (e, t as u32));
+    header.extend_from_slice(&entry.to_le_bytes());
+    header.extend_from_slice(&top.to_le_bytes());
+    header.extend_from_slice(&((start.len() - 1) as u64).to_le_bytes());
+    header.extend_from_slice(&(neighbors.len() as u64).to_le_bytes());
+    header.extend_from_slice(&config.seed.to_le_bytes());
+    header.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    let head_crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&head_crc.to_le_bytes());
+    debug_assert_eq!(header.len(), HEADER);
+    header.extend_from_slice(&body);
+    write_atomic(path, &header)
+}
+
+/// Open and validate the links file at `path`: the config it was built
+/// with and the graph, mapped.
+pub fn open_links(path: &Path) -> Result<(HnswConfig, GraphLinks)> {
+    let file = MmapFile::open(path, Advice::Random)?;
+    let b = file.bytes();
+    let bad = |why: String| StorageError::corrupted(path, why);
+    if b.len() < HEADER {
+        return Err(bad(format!("{} bytes, shorter than the header", b.len())));
+    }
+    if b[..8] != MAGIC {
+        return Err(bad("not an HNSW links file (bad magic)".into()));
+    }
+    if crc32c::crc32c(&b[..76]) != u32_at(b, 76) {
+        return Err(bad("header checksum mismatch".into()));
+    }
+    let version = u32_at(b, 8);
+    if version != LINKS_FORMAT_VERSION {
+        return Err(StorageError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: LINKS_FORMAT_VERSION,
+        });
+    }
+    if u32_at(b, 12) != 0 {
+        return Err(bad(format!("unknown flags {:#x}", u32_at(b, 12))));
+    }
+    let config = HnswConfig {
+        m: u32_at(b, 16) as usize,
+        ef_construct: u32_at(b, 24) as usize,
+        payload_m: u32_at(b, 28) as usize,
+        seed: u64_at(b, 64),
+    };
+    if config.m0() != u32_at(b, 20) as usize {
+        return Err(bad(format!(
+            "m0 {} is not 2 × m {}",
+            u32_at(b, 20),
+            config.m
+        )));
+    }
+    let (nodes, lists, entries) = (u64_at(b, 32), u64_at(b, 48), u64_at(b, 56));
+    let len = |n: u64, size: u64| n.checked_add(1).and_then(|n| n.checked_mul(size));
+    let sizes = (len(nodes, 8), len(lists, 8), entries.checked_mul(4));
+    let (Some(first_len), Some(start_len), Some(neighbors_len)) = sizes else {
+        return Err(bad("array sizes overflow".into()));
+    };
+    let expected = (HEADER as u64)
+        .checked_add(first_len)
+        .and_then(|n| n.checked_add(start_len))
+        .and_then(|n| n.checked_add(neighbors_len));
+    if expected != Some(b.len() as u64) {
+        return Err(bad(format!(
+            "{} bytes, the header describes {expected:?}",
+            b.len()
+        )));
+    }
+    if crc32c::crc32c(&b[HEADER..]) != u32_at(b, 72) {
+        return Err(bad("body checksum mismatch".into()));
+    }
+    let first = HEADER..HEADER + first_len as usize;
+    let start = first.end..first.end + start_len as usize;
+    let neighbors = start.end..b.len();
+    let entry = match (u32_at(b, 40), u32_at(b, 44)) {
+        (u32::MAX, _) => None,
+        (e, top) => Some((e, top as usize)),
+    };
+    let graph = GraphLinks::mapped(file, first, start, neighbors, entry);
+    let (f, s, n) = graph.arrays();
+    if f.len() as u64 != nodes + 1 || s.len() as u64 != lists + 1 || n.len() as u64 != entries {
+        return Err(bad("arrays are misaligned in the mapping".into()));
+    }
+    graph.validate(path)?;
+    Ok((config, graph))
+}
