@@ -68,7 +68,15 @@ fn recall(
         let keep = |o: PointOffset| live(o) && filter.as_ref().is_none_or(|f| f(o));
         let truth = exact(s, &q, 10, keep);
         let hits = index
-            .search(s, &q, 10, ef, filter.as_deref(), live, &hints_of(qi))
+            .search(
+                s,
+                &q,
+                10,
+                ef,
+                filter.as_deref().map(|f| f as &dyn Fn(PointOffset) -> bool),
+                live,
+                &hints_of(qi),
+            )
             .unwrap();
         for h in &hits {
             assert!(
@@ -245,4 +253,141 @@ fn bad_configs_are_refused() {
         HnswIndex::build(&s, |_| true, &[], none),
         Err(StorageError::InvalidArgument(_))
     ));
+}
+
+mod segment {
+    //! The index inside a segment: the graph answers searches, exact
+    //! search stays available, the index survives reopen, points added
+    //! after the build are still found, deleted ones never returned.
+
+    use super::*;
+    use vecseg::collection::optimizer::{build_segment, BuildOptions};
+    use vecseg::kinds::{create_chunked_segment, open_mmap_segment};
+    use vecseg::mmap::MmapVectorOptions;
+    use vecseg::{
+        Condition, FieldSchema, FieldType, Filter, Payload, PointId, Record, ScanOptions,
+    };
+
+    fn records(n: usize) -> Vec<Record<f32>> {
+        let s = storage(n, 7);
+        (0..n)
+            .map(|i| {
+                let mut payload = Payload::new();
+                payload.insert("half".into(), (i % 2 == 0).into());
+                Record {
+                    id: PointId::Num(i as u64),
+                    version: 1,
+                    vector: s.get::<Random>(i as PointOffset).unwrap().to_vec(),
+                    payload,
+                }
+            })
+            .collect()
+    }
+
+    fn overlap(a: &[vecseg::ScoredPoint], b: &[vecseg::ScoredPoint]) -> usize {
+        a.iter().filter(|x| b.iter().any(|y| y.id == x.id)).count()
+    }
+
+    #[test]
+    fn the_graph_answers_searches_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg_dir = dir.path().join("s");
+        let options = BuildOptions {
+            dim: DIM,
+            distance: Distance::Euclid,
+            indexes: vec![FieldSchema::new("half", FieldType::Bool)],
+            vector_options: MmapVectorOptions::default(),
+        };
+        let mut seg = build_segment(records(3000), &seg_dir, &options, &mut |_| {}).unwrap();
+        seg.build_hnsw(HnswConfig::default()).unwrap();
+        seg.delete(2, PointId::Num(0)).unwrap();
+        seg.flush().unwrap();
+        drop(seg);
+        let seg = open_mmap_segment::<f32>(&seg_dir, &MmapVectorOptions::default()).unwrap();
+        assert!(seg.hnsw().is_some(), "index reloaded");
+        let mut rng = Rng::new(3);
+        let half = Filter::must(Condition::boolean("half", true));
+        let (mut found, mut found_f) = (0, 0);
+        for _ in 0..30 {
+            let q = rng.vector(DIM);
+            let exact = seg
+                .search_with(&q, 10, None, ScanOptions::default().exact())
+                .unwrap();
+            let graph = seg.search(&q, 10, None).unwrap();
+            assert!(
+                graph.iter().all(|h| h.id != PointId::Num(0)),
+                "deleted point returned"
+            );
+            found += overlap(&graph, &exact);
+            // A broad filter (half the points) goes through the graph too.
+            let exact_f = seg
+                .search_with(&q, 10, Some(&half), ScanOptions::default().exact())
+                .unwrap();
+            let graph_f = seg.search(&q, 10, Some(&half)).unwrap();
+            for h in &graph_f {
+                let PointId::Num(n) = h.id else {
+                    unreachable!()
+                };
+                assert!(n % 2 == 0 && n != 0, "{n} fails the filter or is deleted");
+            }
+            found_f += overlap(&graph_f, &exact_f);
+        }
+        assert!(
+            found as f64 / 300.0 >= 0.95,
+            "recall@10 {}",
+            found as f64 / 300.0
+        );
+        assert!(
+            found_f as f64 / 300.0 >= 0.9,
+            "filtered recall@10 {}",
+            found_f as f64 / 300.0
+        );
+    }
+
+    #[test]
+    fn points_added_after_the_build_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg =
+            create_chunked_segment::<f32>(&dir.path().join("c"), DIM, Distance::Euclid).unwrap();
+        for r in records(1000) {
+            seg.upsert(1, r.id, &r.vector, &r.payload).unwrap();
+        }
+        seg.build_hnsw(HnswConfig::default()).unwrap();
+        let far = vec![50.0f32; DIM];
+        seg.upsert(2, PointId::Num(5000), &far, &Payload::new())
+            .unwrap();
+        let hits = seg.search(&far, 1, None).unwrap();
+        assert_eq!(
+            hits[0].id,
+            PointId::Num(5000),
+            "the new point, outside the graph"
+        );
+        // Its upsert moved point 3 to a new offset too: still found once.
+        let v3 = seg.get(PointId::Num(3)).unwrap().unwrap().vector;
+        seg.upsert(3, PointId::Num(3), &v3, &Payload::new())
+            .unwrap();
+        let hits = seg.search(&v3, 3, None).unwrap();
+        assert_eq!(hits.iter().filter(|h| h.id == PointId::Num(3)).count(), 1);
+    }
+
+    #[test]
+    fn payload_links_need_a_tenant_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg =
+            create_chunked_segment::<f32>(&dir.path().join("c"), DIM, Distance::Euclid).unwrap();
+        for r in records(50) {
+            seg.upsert(1, r.id, &r.vector, &r.payload).unwrap();
+        }
+        let config = HnswConfig {
+            payload_m: 4,
+            ..Default::default()
+        };
+        assert!(matches!(
+            seg.build_hnsw(config),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        seg.create_field_index(FieldSchema::new("half", FieldType::Bool).tenant())
+            .unwrap();
+        seg.build_hnsw(config).unwrap();
+    }
 }

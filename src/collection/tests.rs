@@ -158,12 +158,14 @@ fn check(c: &Collection, model: &Model) {
     }
 }
 
-/// Every sealed segment built since the tenant key was set holds each
-/// tenant in one run of offsets.
+/// After an optimization, every sealed segment of two or more points is
+/// ordered by the tenant key (one point needs no defragmenting).
 fn check_tenant_runs(c: &Collection) {
     let Some(key) = c.tenant_key() else { return };
     for (_, s) in &c.sealed {
-        assert_eq!(s.tenant_key().as_deref(), Some(key), "defragmented");
+        if s.point_count() > 1 {
+            assert_eq!(s.tenant_key().as_deref(), Some(key), "defragmented");
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! | `write.rs`  | upsert, delete and payload writes with version checks         |
 //! | `read.rs`   | get, scroll                                                   |
 //! | `search.rs` | exact top-k search (bounded heap, rayon across chunks)        |
+//! | `hnsw.rs`   | the HNSW index of a segment: build, load, the graph path of a search |
 //! | `filter.rs` | the filter planner (index candidates or full scan) and checks |
 //! | `index.rs`  | creating, dropping and loading payload indexes                |
 //! | `state.rs`  | `segment.json`: the persisted segment version and backend kinds |
@@ -51,6 +52,7 @@
 mod batch;
 mod entry;
 mod filter;
+mod hnsw;
 mod index;
 mod read;
 mod search;
@@ -65,6 +67,7 @@ use crate::index::payload::PayloadIndex;
 
 pub use batch::PointInput;
 pub use filter::{FilterPlan, PlanKind, INDEXED_PLAN_SHARE};
+pub use hnsw::{HnswState, HNSW_DIR};
 pub use search::ScanOptions;
 pub use state::{short_type_name, BackendNames, SegmentState, STATE_FILE};
 pub use tenants::{tenant_value, TenantLocality, TenantRange, TenantTable, PAGE_BYTES};
@@ -95,6 +98,8 @@ pub struct Segment<V, P, I> {
     pub(crate) index: PayloadIndex,
     /// Tenant runs recorded by a defragmenting build (`None` otherwise).
     pub(crate) tenants: Option<TenantTable>,
+    /// The HNSW vector index, once built.
+    pub(crate) hnsw: Option<hnsw::SegmentHnsw>,
 }
 
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
@@ -111,6 +116,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             retired: Vec::new(),
             index: PayloadIndex::default(),
             tenants: None,
+            hnsw: None,
         }
     }
 
@@ -180,6 +186,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             retired: self.retired,
             index: self.index,
             tenants: self.tenants,
+            hnsw: self.hnsw,
         })
     }
 
@@ -316,9 +323,11 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
             retired: Vec::new(),
             index: PayloadIndex::default(),
             tenants: state.tenants.clone(),
+            hnsw: None,
         };
         segment.repair()?;
         segment.load_index(state.payload_index.unwrap_or_default())?;
+        segment.load_hnsw(state.hnsw);
         Ok(segment)
     }
 
@@ -428,6 +437,10 @@ impl<V: VectorStorage, P: PayloadStorage, I: IdMapper> Segment<V, P, I> {
                 element: None,
                 payload_index: (!self.index.is_empty()).then(|| self.index.state()),
                 tenants: self.tenants.clone(),
+                hnsw: self.hnsw.as_ref().map(|h| hnsw::HnswState {
+                    config: *h.index.config(),
+                    payload_key: h.payload_key.clone(),
+                }),
             };
             if let Some((kind, element)) = crate::kinds::detect_kind(&state) {
                 state.kind = Some(kind.name().to_string());

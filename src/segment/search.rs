@@ -33,6 +33,13 @@ pub struct ScanOptions {
     /// vectors (`None`: the storage's default, see
     /// [`QueryScorer::rescore_by_default`]).
     pub rescore: Option<bool>,
+    /// Score every candidate even when the segment has an HNSW index
+    /// (otherwise the graph answers unfiltered and non-selective
+    /// filtered searches).
+    pub exact: bool,
+    /// Beam width of a graph search (`None`: the index's `ef_construct`;
+    /// never below `k`).
+    pub hnsw_ef: Option<usize>,
 }
 
 impl Default for ScanOptions {
@@ -41,6 +48,8 @@ impl Default for ScanOptions {
             parallel: true,
             oversampling: 1.0,
             rescore: None,
+            exact: false,
+            hnsw_ef: None,
         }
     }
 }
@@ -57,6 +66,18 @@ impl ScanOptions {
     /// These options with `oversampling`.
     pub fn with_oversampling(mut self, oversampling: f32) -> Self {
         self.oversampling = oversampling;
+        self
+    }
+
+    /// These options scoring every candidate, never the HNSW graph.
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
+    }
+
+    /// These options with graph beam width `ef`.
+    pub fn with_ef(mut self, ef: usize) -> Self {
+        self.hnsw_ef = Some(ef);
         self
     }
 
@@ -144,7 +165,10 @@ impl TopK {
 }
 
 impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P, I> {
-    /// Exact top-`k` search among live points passing `filter`, best first.
+    /// Top-`k` search among live points passing `filter`, best first:
+    /// exact, unless the segment has an HNSW index (see
+    /// [`Segment::build_hnsw`]), which then answers unfiltered searches and
+    /// filters too broad for the payload indexes' candidates.
     pub fn search(
         &self,
         query: &[V::Element],
@@ -179,6 +203,11 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
             .map(|f| self.indexed_matches(f))
             .transpose()?
             .flatten();
+        if let (None, false, Some(h)) = (&candidates, options.exact, &self.hnsw) {
+            // Unfiltered, or a filter too broad for its index: the graph.
+            let sorted = self.search_graph(h, &q, k, filter, &options, total)?;
+            return self.scored_points(sorted);
+        }
         let scorer = self.vectors.scorer(&q)?;
         let exact = scorer.is_exact();
         if exact {
@@ -265,7 +294,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         Ok(out)
     }
 
-    fn scan_range<S: QueryScorer>(
+    pub(crate) fn scan_range<S: QueryScorer>(
         &self,
         scorer: &S,
         k: usize,
@@ -322,7 +351,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
 
     /// Exact scores of `candidates` from the raw vectors (one `get_batch`
     /// in offset order), best first.
-    fn rescore(
+    pub(crate) fn rescore(
         &self,
         query: &[V::Element],
         candidates: &[(f32, PointOffset)],

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use vecseg_traits::fsutil::{read_sealed, write_sealed};
 use vecseg_traits::VectorStorageRead;
 
+use super::hnsw::HnswState;
 use super::tenants::TenantTable;
 use crate::index::payload::PayloadIndexState;
 use vecseg_traits::{Distance, Result, StorageError, Version};
@@ -123,6 +124,9 @@ pub struct SegmentState {
     /// otherwise, and in files of older builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<TenantTable>,
+    /// The HNSW index in `hnsw/` (absent when none was built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hnsw: Option<HnswState>,
 }
 
 impl SegmentState {
@@ -179,6 +183,7 @@ mod tests {
             element: Some("f32".into()),
             payload_index: None,
             tenants: None,
+            hnsw: None,
         };
         state.write(dir.path()).unwrap();
         assert_eq!(SegmentState::read(dir.path()).unwrap(), state);

@@ -112,6 +112,30 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
     /// the mmap and chunked files).
     pub fn tenant_locality(&self, key: &str) -> Result<Vec<TenantLocality>> {
         let vector_bytes = (self.dim() * std::mem::size_of::<V::Element>()) as u64;
+        Ok(self
+            .tenant_groups(key)?
+            .into_iter()
+            .map(|(value, offsets)| TenantLocality {
+                value,
+                points: offsets.len(),
+                pages: pages_touched(&offsets, vector_bytes),
+                min_pages: (offsets.len() as u64 * vector_bytes).div_ceil(PAGE_BYTES),
+            })
+            .collect())
+    }
+
+    /// The live offsets of each value of `key` (ascending), e.g. the
+    /// blocks that get payload-aware HNSW links.
+    pub fn tenant_blocks(&self, key: &str) -> Result<Vec<Vec<PointOffset>>> {
+        Ok(self
+            .tenant_groups(key)?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect())
+    }
+
+    /// Live offsets grouped by the first value of `key`, ordered by value.
+    fn tenant_groups(&self, key: &str) -> Result<Vec<(Value, Vec<PointOffset>)>> {
         let mut by_tenant: BTreeMap<String, (Value, Vec<PointOffset>)> = BTreeMap::new();
         for o in 0..self.vectors.total_count() as PointOffset {
             if !self.is_live(o) {
@@ -125,15 +149,7 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                     .push(o);
             }
         }
-        Ok(by_tenant
-            .into_values()
-            .map(|(value, offsets)| TenantLocality {
-                value,
-                points: offsets.len(),
-                pages: pages_touched(&offsets, vector_bytes),
-                min_pages: (offsets.len() as u64 * vector_bytes).div_ceil(PAGE_BYTES),
-            })
-            .collect())
+        Ok(by_tenant.into_values().collect())
     }
 }
 

@@ -45,7 +45,7 @@ pub use search::Candidate;
 use search::{search_graph, Rules, VisitedPool};
 
 /// How the graph is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HnswConfig {
     /// Links per node on the upper levels (`2 × m` on level 0); 0 builds
     /// no segment-wide graph (payload links only).
@@ -180,8 +180,8 @@ impl HnswIndex {
         query: &[S::Element],
         k: usize,
         ef: usize,
-        filter: Option<&(dyn Fn(PointOffset) -> bool + Sync)>,
-        live: &(dyn Fn(PointOffset) -> bool + Sync),
+        filter: Option<&dyn Fn(PointOffset) -> bool>,
+        live: &dyn Fn(PointOffset) -> bool,
         hints: &[PointOffset],
     ) -> Result<Vec<Hit>> {
         if k == 0 {

@@ -104,10 +104,10 @@ pub(crate) struct Rules<'a> {
     /// Nodes refused here are neither scored nor traversed (a filtered
     /// search walks only matching points; payload-aware links keep them
     /// connected).
-    pub(crate) walk: &'a (dyn Fn(PointOffset) -> bool + Sync),
+    pub(crate) walk: &'a dyn Fn(PointOffset) -> bool,
     /// Nodes refused here are walked but never returned (deleted points
     /// still carry links).
-    pub(crate) emit: &'a (dyn Fn(PointOffset) -> bool + Sync),
+    pub(crate) emit: &'a dyn Fn(PointOffset) -> bool,
 }
 
 /// Every node walked and returned.
