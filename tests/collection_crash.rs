@@ -106,6 +106,7 @@ fn options(cycle: usize) -> CollectionOptions {
             max_segments: 2,
             vacuum_ratio: 0.2,
             vacuum_min_dead: 5,
+            ..Default::default()
         })
 }
 

@@ -297,6 +297,7 @@ mod segment {
             distance: Distance::Euclid,
             indexes: vec![FieldSchema::new("half", FieldType::Bool)],
             vector_options: MmapVectorOptions::default(),
+            hnsw: None,
         };
         let mut seg = build_segment(records(3000), &seg_dir, &options, &mut |_| {}).unwrap();
         seg.build_hnsw(HnswConfig::default()).unwrap();

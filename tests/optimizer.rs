@@ -13,6 +13,7 @@ use vecseg::collection::{
     Collection, CollectionOptions, Durability, OptimizationKind, OptimizerOptions, PointData,
     Quantization, SharedCollection, WalOptions,
 };
+use vecseg::index::hnsw::HnswConfig;
 use vecseg::kinds::open_mmap_segment;
 use vecseg::mmap::MmapVectorOptions;
 use vecseg::{
@@ -33,6 +34,7 @@ fn options() -> CollectionOptions {
             max_segments: 2,
             vacuum_ratio: 0.2,
             vacuum_min_dead: 50,
+            ..Default::default()
         })
 }
 
@@ -281,6 +283,63 @@ fn a_convert_writes_the_codes_the_collection_asks_for() {
         let floor = if exact { 0.5 } else { 0.9 };
         assert!(before >= floor, "{}: recall@10 {before}", q.name());
     }
+}
+
+#[test]
+fn a_convert_builds_the_hnsw_index_the_collection_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options().with_hnsw(HnswConfig {
+        payload_m: 4,
+        ..Default::default()
+    });
+    opts.optimizer.index_points = 500;
+    let mut c = Collection::create(dir.path(), opts).unwrap();
+    c.create_field_index(FieldSchema::new("tenant", FieldType::Keyword).tenant())
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let mut model = Model::new();
+    upsert(
+        &mut c,
+        &mut model,
+        (0..900).map(|i| point(&mut rng, i, 3)).collect(),
+    );
+    assert_eq!(
+        kinds_run(&c.optimize().unwrap()),
+        vec![OptimizationKind::Convert]
+    );
+    let name = c.segments()[1].0.clone();
+    let links = dir
+        .path()
+        .join("segments")
+        .join(&name)
+        .join("hnsw")
+        .join("hnsw.links");
+    assert!(links.exists(), "the links file is written");
+    let recall = |c: &Collection| {
+        let mut found = 0;
+        for t in 0..30 {
+            let query: Vec<f32> = (0..DIM).map(|i| ((i * 5 + t) as f32).cos()).collect();
+            let mut brute: Vec<(f32, u64)> = model
+                .iter()
+                .map(|(id, (v, _, _))| (f32::score(Distance::Dot, &query, v), *id))
+                .collect();
+            brute.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let want: BTreeSet<u64> = brute[..10].iter().map(|b| b.1).collect();
+            for h in c.search(&query, 10, None).unwrap() {
+                let PointId::Num(n) = h.id else {
+                    unreachable!()
+                };
+                found += usize::from(want.contains(&n));
+            }
+        }
+        found as f64 / 300.0
+    };
+    let before = recall(&c);
+    assert!(before >= 0.95, "recall@10 through the graph {before}");
+    drop(c);
+    let c = Collection::open(dir.path()).unwrap();
+    check_points(&c, &model, 900);
+    assert_eq!(recall(&c), before, "the reopened index answers the same");
 }
 
 /// The acknowledged state the writer keeps: ids live and acknowledged.

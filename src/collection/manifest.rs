@@ -13,6 +13,7 @@ use vecseg_traits::{Distance, FieldSchema, Result, StorageError};
 use super::optimizer::OptimizerOptions;
 use super::quantization::Quantization;
 use super::wal::Durability;
+use crate::index::hnsw::HnswConfig;
 use crate::kinds::SegmentKind;
 
 /// Name of the manifest file in a collection directory.
@@ -76,6 +77,10 @@ pub struct Manifest {
     /// when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<Quantization>,
+    /// The HNSW index the optimizer builds over every segment it builds
+    /// that is large enough (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hnsw: Option<HnswConfig>,
 }
 
 impl Manifest {

@@ -57,6 +57,7 @@ use std::sync::Arc;
 
 use vecseg_traits::{Distance, IoResultExt, Result, SegmentEntry, StorageError};
 
+use crate::index::hnsw::HnswConfig;
 use crate::kinds::{
     create_chunked_segment, open_chunked_segment, open_mmap_segment, ChunkedSegment, SegmentKind,
 };
@@ -87,6 +88,9 @@ pub struct CollectionOptions {
     pub optimizer: OptimizerOptions,
     /// Codes the optimizer writes beside every segment it builds.
     pub quantization: Option<Quantization>,
+    /// The HNSW index the optimizer builds over every segment it builds
+    /// with at least [`OptimizerOptions::index_points`] points.
+    pub hnsw: Option<HnswConfig>,
 }
 
 impl CollectionOptions {
@@ -99,6 +103,7 @@ impl CollectionOptions {
             wal: WalOptions::default(),
             optimizer: OptimizerOptions::default(),
             quantization: None,
+            hnsw: None,
         }
     }
 
@@ -113,6 +118,14 @@ impl CollectionOptions {
     /// them (rescoring the best candidates with the raw vectors).
     pub fn with_quantization(mut self, quantization: Quantization) -> Self {
         self.quantization = Some(quantization);
+        self
+    }
+
+    /// These options with an HNSW index over every segment the optimizer
+    /// builds (searches then go through the graph; payload-aware links
+    /// follow the tenant key, when one is indexed).
+    pub fn with_hnsw(mut self, hnsw: HnswConfig) -> Self {
+        self.hnsw = Some(hnsw);
         self
     }
 
@@ -201,6 +214,7 @@ impl Collection {
             payload_indexes: Vec::new(),
             optimizer: options.optimizer,
             quantization: options.quantization,
+            hnsw: options.hnsw,
         };
         let name = manifest.new_segment_name();
         create_chunked_segment::<f32>(&segment_dir(dir, &name), options.dim, options.distance)?;

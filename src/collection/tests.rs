@@ -27,6 +27,7 @@ fn options() -> CollectionOptions {
             max_segments: 2,
             vacuum_ratio: 0.2,
             vacuum_min_dead: 2,
+            ..Default::default()
         })
 }
 

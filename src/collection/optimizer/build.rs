@@ -14,6 +14,7 @@ use serde_json::Value;
 use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg_traits::{Distance, FieldSchema, PointOffset, Record, Result, StorageError};
 
+use crate::index::hnsw::HnswConfig;
 use crate::index::payload::{values_at, IndexedValue};
 use crate::kinds::MmapSegment;
 use crate::migrate::{build_mmap, Progress};
@@ -33,6 +34,9 @@ pub struct BuildOptions {
     pub indexes: Vec<FieldSchema>,
     /// Options of the mmap vector storage.
     pub vector_options: MmapVectorOptions,
+    /// An HNSW index to build over the new segment (payload links only
+    /// with a tenant key among `indexes`; dropped otherwise).
+    pub hnsw: Option<HnswConfig>,
 }
 
 impl BuildOptions {
@@ -109,7 +113,8 @@ fn order(
 /// `options` marks a tenant key — each tenant one contiguous run of
 /// offsets and of vector file pages, recorded in the segment's
 /// [`TenantTable`] — and by id otherwise. Every point keeps its version;
-/// the segment's version is the largest of them.
+/// the segment's version is the largest of them. With `options.hnsw`,
+/// the segment also gets an HNSW index.
 pub fn build_segment(
     points: Vec<Record<f32>>,
     dir: &Path,
@@ -146,6 +151,14 @@ pub fn build_segment(
         segment.create_field_index(schema.clone())?;
     }
     segment.flush()?;
+    if let Some(mut config) = options.hnsw {
+        if options.tenant().is_none() {
+            config.payload_m = 0;
+        }
+        if config.m > 0 || config.payload_m > 0 {
+            segment.build_hnsw(config)?;
+        }
+    }
     Ok(segment)
 }
 

@@ -20,9 +20,10 @@
 //!    every live point of the sources. Writers run between chunks. A
 //!    change to a source point goes to the appendable segment by
 //!    copy-on-write, as for any sealed segment, and deletes the source copy.
-//! 3. *Build* (no lock): [`build_segment`] into an unlisted directory,
-//!    then the collection's [`Quantization`](super::Quantization) codes, if
-//!    it asks for them.
+//! 3. *Build* (no lock): [`build_segment`] into an unlisted directory
+//!    (with the collection's HNSW index when it asks for one and the
+//!    segment has `index_points` points), then the collection's
+//!    [`Quantization`](super::Quantization) codes, if it asks for them.
 //! 4. *Finish* (write lock): the recorded deletes are applied to the new
 //!    segment, its payload indexes brought in line with the collection's,
 //!    it is flushed, then the collection is flushed (so the log holds
@@ -157,7 +158,11 @@ fn build_and_switch(
     let built: Option<Box<dyn SegmentEntry<f32>>> = if points.is_empty() {
         None
     } else {
-        let segment = build_segment(points, &begun.target_dir, &begun.options, progress)?;
+        let mut options = begun.options.clone();
+        if n < begun.index_points {
+            options.hnsw = None;
+        }
+        let segment = build_segment(points, &begun.target_dir, &options, progress)?;
         Some(match begun.quantization {
             Some(q) => q.quantize(segment)?,
             None => Box::new(segment),

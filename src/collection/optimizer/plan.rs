@@ -21,6 +21,10 @@ pub struct OptimizerOptions {
     pub vacuum_ratio: f64,
     /// ... when it has at least this many dead offsets.
     pub vacuum_min_dead: usize,
+    /// A built segment gets the collection's HNSW index (if it asks for
+    /// one) when it holds at least this many points; smaller ones are
+    /// searched exactly.
+    pub index_points: usize,
 }
 
 impl Default for OptimizerOptions {
@@ -31,6 +35,7 @@ impl Default for OptimizerOptions {
             max_segments: 8,
             vacuum_ratio: 0.2,
             vacuum_min_dead: 1000,
+            index_points: 10_000,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Begun {
     pub options: BuildOptions,
     /// The codes to write beside it.
     pub quantization: Option<Quantization>,
+    /// Fewest points for which it gets the HNSW index.
+    pub index_points: usize,
 }
 
 impl Collection {
@@ -120,8 +122,10 @@ impl Collection {
                 distance: self.manifest.distance,
                 indexes: self.manifest.payload_indexes.clone(),
                 vector_options: MmapVectorOptions::default(),
+                hnsw: self.manifest.hnsw,
             },
             quantization: self.manifest.quantization,
+            index_points: self.manifest.optimizer.index_points,
         })
     }
 
