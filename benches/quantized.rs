@@ -12,12 +12,13 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use std::path::{Path, PathBuf};
+#[path = "common/sets.rs"]
+mod sets;
+
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vecseg::cli::compare::dataset::Dataset;
-use vecseg::cli::compare::measure::ground_truth;
+use sets::{e5, generated, Set};
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::quantized::{
     Binary1, Binary1_5, Binary2, Codec, InRamCodes, Product, ProductConfig, Quantized,
@@ -27,85 +28,6 @@ use vecseg::{Distance, Payload, PointId, QueryScorer, ScanOptions, Segment, Vect
 
 type Raw = MemoryVectorStorage<f32>;
 type Exact = Segment<Raw, MemoryPayloadStorage, MemoryIdMapper>;
-
-/// Points, queries and the exact top-10 ids of each query.
-struct Set {
-    name: String,
-    dim: usize,
-    points: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
-    truth: Vec<Vec<PointId>>,
-}
-
-/// Rows of an `.fvecs` (`float = true`) or `.ivecs` file as f32 / i32 bits.
-fn read_vecs(path: &Path) -> Vec<Vec<u32>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut rows = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let d = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        at += 4;
-        rows.push(
-            bytes[at..at + 4 * d]
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        );
-        at += 4 * d;
-    }
-    rows
-}
-
-fn e5() -> Option<Set> {
-    let dir = std::env::var("VECSEG_E5_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("../shared/data/e5-dev"));
-    if !dir.join("base.fvecs").exists() {
-        eprintln!(
-            "quantized: no e5 set at {} (set VECSEG_E5_DIR)",
-            dir.display()
-        );
-        return None;
-    }
-    let floats = |name: &str| -> Vec<Vec<f32>> {
-        read_vecs(&dir.join(name))
-            .into_iter()
-            .map(|r| r.into_iter().map(f32::from_bits).collect())
-            .collect()
-    };
-    let points = floats("base.fvecs");
-    let queries = floats("queries.fvecs");
-    let truth = read_vecs(&dir.join("gt.ivecs"))
-        .into_iter()
-        .map(|r| {
-            r[..10]
-                .iter()
-                .map(|&i| PointId::Num(u64::from(i)))
-                .collect()
-        })
-        .collect();
-    Some(Set {
-        name: format!("e5 {} x {}", points.len(), points[0].len()),
-        dim: points[0].len(),
-        points,
-        queries,
-        truth,
-    })
-}
-
-fn generated(n: usize) -> Set {
-    let data = Dataset::generate(n, 128, Distance::Cosine, 1, 200, 42).unwrap();
-    let truth = ground_truth(&data, 10);
-    Set {
-        name: format!("generated {n} x 128"),
-        dim: 128,
-        points: (0..data.len()).map(|i| data.vector(i).to_vec()).collect(),
-        queries: (0..data.query_count())
-            .map(|q| data.query(q).to_vec())
-            .collect(),
-        truth,
-    }
-}
 
 fn exact_segment(set: &Set) -> Exact {
     let mut s = Segment::new(

@@ -1,0 +1,89 @@
+//! Benchmark data shared by the benches: the real e5 embeddings
+//! (`../shared/data/e5-dev`, or `VECSEG_E5_DIR`) and generated clustered
+//! sets, each with the exact top-10 of its queries.
+
+use std::path::{Path, PathBuf};
+
+use vecseg::cli::compare::dataset::Dataset;
+use vecseg::cli::compare::measure::ground_truth;
+use vecseg::{Distance, PointId};
+
+/// Points, queries and the exact top-10 ids of each query.
+pub struct Set {
+    pub name: String,
+    pub dim: usize,
+    pub points: Vec<Vec<f32>>,
+    pub queries: Vec<Vec<f32>>,
+    pub truth: Vec<Vec<PointId>>,
+}
+
+/// Rows of an `.fvecs` (`float = true`) or `.ivecs` file as f32 / i32 bits.
+fn read_vecs(path: &Path) -> Vec<Vec<u32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rows = Vec::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let d = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        rows.push(
+            bytes[at..at + 4 * d]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
+        at += 4 * d;
+    }
+    rows
+}
+
+/// The e5 set, when its files are there.
+#[allow(dead_code)]
+pub fn e5() -> Option<Set> {
+    let dir = std::env::var("VECSEG_E5_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("../shared/data/e5-dev"));
+    if !dir.join("base.fvecs").exists() {
+        eprintln!("no e5 set at {} (set VECSEG_E5_DIR)", dir.display());
+        return None;
+    }
+    let floats = |name: &str| -> Vec<Vec<f32>> {
+        read_vecs(&dir.join(name))
+            .into_iter()
+            .map(|r| r.into_iter().map(f32::from_bits).collect())
+            .collect()
+    };
+    let points = floats("base.fvecs");
+    let queries = floats("queries.fvecs");
+    let truth = read_vecs(&dir.join("gt.ivecs"))
+        .into_iter()
+        .map(|r| {
+            r[..10]
+                .iter()
+                .map(|&i| PointId::Num(u64::from(i)))
+                .collect()
+        })
+        .collect();
+    Some(Set {
+        name: format!("e5 {} x {}", points.len(), points[0].len()),
+        dim: points[0].len(),
+        points,
+        queries,
+        truth,
+    })
+}
+
+/// `n` generated clustered points × 128 (cosine) with 200 queries.
+#[allow(dead_code)]
+pub fn generated(n: usize) -> Set {
+    let data = Dataset::generate(n, 128, Distance::Cosine, 1, 200, 42).unwrap();
+    let truth = ground_truth(&data, 10);
+    Set {
+        name: format!("generated {n} x 128"),
+        dim: 128,
+        points: (0..data.len()).map(|i| data.vector(i).to_vec()).collect(),
+        queries: (0..data.query_count())
+            .map(|q| data.query(q).to_vec())
+            .collect(),
+        truth,
+    }
+}

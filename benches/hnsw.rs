@@ -1,0 +1,128 @@
+//! HNSW search against exact search over the same in-RAM vectors (one
+//! search thread, one query at a time), on the real e5 embeddings
+//! (`../shared/data/e5-dev`, or `VECSEG_E5_DIR`) and on generated
+//! clustered data (`VECSEG_HNSW_BENCH_N` points × 128, default 100,000):
+//! build time (two threads), then recall@10 and QPS at several `ef`,
+//! QPS as a ratio to exact search measured in the same run; also with
+//! scalar codes under the graph (scored through the codes, rescored).
+//! Printed once as a table; criterion then times one graph search at
+//! `ef = 64` beside one exact search.
+//!
+//! `cargo bench --no-default-features --bench hnsw`
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+#[path = "common/sets.rs"]
+mod sets;
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sets::{e5, generated, Set};
+use vecseg::index::hnsw::HnswConfig;
+use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use vecseg::quantized::{Quantized, ScalarConfig, ScalarU8};
+use vecseg::{Distance, Payload, PointId, ScanOptions, Segment};
+
+type Memory = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
+
+fn segment(set: &Set) -> Memory {
+    let mut s = Segment::new(
+        MemoryVectorStorage::new(set.dim, Distance::Cosine).unwrap(),
+        MemoryPayloadStorage::new(),
+        MemoryIdMapper::new(),
+    );
+    let empty = Payload::new();
+    for (i, v) in set.points.iter().enumerate() {
+        s.upsert(1, PointId::Num(i as u64), v, &empty).unwrap();
+    }
+    s
+}
+
+/// (recall@10, QPS) of `search` over the set's queries.
+fn measure(set: &Set, search: impl Fn(&[f32]) -> Vec<PointId>) -> (f64, f64) {
+    let started = Instant::now();
+    let mut found = 0;
+    for (q, truth) in set.queries.iter().zip(&set.truth) {
+        let hits = search(q);
+        found += hits.iter().filter(|id| truth.contains(id)).count();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    (
+        found as f64 / (10 * set.queries.len()) as f64,
+        set.queries.len() as f64 / secs,
+    )
+}
+
+fn ids(hits: Vec<vecseg::ScoredPoint>) -> Vec<PointId> {
+    hits.into_iter().map(|h| h.id).collect()
+}
+
+fn table(set: &Set) {
+    let mut seg = segment(set);
+    let exact_opts = ScanOptions::single_thread().exact();
+    let (exact_recall, exact_qps) = measure(set, |q| {
+        ids(seg.search_with(q, 10, None, exact_opts).unwrap())
+    });
+    let started = Instant::now();
+    seg.build_hnsw(HnswConfig::default()).unwrap();
+    let build = started.elapsed();
+    let links = seg.hnsw().unwrap().graph().link_count();
+    println!(
+        "\n{}: HNSW m 16, ef_construct 100, built in {:.1} s ({:.0} points/s, {:.1} links/point)",
+        set.name,
+        build.as_secs_f64(),
+        set.points.len() as f64 / build.as_secs_f64(),
+        links as f64 / set.points.len() as f64
+    );
+    println!("  search            ef   recall@10   QPS    ×exact");
+    println!("  exact              -   {exact_recall:>9.3} {exact_qps:>6.0}   1.00");
+    for ef in [16, 32, 64, 128, 256] {
+        let opts = ScanOptions::single_thread().with_ef(ef);
+        let (r, qps) = measure(set, |q| ids(seg.search_with(q, 10, None, opts).unwrap()));
+        println!(
+            "  hnsw           {ef:>5}   {r:>9.3} {qps:>6.0} {:>6.1}",
+            qps / exact_qps
+        );
+    }
+    let sq8 = seg
+        .map_vectors(|v| Quantized::<_, ScalarU8, _>::build_in_ram(v, &ScalarConfig::default()))
+        .unwrap();
+    for ef in [32, 64, 128] {
+        let opts = ScanOptions::single_thread().with_ef(ef);
+        let (r, qps) = measure(set, |q| ids(sq8.search_with(q, 10, None, opts).unwrap()));
+        println!(
+            "  sq8+hnsw       {ef:>5}   {r:>9.3} {qps:>6.0} {:>6.1}",
+            qps / exact_qps
+        );
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("VECSEG_HNSW_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let sets: Vec<Set> = e5().into_iter().chain([generated(n)]).collect();
+    for set in &sets {
+        table(set);
+    }
+    let set = &sets[0];
+    let mut seg = segment(set);
+    seg.build_hnsw(HnswConfig::default()).unwrap();
+    let mut g = c.benchmark_group(format!("hnsw {}", set.name));
+    let q = &set.queries[0];
+    let exact = ScanOptions::single_thread().exact();
+    g.bench_function("exact search", |b| {
+        b.iter(|| seg.search_with(q, 10, None, exact).unwrap())
+    });
+    let graph = ScanOptions::single_thread().with_ef(64);
+    g.bench_function("hnsw search ef 64", |b| {
+        b.iter(|| seg.search_with(q, 10, None, graph).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
