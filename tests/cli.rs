@@ -30,6 +30,7 @@ const REPORT_KEYS: &[&str] = &[
     "cold_random_get_us",
     "cold_batch_get_us",
     "recall_at_k",
+    "tenant_pages_ratio",
 ];
 
 #[test]
@@ -94,7 +95,16 @@ fn compare_runs_every_configuration_on_a_tiny_dataset() {
             assert!(best >= 0.85 && best >= at(0), "{}: {sweep:?}", c["name"]);
         }
         assert!(table.contains(c["name"].as_str().unwrap()));
+        // The tenant key's locality: for the immutable mmap configurations
+        // (built in id order, so at least the minimum), absent otherwise.
+        let name = c["name"].as_str().unwrap();
+        if name == "mmap" || name.starts_with("mmap+") {
+            assert!(c["tenant_pages_ratio"].as_f64().unwrap() >= 1.0, "{name}");
+        } else {
+            assert!(c["tenant_pages_ratio"].is_null(), "{name}");
+        }
     }
+    assert!(table.contains("tenant pages/min"), "{table}");
     assert!(
         !out.path().join("segments").exists(),
         "segment directories are cleaned up"
@@ -586,4 +596,361 @@ fn quantize_writes_a_layer_inspect_shows_it_and_bad_requests_are_errors() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not an mmap segment"), "{stderr}");
+}
+
+/// `vecseg tenants` with tiny sizes and no memory limit: the table has a
+/// row per hot set, and the report's locality figures show the
+/// defragmented segment at the minimum and the other one scattered.
+#[test]
+fn tenants_compares_defragmented_and_scattered_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().join("report");
+    let started = std::time::Instant::now();
+    let r = vecseg()
+        .args([
+            "--quiet",
+            "tenants",
+            "--points",
+            "3000",
+            "--dim",
+            "64",
+            "--tenants",
+            "30",
+            "--memory-limit",
+            "none",
+            "--measure-secs",
+            "0.1",
+            "--warmup-min-secs",
+            "0",
+            "--warmup-max-secs",
+            "0.2",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--report-dir")
+        .arg(&report_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "tenants failed: {stderr}\n{stdout}");
+    assert!(stdout.contains("no memory limit"), "{stdout}");
+    let header = stdout
+        .lines()
+        .position(|l| l.contains("RPS not defrag") && l.contains("RPS defrag"))
+        .unwrap_or_else(|| panic!("no table: {stdout}"));
+    let rows: Vec<&str> = stdout.lines().skip(header + 1).take(5).collect();
+    for (row, hot) in rows.iter().zip(["2.5%", "12.5%", "25%", "50%", "100%"]) {
+        assert!(row.trim_start().starts_with(hot), "{row:?} in {stdout}");
+        assert!(row.contains('x'), "a ratio: {row:?}");
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["parameters"]["points"], 3000);
+    assert_eq!(json["parameters"]["memory_limit_mode"], "none");
+    let table = json["rows"].as_array().unwrap();
+    assert_eq!(table.len(), 5);
+    assert_eq!(
+        table
+            .iter()
+            .map(|r| r["hot_tenants"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 4, 8, 15, 30]
+    );
+    for row in table {
+        for layout in ["not_defragmented", "defragmented"] {
+            let cell = &row[layout];
+            assert!(cell["rps"].as_f64().unwrap() > 0.0, "{row}");
+            assert_eq!(cell["plan"], "indexed", "{row}");
+            assert_eq!(cell["hits_per_request"].as_f64().unwrap(), 10.0, "{row}");
+        }
+        assert!(row["ratio"].as_f64().unwrap() > 0.0);
+    }
+    let builds = json["builds"].as_array().unwrap();
+    assert_eq!(builds.len(), 2);
+    for b in builds {
+        assert!(b["build_mb_per_sec"].as_f64().unwrap() > 0.0, "{b}");
+    }
+    assert_eq!(
+        builds[1]["tenant_runs"], 30,
+        "the defragmented build records its runs"
+    );
+    assert!(builds[0]["tenant_runs"].is_null());
+    let locality = |layout: &str| -> &serde_json::Value {
+        json["locality"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["layout"] == layout)
+            .unwrap()
+    };
+    let defrag = locality("defragmented");
+    let scattered = locality("not_defragmented");
+    let tenants = defrag["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 30);
+    for t in tenants {
+        let ratio = t["pages"].as_f64().unwrap() / t["min_pages"].as_f64().unwrap();
+        assert!(ratio <= 1.2, "defragmented tenant {t}");
+    }
+    assert!(
+        scattered["median_ratio"].as_f64().unwrap() > 2.0 * defrag["max_ratio"].as_f64().unwrap(),
+        "scattered {} vs defragmented {}",
+        scattered["median_ratio"],
+        defrag["max_ratio"]
+    );
+    assert!(scattered["pages"].as_u64().unwrap() > defrag["pages"].as_u64().unwrap());
+    let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("RPS defragmented"),
+        "{html}"
+    );
+    // The scratch directory (both segments) is removed afterwards.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("report")]);
+    assert!(started.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn tenants_rejects_bad_arguments_with_usage_errors() {
+    usage_error(
+        &["tenants", "--memory-limit", "12Q"],
+        &["--memory-limit", "256M"],
+    );
+    usage_error(
+        &["tenants", "--memory-limit", "1M"],
+        &["--memory-limit", "at least 32 MiB"],
+    );
+    usage_error(
+        &["tenants", "--points", "5", "--tenants", "10"],
+        &["--tenants 10", "number of points (5)"],
+    );
+    usage_error(&["tenants", "--hot", "0,50"], &["--hot 0", "percentage"]);
+    usage_error(&["tenants", "--hot", "150"], &["--hot 150"]);
+    usage_error(&["tenants", "--threads", "0"], &["--threads 0"]);
+    usage_error(&["tenants", "--dim", "0"], &["--dim 0"]);
+    usage_error(
+        &[
+            "tenants",
+            "--warmup-min-secs",
+            "5",
+            "--warmup-max-secs",
+            "1",
+        ],
+        &["--warmup-max-secs 1"],
+    );
+    usage_error(
+        &[
+            "tenants",
+            "--points",
+            "100",
+            "--tenants",
+            "10",
+            "--dir",
+            "/nonexistent/vecseg",
+        ],
+        &["--dir /nonexistent/vecseg", "not a directory"],
+    );
+    usage_error(
+        &["tenants", "--points", "1000000000000"],
+        &["--points 1000000000000"],
+    );
+}
+
+/// A segment built ordered by tenant with the optimizer's builder.
+fn build_tenant_segment(dir: &std::path::Path, defragment: bool, tenants: u64, per: u64) {
+    use vecseg::collection::optimizer::{build_segment, BuildOptions};
+    use vecseg::{Distance, FieldSchema, FieldType, Payload, PointId, Record};
+    let dim = 128;
+    let points: Vec<Record<f32>> = (0..tenants * per)
+        .map(|i| {
+            let mut payload = Payload::new();
+            // Tenant independent of the id: consecutive ids alternate.
+            payload.insert("tenant".into(), format!("t{:02}", i % tenants).into());
+            Record {
+                id: PointId::Num(i),
+                version: 1,
+                vector: (0..dim).map(|k| ((i + k) as f32).sin()).collect(),
+                payload,
+            }
+        })
+        .collect();
+    let mut schema = FieldSchema::new("tenant", FieldType::Keyword);
+    schema.is_tenant = defragment;
+    let options = BuildOptions {
+        dim: dim as usize,
+        distance: Distance::Dot,
+        indexes: vec![schema],
+        vector_options: Default::default(),
+        hnsw: None,
+    };
+    drop(build_segment(points, dir, &options, &mut |_| {}).unwrap());
+}
+
+#[test]
+fn inspect_prints_tenant_locality() {
+    let dir = tempfile::tempdir().unwrap();
+    let defrag = dir.path().join("defrag");
+    // 25 tenants of 40 vectors of 512 B: 5 pages each at best.
+    build_tenant_segment(&defrag, true, 25, 40);
+    let r = vecseg().arg("inspect").arg(&defrag).output().unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        out.contains("tenants     key \"tenant\", tenant table of 25 runs recorded"),
+        "{out}"
+    );
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("\"t"))
+        .collect();
+    assert_eq!(rows.len(), 20, "the 20 largest tenants: {out}");
+    for row in &rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1..], ["40", "5", "5", "1.00x"], "{row}");
+    }
+    assert!(out.contains("... 5 smaller tenants not listed"), "{out}");
+    assert!(
+        out.contains(
+            "all 25 tenants: 1000 points, 125 pages, 125 min pages; ratio median 1.00x, max 1.00x"
+        ),
+        "{out}"
+    );
+    // The existing lines are still there, before the tenants.
+    assert!(out.find("index       \"tenant\"").unwrap() < out.find("tenants     key").unwrap());
+
+    // In id order: no tenant table, so no locality unless asked for.
+    let by_id = dir.path().join("by-id");
+    build_tenant_segment(&by_id, false, 25, 40);
+    let r = vecseg().arg("inspect").arg(&by_id).output().unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success());
+    assert!(!out.contains("tenants     key"), "{out}");
+    let r = vecseg()
+        .arg("inspect")
+        .arg(&by_id)
+        .args(["--tenant-key", "tenant"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success());
+    assert!(
+        out.contains("tenants     key \"tenant\"; locality"),
+        "{out}"
+    );
+    // 40 points spread over all 125 pages, one per page.
+    assert!(
+        out.contains(
+            "all 25 tenants: 1000 points, 1000 pages, 125 min pages; ratio median 8.00x, max 8.00x"
+        ),
+        "{out}"
+    );
+    // A key no point has.
+    let r = vecseg()
+        .arg("inspect")
+        .arg(&by_id)
+        .args(["--tenant-key", "nope"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        out.contains("no live point has a value for \"nope\""),
+        "{out}"
+    );
+}
+
+/// `vecseg tenants` with a memory limit: each worker runs in a fresh
+/// cgroup holding the limit (where this system has a writable memory
+/// controller, e.g. as root), removed afterwards; without a cgroup the
+/// output says the limit is not enforced.
+#[test]
+fn tenants_limits_workers_with_a_cgroup_or_says_it_cannot() {
+    let run = |no_cgroup: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = vecseg();
+        cmd.args([
+            "--quiet",
+            "tenants",
+            "--points",
+            "2000",
+            "--dim",
+            "16",
+            "--tenants",
+            "8",
+            "--hot",
+            "25,100",
+            "--threads",
+            "2",
+            "--memory-limit",
+            "64M",
+            "--measure-secs",
+            "0.1",
+            "--warmup-min-secs",
+            "0",
+            "--warmup-max-secs",
+            "0.1",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--report-dir")
+        .arg(dir.path().join("report"));
+        if no_cgroup {
+            cmd.env("VECSEG_TENANTS_NO_CGROUP", "1");
+        } else {
+            cmd.env_remove("VECSEG_TENANTS_NO_CGROUP");
+        }
+        let r = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&r.stdout).to_string();
+        assert!(
+            r.status.success(),
+            "{}\n{stdout}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("report").join("report.json")).unwrap(),
+        )
+        .unwrap();
+        (stdout, json)
+    };
+
+    let (stdout, json) = run(true);
+    assert!(
+        stdout.contains("WARNING: the memory limit 64.0 MiB is NOT enforced"),
+        "{stdout}"
+    );
+    assert_eq!(json["parameters"]["memory_limit_mode"], "evict_only");
+    assert!(json["rows"][0]["defragmented"]["cgroup"].is_null());
+
+    let (stdout, json) = run(false);
+    let mode = json["parameters"]["memory_limit_mode"].as_str().unwrap();
+    if mode == "evict_only" {
+        // No usable memory controller here (not root, or none mounted).
+        assert!(stdout.contains("is NOT enforced"), "{stdout}");
+        return;
+    }
+    assert!(mode.starts_with("cgroup_v"), "{mode}");
+    assert!(stdout.contains("enforced by a cgroup"), "{stdout}");
+    for row in json["rows"].as_array().unwrap() {
+        for layout in ["not_defragmented", "defragmented"] {
+            let cell = &row[layout];
+            let cgroup = &cell["cgroup"];
+            assert_eq!(cgroup["limit_bytes"], 64u64 << 20, "{cell}");
+            assert!(cgroup["max_usage_bytes"].as_u64().unwrap() > 0, "{cell}");
+            let path = cgroup["path"].as_str().unwrap();
+            let name = std::path::Path::new(path).file_name().unwrap();
+            assert!(name.to_str().unwrap().starts_with("vecseg-tenants-"));
+            // The worker saw itself in that cgroup; it is gone now.
+            assert!(
+                cell["own_cgroup"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(name.to_str().unwrap()),
+                "{cell}"
+            );
+            assert!(!std::path::Path::new(path).exists(), "{path} left behind");
+        }
+    }
 }

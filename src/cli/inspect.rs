@@ -26,16 +26,34 @@ pub struct InspectArgs {
     /// segment has (exits non-zero on the first problem).
     #[arg(long)]
     pub verify: bool,
+    /// Print the locality of every value of this payload key (tenant):
+    /// distinct 4 KiB pages of vector data against the fewest possible.
+    /// Without it, printed for the key of a recorded tenant table.
+    #[arg(long, value_name = "KEY")]
+    pub tenant_key: Option<String>,
 }
 
 /// Run `vecseg inspect`: print backends, counts, versions and files.
 pub fn run(args: &InspectArgs) -> Result<(), Box<dyn Error>> {
-    print!("{}", inspect(&args.segment_dir, args.verify)?);
+    print!(
+        "{}",
+        inspect_with(&args.segment_dir, args.verify, args.tenant_key.as_deref())?
+    );
     Ok(())
 }
 
 /// The report `vecseg inspect` prints (`verify`: with the full read pass).
 pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
+    inspect_with(dir, verify, None)
+}
+
+/// [`inspect`], with the tenant locality of payload key `tenant_key`
+/// (without it: of the key of the segment's tenant table, if it has one).
+pub fn inspect_with(
+    dir: &Path,
+    verify: bool,
+    tenant_key: Option<&str>,
+) -> Result<String, Box<dyn Error>> {
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()).into());
     }
@@ -43,6 +61,13 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
         .join(crate::collection::manifest::MANIFEST_FILE)
         .exists()
     {
+        if let Some(key) = tenant_key {
+            return Err(crate::cli::limits::UsageError(format!(
+                "--tenant-key {key}: {} is a collection; pass one of its segment directories",
+                dir.display()
+            ))
+            .into());
+        }
         return inspect_collection(dir);
     }
     if !dir.join(crate::segment::STATE_FILE).exists() {
@@ -72,8 +97,8 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<String, Box<dyn Error>> {
         )
     })?;
     let counts = match (kind, element) {
-        (kind, "f32") => counts::<f32>(dir, kind, verify)?,
-        (kind, _) => counts::<u8>(dir, kind, verify)?,
+        (kind, "f32") => counts::<f32>(dir, kind, verify, tenant_key)?,
+        (kind, _) => counts::<u8>(dir, kind, verify, tenant_key)?,
     };
     out.push_str(&counts);
     let quantized = dir.join(kinds::QUANTIZED_DIR);
@@ -167,28 +192,95 @@ fn counts<T: VectorElement>(
     dir: &Path,
     kind: SegmentKind,
     verify: bool,
+    tenant_key: Option<&str>,
 ) -> Result<String, StorageError> {
     match kind {
         #[cfg(feature = "rocksdb")]
         SegmentKind::Rocks => summary(
             &kinds::open_rocks_segment::<T>(dir, &Default::default())?,
             verify,
+            tenant_key,
         ),
         #[cfg(not(feature = "rocksdb"))]
         SegmentKind::Rocks => Err(kinds::rocksdb_feature_missing(
             "inspecting a RocksDB segment",
         )),
-        SegmentKind::Chunked => summary(&kinds::open_chunked_segment::<T>(dir)?, verify),
+        SegmentKind::Chunked => {
+            summary(&kinds::open_chunked_segment::<T>(dir)?, verify, tenant_key)
+        }
         SegmentKind::Mmap => summary(
             &kinds::open_mmap_segment::<T>(dir, &MmapVectorOptions::default())?,
             verify,
+            tenant_key,
         ),
     }
+}
+
+/// Tenants listed one by one (the largest by points); the rest are
+/// only counted in the summary line.
+pub const TENANTS_LISTED: usize = 20;
+
+/// The locality lines: the [`TENANTS_LISTED`] largest tenants of `key`,
+/// then totals, median and largest ratio over all of them.
+fn tenant_lines<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
+    s: &Segment<V, P, I>,
+    key: &str,
+    out: &mut String,
+) -> Result<()> {
+    let mut rows = s.tenant_locality(key)?;
+    let recorded = match s.tenants() {
+        Some(t) if t.key == key => format!(", tenant table of {} runs recorded", t.ranges.len()),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "tenants     key {key:?}{recorded}; locality = distinct 4 KiB pages of vector data / the fewest possible"
+    );
+    if rows.is_empty() {
+        let _ = writeln!(out, "  no live point has a value for {key:?}");
+        return Ok(());
+    }
+    let all = crate::cli::tenants::summarize(&rows);
+    rows.sort_by(|a, b| {
+        b.points
+            .cmp(&a.points)
+            .then_with(|| a.value.to_string().cmp(&b.value.to_string()))
+    });
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>10} {:>10} {:>10} {:>8}",
+        "tenant", "points", "pages", "min pages", "ratio"
+    );
+    for r in rows.iter().take(TENANTS_LISTED) {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>10} {:>10} {:>10} {:>7.2}x",
+            r.value.to_string(),
+            r.points,
+            r.pages,
+            r.min_pages,
+            r.ratio()
+        );
+    }
+    if rows.len() > TENANTS_LISTED {
+        let _ = writeln!(
+            out,
+            "  ... {} smaller tenants not listed",
+            rows.len() - TENANTS_LISTED
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  all {} tenants: {} points, {} pages, {} min pages; ratio median {:.2}x, max {:.2}x",
+        all.tenants, all.points, all.pages, all.min_pages, all.median_ratio, all.max_ratio
+    );
+    Ok(())
 }
 
 fn summary<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
     s: &Segment<V, P, I>,
     verify: bool,
+    tenant_key: Option<&str>,
 ) -> Result<String> {
     let mut out = String::new();
     if verify {
@@ -235,6 +327,10 @@ fn summary<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead>(
             stats.ram_bytes,
             stats.disk_bytes
         );
+    }
+    let key = tenant_key.or_else(|| s.tenants().map(|t| t.key.as_str()));
+    if let Some(key) = key {
+        tenant_lines(s, key, &mut out)?;
     }
     Ok(out)
 }

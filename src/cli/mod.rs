@@ -1,4 +1,5 @@
-//! The `vecseg` command line: `compare`, `migrate`, `quantize`, `inspect`, `cold-reads`.
+//! The `vecseg` command line: `compare`, `tenants`, `migrate`, `quantize`, `inspect`,
+//! `cold-reads`.
 //!
 //! Errors are returned to `main`, which prints them and exits with code 1,
 //! or with code 2 (like the argument parser) for a [`limits::UsageError`].
@@ -10,6 +11,7 @@ pub mod limits;
 pub mod migrate;
 pub mod progress;
 pub mod quantize;
+pub mod tenants;
 
 use std::error::Error;
 
@@ -32,6 +34,8 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the same workload on every backend configuration and print them side by side.
     Compare(compare::CompareArgs),
+    /// Tenant-filtered search throughput of a segment defragmented by tenant vs not, under a memory limit.
+    Tenants(tenants::TenantsArgs),
     /// Move a segment directory from RocksDB onto chunked or mmap storage, verified.
     Migrate(migrate::MigrateArgs),
     /// Train a quantization codec on an mmap segment and write its codes beside it.
@@ -46,6 +50,7 @@ pub enum CliCommand {
 pub fn run(cli: &Cli) -> Result<(), Box<dyn Error>> {
     match &cli.command {
         CliCommand::Compare(args) => compare::run(args, cli.quiet),
+        CliCommand::Tenants(args) => tenants::run(args, cli.quiet),
         CliCommand::Inspect(args) => inspect::run(args),
         CliCommand::Migrate(args) => migrate::run(args, cli.quiet),
         CliCommand::Quantize(args) => quantize::run(args, cli.quiet),

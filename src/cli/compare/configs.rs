@@ -35,6 +35,9 @@ pub trait Config {
     const DESCRIPTION: &'static str;
     /// Whether the segment lives on disk (and so can be reopened and measured cold).
     const PERSISTENT: bool;
+    /// Whether the report gives the tenant key's locality in the vector
+    /// file (immutable mmap segments, whose point order a build chooses).
+    const TENANT_LOCALITY: bool = false;
     /// Vector storage.
     type V: VectorStorage<Element = f32>;
     /// Payload storage.
@@ -201,6 +204,7 @@ impl Config for Mmap {
     const DESCRIPTION: &'static str =
         "MmapVectorStorage / MmapPayloadStorage / MmapIdMapper (built from chunked; batches via io_uring)";
     const PERSISTENT: bool = true;
+    const TENANT_LOCALITY: bool = true;
     type V = MmapVectorStorage<f32>;
     type P = MmapPayloadStorage;
     type I = MmapIdMapper;
@@ -333,6 +337,7 @@ impl<F: Flavor> Config for MmapQuantized<F> {
     const DESCRIPTION: &'static str =
         "mmap segment, search through quantized codes (mmap file), codec's default rescoring";
     const PERSISTENT: bool = true;
+    const TENANT_LOCALITY: bool = true;
     type V = Quantized<MmapVectorStorage<f32>, F::Q, MmapCodes>;
     type P = MmapPayloadStorage;
     type I = MmapIdMapper;

@@ -80,6 +80,13 @@ pub struct ConfigReport {
     pub cold_batch_get_us: Option<f64>,
     /// Fraction of the exact top-k found (1.0 for exact configurations).
     pub recall_at_k: f64,
+    /// Locality of the tenant key in the vector file (immutable mmap
+    /// configurations): the median over tenants of the distinct 4 KiB
+    /// pages their vectors occupy / the fewest they could
+    /// ([`Segment::tenant_locality`]); 1.0 is a segment defragmented by
+    /// tenant. `None` for the other configurations.
+    #[serde(default)]
+    pub tenant_pages_ratio: Option<f64>,
     /// For storages that score through codes: recall and QPS of search
     /// with rescoring at several oversampling factors (empty otherwise).
     #[serde(default)]
@@ -214,6 +221,13 @@ pub fn measure<C: Config>(
             std::hint::black_box(sum);
             r.cold_batch_get_us = Some(t.elapsed().as_secs_f64() * 1e6 / offsets.len() as f64);
         }
+    }
+    if C::TENANT_LOCALITY {
+        // Last: it reads every payload (never a vector), which must not
+        // warm anything a timed measurement reads.
+        progress.set_message(format!("{}: tenant locality", C::NAME));
+        let rows = seg.tenant_locality(TENANT_KEY)?;
+        r.tenant_pages_ratio = Some(crate::cli::tenants::summarize(&rows).median_ratio);
     }
     Ok(r)
 }

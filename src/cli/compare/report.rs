@@ -165,6 +165,13 @@ const COLUMNS: &[Column] = &[
         decimals: 3,
     },
     Column {
+        header: "tenant pages/min",
+        key: "tenant_pages_ratio",
+        higher_is_better: false,
+        value: |r| r.tenant_pages_ratio,
+        decimals: 2,
+    },
+    Column {
         header: "index KiB",
         key: "index_bytes",
         higher_is_better: false,

@@ -28,8 +28,8 @@ impl<'a, S: VectorStorageRead> PairScorer<'a, S> {
         }
     }
 
-    fn vector(&self, o: PointOffset) -> Result<Vec<S::Element>> {
-        Ok(self.storage.get::<Random>(o)?.to_vec())
+    fn vector(&self, o: PointOffset) -> Result<S::Vector<'a>> {
+        self.storage.get::<Random>(o)
     }
 
     fn score(&self, a: &[S::Element], b: PointOffset) -> Result<f32> {
@@ -60,7 +60,7 @@ fn select<S: VectorStorageRead>(
     candidates: &[Candidate],
     m: usize,
 ) -> Result<Vec<u32>> {
-    let mut kept: Vec<(u32, Vec<S::Element>)> = Vec::with_capacity(m);
+    let mut kept: Vec<(u32, S::Vector<'_>)> = Vec::with_capacity(m);
     for c in candidates {
         if kept.len() == m {
             break;
