@@ -31,6 +31,7 @@ const REPORT_KEYS: &[&str] = &[
     "cold_batch_get_us",
     "recall_at_k",
     "tenant_pages_ratio",
+    "ef_sweep",
 ];
 
 #[test]
@@ -84,7 +85,14 @@ fn compare_runs_every_configuration_on_a_tiny_dataset() {
             c["name"]
         );
         let sweep = c["oversampling"].as_array().unwrap();
-        if sweep.is_empty() {
+        let ef_sweep = c["ef_sweep"].as_array().unwrap();
+        if !ef_sweep.is_empty() {
+            // HNSW configurations: a recall point per ef; the widest beam
+            // finds (nearly) the whole top-k of 400 points.
+            assert_eq!(ef_sweep.len(), 5, "{}", c["name"]);
+            let best = ef_sweep[4]["recall_at_k"].as_f64().unwrap();
+            assert!(best >= 0.95, "{}: {ef_sweep:?}", c["name"]);
+        } else if sweep.is_empty() {
             // Exact configurations: recall must be perfect.
             assert_eq!(c["recall_at_k"].as_f64().unwrap(), 1.0, "{}", c["name"]);
         } else {

@@ -24,6 +24,7 @@ use vecseg_traits::{
 };
 
 use super::dataset::Dataset;
+use crate::index::hnsw::HnswConfig;
 use crate::kinds::{self, SegmentLayout};
 use crate::Segment;
 
@@ -38,6 +39,9 @@ pub trait Config {
     /// Whether the report gives the tenant key's locality in the vector
     /// file (immutable mmap segments, whose point order a build chooses).
     const TENANT_LOCALITY: bool = false;
+    /// Whether the segment has an HNSW index (searches go through the
+    /// graph; the report sweeps `ef`).
+    const HNSW: bool = false;
     /// Vector storage.
     type V: VectorStorage<Element = f32>;
     /// Payload storage.
@@ -428,6 +432,48 @@ impl Config for ChunkedBq1 {
     }
 }
 
+/// Configuration `C` with an HNSW index (m 16, ef_construct 100) built
+/// over its segment after loading (the build counts as loading time).
+pub struct WithHnsw<C>(std::marker::PhantomData<C>);
+
+impl<C: Config> Config for WithHnsw<C> {
+    const NAME: &'static str = match C::NAME.as_bytes() {
+        b"mmap" => "mmap+hnsw",
+        b"mmap+sq8" => "mmap+sq8+hnsw",
+        _ => "hnsw",
+    };
+    const DESCRIPTION: &'static str =
+        "the configuration named before +hnsw, with an HNSW graph (m 16, ef_construct 100) answering searches";
+    const PERSISTENT: bool = C::PERSISTENT;
+    const TENANT_LOCALITY: bool = C::TENANT_LOCALITY;
+    const HNSW: bool = true;
+    type V = C::V;
+    type P = C::P;
+    type I = C::I;
+
+    fn load(
+        dir: &Path,
+        data: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        let mut s = C::load(dir, data, progress)?;
+        progress.set_message(format!("{}: HNSW build", Self::NAME));
+        s.build_hnsw(HnswConfig::default())?;
+        Ok(s)
+    }
+
+    fn reopen(
+        dir: &Path,
+        segment: Segment<Self::V, Self::P, Self::I>,
+    ) -> Result<Segment<Self::V, Self::P, Self::I>> {
+        C::reopen(dir, segment)
+    }
+
+    fn code_bytes(segment: &Segment<Self::V, Self::P, Self::I>) -> Option<u64> {
+        C::code_bytes(segment)
+    }
+}
+
 /// Whether configuration `name` can run with `distance` (binary codes do
 /// not approximate manhattan).
 pub fn supports(name: &str, distance: Distance) -> bool {
@@ -455,6 +501,8 @@ pub const ALL: &[&str] = &[
     MmapQuantized::<Bq2>::NAME,
     MmapQuantized::<Pq>::NAME,
     ChunkedBq1::NAME,
+    WithHnsw::<Mmap>::NAME,
+    WithHnsw::<MmapQuantized<Sq8>>::NAME,
     #[cfg(feature = "rocksdb")]
     Rocks::NAME,
 ];
@@ -485,6 +533,10 @@ pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
         n if n == MmapQuantized::<Bq2>::NAME => Some(visitor.visit::<MmapQuantized<Bq2>>()),
         n if n == MmapQuantized::<Pq>::NAME => Some(visitor.visit::<MmapQuantized<Pq>>()),
         n if n == ChunkedBq1::NAME => Some(visitor.visit::<ChunkedBq1>()),
+        n if n == WithHnsw::<Mmap>::NAME => Some(visitor.visit::<WithHnsw<Mmap>>()),
+        n if n == WithHnsw::<MmapQuantized<Sq8>>::NAME => {
+            Some(visitor.visit::<WithHnsw<MmapQuantized<Sq8>>>())
+        }
         #[cfg(feature = "rocksdb")]
         n if n == Rocks::NAME => Some(visitor.visit::<Rocks>()),
         _ => None,

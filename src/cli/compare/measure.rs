@@ -91,7 +91,25 @@ pub struct ConfigReport {
     /// with rescoring at several oversampling factors (empty otherwise).
     #[serde(default)]
     pub oversampling: Vec<OversamplingPoint>,
+    /// For configurations with an HNSW index: recall and QPS of search at
+    /// several beam widths `ef` (empty otherwise).
+    #[serde(default)]
+    pub ef_sweep: Vec<EfPoint>,
 }
+
+/// Graph search at one beam width.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EfPoint {
+    /// Beam width.
+    pub ef: usize,
+    /// Fraction of the exact top-k found.
+    pub recall_at_k: f64,
+    /// Queries per second.
+    pub qps: f64,
+}
+
+/// Beam widths of the HNSW sweep.
+pub const EF_SWEEP: [usize; 5] = [16, 32, 64, 128, 256];
 
 /// Search with rescoring at one oversampling factor.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -171,23 +189,43 @@ pub fn measure<C: Config>(
 
     let approximate = data.query_count() > 0
         && !vecseg_traits::QueryScorer::is_exact(&seg.vectors().scorer(data.query(0))?);
-    if approximate {
+    // Recall and QPS of `options` over every query.
+    let sweep = |options: ScanOptions| -> Result<(f64, f64)> {
+        let t = Instant::now();
+        let mut found = 0usize;
+        for (q, expected) in truth.iter().enumerate() {
+            let hits = seg.search_with(data.query(q), work.top, None, options)?;
+            found += hits.iter().filter(|h| expected.contains(&h.id)).count();
+        }
+        let expected: usize = truth.iter().map(Vec::len).sum::<usize>().max(1);
+        Ok((
+            found as f64 / expected as f64,
+            data.query_count() as f64 / t.elapsed().as_secs_f64(),
+        ))
+    };
+    // (A graph search keeps `ef` candidates, not `k × oversampling`.)
+    if approximate && !C::HNSW {
         progress.set_message(format!("{}: oversampling", C::NAME));
         for oversampling in OVERSAMPLING {
             let options = ScanOptions::default()
                 .with_oversampling(oversampling)
                 .with_rescore(true);
-            let t = Instant::now();
-            let mut found = 0usize;
-            for (q, expected) in truth.iter().enumerate() {
-                let hits = seg.search_with(data.query(q), work.top, None, options)?;
-                found += hits.iter().filter(|h| expected.contains(&h.id)).count();
-            }
-            let expected: usize = truth.iter().map(Vec::len).sum::<usize>().max(1);
+            let (recall_at_k, qps) = sweep(options)?;
             r.oversampling.push(OversamplingPoint {
                 oversampling,
-                recall_at_k: found as f64 / expected as f64,
-                qps: data.query_count() as f64 / t.elapsed().as_secs_f64(),
+                recall_at_k,
+                qps,
+            });
+        }
+    }
+    if C::HNSW {
+        progress.set_message(format!("{}: ef sweep", C::NAME));
+        for ef in EF_SWEEP {
+            let (recall_at_k, qps) = sweep(ScanOptions::default().with_ef(ef))?;
+            r.ef_sweep.push(EfPoint {
+                ef,
+                recall_at_k,
+                qps,
             });
         }
     }

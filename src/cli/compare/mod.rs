@@ -238,7 +238,7 @@ pub fn run(args: &CompareArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
     // then empty parent too (fails harmlessly when something is left).
     let _ = std::fs::remove_dir(args.out.join("segments"));
     print!("{}", report::table(&reports));
-    let sweep = report::oversampling_table(&reports);
+    let sweep = report::sweep_table(&reports);
     if !sweep.is_empty() {
         print!("\n{sweep}");
     }

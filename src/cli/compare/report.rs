@@ -256,44 +256,77 @@ pub fn table(configs: &[ConfigReport]) -> String {
     out
 }
 
-/// Recall and QPS of the configurations that score through codes, at each
-/// oversampling factor of the sweep (empty when none does).
-pub fn oversampling_table(configs: &[ConfigReport]) -> String {
-    let mut out = String::new();
-    for r in configs.iter().filter(|r| !r.oversampling.is_empty()) {
-        if out.is_empty() {
-            out.push_str("config        oversampling  recall@k       QPS\n");
+/// One recall–QPS curve: a configuration's sweep of one knob
+/// (oversampling of codes, or a graph's `ef`), each point (knob, recall, QPS).
+struct Curve<'a> {
+    name: &'a str,
+    points: Vec<(String, f64, f64)>,
+}
+
+/// The sweeps of every configuration that has one.
+fn curves(configs: &[ConfigReport]) -> Vec<Curve<'_>> {
+    let mut out = Vec::new();
+    for r in configs {
+        if !r.oversampling.is_empty() {
+            out.push(Curve {
+                name: &r.name,
+                points: r
+                    .oversampling
+                    .iter()
+                    .map(|p| (format!("{}x", p.oversampling), p.recall_at_k, p.qps))
+                    .collect(),
+            });
         }
-        for p in &r.oversampling {
+        if !r.ef_sweep.is_empty() {
+            out.push(Curve {
+                name: &r.name,
+                points: r
+                    .ef_sweep
+                    .iter()
+                    .map(|p| (format!("ef {}", p.ef), p.recall_at_k, p.qps))
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// Recall and QPS at each point of every sweep: the oversampling factors
+/// of configurations that score through codes, the `ef` values of those
+/// with an HNSW index (empty when none has a sweep).
+pub fn sweep_table(configs: &[ConfigReport]) -> String {
+    let mut out = String::new();
+    for c in curves(configs) {
+        if out.is_empty() {
+            out.push_str("config          setting  recall@k       QPS\n");
+        }
+        for (knob, recall, qps) in &c.points {
             let _ = writeln!(
                 out,
-                "{:<13} {:>11}x  {:>8.3}  {:>8.1}",
-                r.name, p.oversampling, p.recall_at_k, p.qps
+                "{:<15} {:>7}  {:>8.3}  {:>8.1}",
+                c.name, knob, recall, qps
             );
         }
     }
     out
 }
 
-/// Recall against QPS, one line per configuration that scores through
-/// codes (a point per oversampling factor), as an SVG.
+/// Recall against QPS, one line per sweep (a point per oversampling
+/// factor or `ef`), as an SVG.
 fn recall_qps_chart(configs: &[ConfigReport]) -> String {
-    let with: Vec<&ConfigReport> = configs
-        .iter()
-        .filter(|r| !r.oversampling.is_empty())
-        .collect();
+    let with = curves(configs);
     if with.is_empty() {
         return String::new();
     }
     let (w, h, m) = (480.0, 300.0, 40.0);
     let max_qps = with
         .iter()
-        .flat_map(|r| r.oversampling.iter().map(|p| p.qps))
+        .flat_map(|c| c.points.iter().map(|p| p.2))
         .fold(1.0f64, f64::max);
     let x = |qps: f64| m + (w - 2.0 * m) * qps / max_qps;
     let y = |recall: f64| h - m - (h - 2.0 * m) * recall.clamp(0.0, 1.0);
     let mut out = format!(
-        "<div class=\"chart\"><h3>recall@k vs QPS (oversampling 1, 2, 4, 8 with rescoring)</h3>\
+        "<div class=\"chart\"><h3>recall@k vs QPS (codes: oversampling 1, 2, 4, 8 with rescoring; HNSW: ef 16 to 256)</h3>\
          <svg width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\">\
          <line x1=\"{m}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#888\"/>\
          <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{b}\" stroke=\"#888\"/>\
@@ -306,28 +339,28 @@ fn recall_qps_chart(configs: &[ConfigReport]) -> String {
     let colors = [
         "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     ];
-    for (i, r) in with.iter().enumerate() {
+    for (i, c) in with.iter().enumerate() {
         let color = colors[i % colors.len()];
-        let points: Vec<String> = r
-            .oversampling
+        let points: Vec<String> = c
+            .points
             .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.qps), y(p.recall_at_k)))
+            .map(|p| format!("{:.1},{:.1}", x(p.2), y(p.1)))
             .collect();
         let _ = write!(
             out,
             "<polyline fill=\"none\" stroke=\"{color}\" points=\"{}\"/>",
             points.join(" ")
         );
-        for p in &r.oversampling {
+        for (knob, recall, qps) in &c.points {
             let _ = write!(
                 out,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{}: {}x, recall {:.3}, {:.0} QPS</title></circle>",
-                x(p.qps),
-                y(p.recall_at_k),
-                escape(&r.name),
-                p.oversampling,
-                p.recall_at_k,
-                p.qps
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{}: {}, recall {:.3}, {:.0} QPS</title></circle>",
+                x(*qps),
+                y(*recall),
+                escape(c.name),
+                knob,
+                recall,
+                qps
             );
         }
         let _ = write!(
@@ -335,7 +368,7 @@ fn recall_qps_chart(configs: &[ConfigReport]) -> String {
             "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{color}\">{}</text>",
             w - m - 90.0,
             m + 14.0 * i as f64,
-            escape(&r.name)
+            escape(c.name)
         );
     }
     out.push_str("</svg></div>");
@@ -394,7 +427,7 @@ fn html(report: &Report) -> String {
     }
     out.push_str("</table>");
     out.push_str(&memory_speed_scatter(&report.configs));
-    let sweep = oversampling_table(&report.configs);
+    let sweep = sweep_table(&report.configs);
     if !sweep.is_empty() {
         let _ = write!(out, "<pre>{}</pre>", escape(&sweep));
         out.push_str(&recall_qps_chart(&report.configs));
