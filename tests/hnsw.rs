@@ -253,6 +253,15 @@ fn bad_configs_are_refused() {
         HnswIndex::build(&s, |_| true, &[], none),
         Err(StorageError::InvalidArgument(_))
     ));
+    let too_wide = HnswConfig {
+        m: 100,
+        payload_m: 40,
+        ..Default::default()
+    };
+    assert!(matches!(
+        HnswIndex::build(&s, |_| true, &[], too_wide),
+        Err(StorageError::InvalidArgument(_))
+    ));
 }
 
 mod segment {

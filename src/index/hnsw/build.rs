@@ -288,7 +288,7 @@ pub(crate) fn build<S: VectorStorageRead>(
             }
         }
     }
-    Ok(GraphLinks::from_lists(lists, entry))
+    GraphLinks::from_lists(lists, entry)
 }
 
 fn poisoned<T>(_: T) -> vecseg_traits::StorageError {

@@ -1,44 +1,78 @@
-//! [`GraphLinks`]: the frozen graph — each node's level and its neighbour
-//! lists per level, as three flat arrays — over owned memory or a mapped
-//! links file, and the read access search needs.
+//! [`GraphLinks`]: the frozen graph — each node's level count, where its
+//! lists start, each list's length, and the neighbours — over owned
+//! memory or a mapped links file, and the read access search needs.
 
+use std::ops::Range;
 use std::path::Path;
 
 use vecseg_mmap::{cast_slice, MmapFile};
 use vecseg_traits::{PointOffset, Result, StorageError};
+
+/// Most links one list may hold (list lengths are stored as one byte).
+pub const MAX_LIST_LEN: usize = 255;
 
 /// Where the arrays live.
 #[derive(Debug)]
 enum Backing {
     /// Built in this process.
     Owned {
-        node_first: Vec<u64>,
-        list_start: Vec<u64>,
+        levels: Vec<u8>,
+        node_start: Vec<u32>,
+        list_len: Vec<u8>,
         neighbors: Vec<u32>,
     },
-    /// A validated links file (see `links_file.rs`): byte ranges of the
-    /// three arrays inside the mapping.
+    /// A links file (see `links_file.rs`): byte ranges of the arrays
+    /// inside the mapping.
     Mapped {
         file: MmapFile,
-        node_first: std::ops::Range<usize>,
-        list_start: std::ops::Range<usize>,
-        neighbors: std::ops::Range<usize>,
+        levels: Range<usize>,
+        node_start: Range<usize>,
+        list_len: Range<usize>,
+        neighbors: Range<usize>,
     },
 }
 
+/// The four stored arrays, borrowed.
+pub(crate) struct Arrays<'a> {
+    /// Level count per node (0: not in the graph).
+    pub(crate) levels: &'a [u8],
+    /// Per node (and one past the last), the index in `neighbors` where
+    /// its lists begin.
+    pub(crate) node_start: &'a [u32],
+    /// Per list (a node's lists in level order, nodes in order), its length.
+    pub(crate) list_len: &'a [u8],
+    /// Every list's neighbours, back to back.
+    pub(crate) neighbors: &'a [u32],
+}
+
 /// An HNSW graph: node `n` has levels `0..levels(n)`, and on each the
-/// neighbour list `links(n, level)` (offsets of other nodes).
-///
-/// Arrays: `node_first[n]` is the index of node `n`'s level-0 list (its
-/// level `l` list is `node_first[n] + l`; `node_first` has `nodes + 1`
-/// entries); `list_start[i]..list_start[i + 1]` is list `i`'s range in
-/// `neighbors`.
+/// neighbour list `links(n, level)` (offsets of other nodes). Node `n`'s
+/// first list is list `node_first[n]` (prefix sums of the level counts,
+/// computed when the graph is made or opened).
 #[derive(Debug)]
 pub struct GraphLinks {
     backing: Backing,
+    node_first: Vec<u32>,
     /// Entry point and its top level (`None` for a graph without links
     /// across the whole segment, e.g. `m = 0` with payload links only).
     entry: Option<(PointOffset, usize)>,
+}
+
+/// Prefix sums of `levels` (`levels.len() + 1` entries), or `None` past
+/// `u32::MAX` lists.
+fn prefix(levels: &[u8]) -> Option<Vec<u32>> {
+    let mut out = Vec::with_capacity(levels.len() + 1);
+    let mut sum = 0u32;
+    out.push(0);
+    for &l in levels {
+        sum = sum.checked_add(u32::from(l))?;
+        out.push(sum);
+    }
+    Some(out)
+}
+
+fn too_large(what: &str) -> StorageError {
+    StorageError::InvalidArgument(format!("HNSW graph too large for the links format: {what}"))
 }
 
 impl GraphLinks {
@@ -46,80 +80,108 @@ impl GraphLinks {
     pub(crate) fn from_lists(
         lists: Vec<Vec<Vec<PointOffset>>>,
         entry: Option<(PointOffset, usize)>,
-    ) -> Self {
-        let mut node_first = Vec::with_capacity(lists.len() + 1);
-        let mut list_start = vec![0u64];
-        let mut neighbors = Vec::new();
-        let mut first = 0u64;
-        for levels in lists {
-            node_first.push(first);
-            first += levels.len() as u64;
-            for l in levels {
+    ) -> Result<Self> {
+        let mut levels = Vec::with_capacity(lists.len());
+        let mut node_start = Vec::with_capacity(lists.len() + 1);
+        let mut list_len = Vec::new();
+        let mut neighbors: Vec<u32> = Vec::new();
+        for node in lists {
+            levels.push(u8::try_from(node.len()).map_err(|_| too_large("levels"))?);
+            node_start.push(u32::try_from(neighbors.len()).map_err(|_| too_large("links"))?);
+            for l in node {
+                if l.len() > MAX_LIST_LEN {
+                    return Err(too_large("a list longer than 255 links"));
+                }
+                list_len.push(l.len() as u8);
                 neighbors.extend_from_slice(&l);
-                list_start.push(neighbors.len() as u64);
             }
         }
-        node_first.push(first);
-        GraphLinks {
+        node_start.push(u32::try_from(neighbors.len()).map_err(|_| too_large("links"))?);
+        let node_first = prefix(&levels).ok_or_else(|| too_large("lists"))?;
+        Ok(GraphLinks {
             backing: Backing::Owned {
-                node_first,
-                list_start,
+                levels,
+                node_start,
+                list_len,
                 neighbors,
             },
+            node_first,
             entry,
-        }
+        })
     }
 
     /// A graph over a mapped links file whose arrays lie at these byte
-    /// ranges (already validated by the caller).
+    /// ranges; checked whole (see [`GraphLinks::validate`]).
     pub(crate) fn mapped(
         file: MmapFile,
-        node_first: std::ops::Range<usize>,
-        list_start: std::ops::Range<usize>,
-        neighbors: std::ops::Range<usize>,
+        ranges: [Range<usize>; 4],
         entry: Option<(PointOffset, usize)>,
-    ) -> Self {
-        GraphLinks {
+    ) -> Result<Self> {
+        let path = file.path().to_path_buf();
+        let [levels, node_start, list_len, neighbors] = ranges;
+        let mut graph = GraphLinks {
             backing: Backing::Mapped {
                 file,
-                node_first,
-                list_start,
+                levels,
+                node_start,
+                list_len,
                 neighbors,
             },
+            node_first: Vec::new(),
             entry,
+        };
+        graph.node_first = prefix(graph.arrays()?.levels)
+            .ok_or_else(|| StorageError::corrupted(&path, "more than u32::MAX lists"))?;
+        graph.validate(&path)?;
+        Ok(graph)
+    }
+
+    /// The stored arrays (a mapped file's views are checked for length
+    /// and alignment).
+    pub(crate) fn arrays(&self) -> Result<Arrays<'_>> {
+        match &self.backing {
+            Backing::Owned {
+                levels,
+                node_start,
+                list_len,
+                neighbors,
+            } => Ok(Arrays {
+                levels,
+                node_start,
+                list_len,
+                neighbors,
+            }),
+            Backing::Mapped {
+                file,
+                levels,
+                node_start,
+                list_len,
+                neighbors,
+            } => {
+                let (b, path) = (file.bytes(), file.path());
+                Ok(Arrays {
+                    levels: &b[levels.clone()],
+                    node_start: cast_slice::<u32>(path, &b[node_start.clone()])?,
+                    list_len: &b[list_len.clone()],
+                    neighbors: cast_slice::<u32>(path, &b[neighbors.clone()])?,
+                })
+            }
         }
     }
 
-    /// The three arrays.
-    pub(crate) fn arrays(&self) -> (&[u64], &[u64], &[u32]) {
-        match &self.backing {
-            Backing::Owned {
-                node_first,
-                list_start,
-                neighbors,
-            } => (node_first, list_start, neighbors),
-            Backing::Mapped {
-                file,
-                node_first,
-                list_start,
-                neighbors,
-            } => {
-                let bytes = file.bytes();
-                let path = file.path();
-                // Validated at open: lengths and alignment hold.
-                let view = |r: &std::ops::Range<usize>| &bytes[r.clone()];
-                (
-                    cast_u64(path, view(node_first)),
-                    cast_u64(path, view(list_start)),
-                    cast_slice::<u32>(path, view(neighbors)).unwrap_or(&[]),
-                )
-            }
-        }
+    /// The arrays of a graph that was checked when made or opened.
+    fn checked(&self) -> Arrays<'_> {
+        self.arrays().unwrap_or(Arrays {
+            levels: &[],
+            node_start: &[],
+            list_len: &[],
+            neighbors: &[],
+        })
     }
 
     /// Number of nodes.
     pub fn nodes(&self) -> usize {
-        self.arrays().0.len().saturating_sub(1)
+        self.node_first.len().saturating_sub(1)
     }
 
     /// Entry point and its level.
@@ -129,27 +191,31 @@ impl GraphLinks {
 
     /// Levels of node `n` (0 for an offset outside the graph).
     pub fn levels(&self, n: PointOffset) -> usize {
-        let (first, _, _) = self.arrays();
         let n = n as usize;
-        if n + 1 >= first.len() {
+        if n + 1 >= self.node_first.len() {
             return 0;
         }
-        (first[n + 1] - first[n]) as usize
+        (self.node_first[n + 1] - self.node_first[n]) as usize
     }
 
     /// Neighbours of node `n` on `level` (empty past its levels).
     pub fn links(&self, n: PointOffset, level: usize) -> &[PointOffset] {
-        let (first, start, neighbors) = self.arrays();
         if level >= self.levels(n) {
             return &[];
         }
-        let list = first[n as usize] as usize + level;
-        &neighbors[start[list] as usize..start[list + 1] as usize]
+        let a = self.checked();
+        let first = self.node_first[n as usize] as usize;
+        let mut start = a.node_start[n as usize] as usize;
+        for l in &a.list_len[first..first + level] {
+            start += *l as usize;
+        }
+        let len = a.list_len[first + level] as usize;
+        &a.neighbors[start..start + len]
     }
 
     /// Total neighbour entries (all levels).
     pub fn link_count(&self) -> usize {
-        self.arrays().2.len()
+        self.checked().neighbors.len()
     }
 
     /// The mapped file, if the graph lives in one.
@@ -160,25 +226,40 @@ impl GraphLinks {
         }
     }
 
-    /// Check the arrays describe a graph over `nodes` nodes: monotonic
-    /// starts within bounds, every neighbour a node. Called on open.
-    pub(crate) fn validate(&self, path: &Path) -> Result<()> {
-        let (first, start, neighbors) = self.arrays();
+    /// Check the arrays describe a graph: one start per node plus one,
+    /// ascending from 0 to the neighbour count; one length per list, each
+    /// node's lengths adding up to its span; every neighbour a node; the
+    /// entry point a node with the recorded top level.
+    fn validate(&self, path: &Path) -> Result<()> {
+        let a = self.arrays()?;
         let bad = |why: String| Err(StorageError::corrupted(path, why));
-        let nodes = first.len().saturating_sub(1);
-        if first.first() != Some(&0) || first.windows(2).any(|w| w[0] > w[1]) {
-            return bad("node list table is not ascending from 0".into());
+        let nodes = a.levels.len();
+        if a.node_start.len() != nodes + 1 || a.node_start.first() != Some(&0) {
+            return bad(format!(
+                "{} list starts for {nodes} nodes",
+                a.node_start.len()
+            ));
         }
-        let lists = *first.last().unwrap_or(&0) as usize;
-        if start.len() != lists + 1 || start.first() != Some(&0) {
-            return bad(format!("{} list starts for {lists} lists", start.len()));
-        }
-        if start.windows(2).any(|w| w[0] > w[1])
-            || *start.last().unwrap_or(&0) as usize != neighbors.len()
+        if a.node_start.windows(2).any(|w| w[0] > w[1])
+            || *a.node_start.last().unwrap_or(&0) as usize != a.neighbors.len()
         {
-            return bad("neighbour list starts are not ascending to the neighbour count".into());
+            return bad("node starts are not ascending to the neighbour count".into());
         }
-        if let Some(n) = neighbors.iter().find(|&&n| n as usize >= nodes) {
+        let lists = *self.node_first.last().unwrap_or(&0) as usize;
+        if a.list_len.len() != lists {
+            return bad(format!(
+                "{} list lengths for {lists} lists",
+                a.list_len.len()
+            ));
+        }
+        for n in 0..nodes {
+            let (first, last) = (self.node_first[n] as usize, self.node_first[n + 1] as usize);
+            let span: usize = a.list_len[first..last].iter().map(|&l| l as usize).sum();
+            if span != (a.node_start[n + 1] - a.node_start[n]) as usize {
+                return bad(format!("node {n}: list lengths do not add up to its links"));
+            }
+        }
+        if let Some(n) = a.neighbors.iter().find(|&&n| n as usize >= nodes) {
             return bad(format!("neighbour {n} is not one of the {nodes} nodes"));
         }
         if let Some((e, level)) = self.entry {
@@ -190,8 +271,4 @@ impl GraphLinks {
         }
         Ok(())
     }
-}
-
-fn cast_u64<'a>(path: &Path, bytes: &'a [u8]) -> &'a [u64] {
-    cast_slice::<u64>(path, bytes).unwrap_or(&[])
 }

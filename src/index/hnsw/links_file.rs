@@ -19,8 +19,9 @@
 //! | 64 | 8 | seed |
 //! | 72 | 4 | CRC-32C of the body |
 //! | 76 | 4 | CRC-32C of bytes 0..76 |
-//! | 80 | 8(N+1) | `node_first` (u64) |
-//! | … | 8(L+1) | `list_start` (u64) |
+//! | 80 | N, padded to 4 | `levels` (u8 per node) |
+//! | … | 4(N+1) | `node_start` (u32: where each node's lists begin in `neighbors`) |
+//! | … | L, padded to 4 | `list_len` (u8 per list, a node's lists in level order) |
 //! | … | 4E | `neighbors` (u32) |
 //!
 //! The body (everything after the 80-byte header) is covered by its CRC,
@@ -38,8 +39,8 @@ use super::HnswConfig;
 /// Name of the links file inside an index directory.
 pub const LINKS_FILE: &str = "hnsw.links";
 const MAGIC: [u8; 8] = *b"VSHNSW01";
-/// Format version of the links file.
-pub const LINKS_FORMAT_VERSION: u32 = 1;
+/// Format version of the links file (1: u64 tables, never released).
+pub const LINKS_FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 80;
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -53,15 +54,19 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Write `graph`, built with `config`, to `path` (temp file, fsync,
 /// rename).
 pub fn write_links(path: &Path, graph: &GraphLinks, config: &HnswConfig) -> Result<()> {
-    let (first, start, neighbors) = graph.arrays();
-    let mut body = Vec::with_capacity(8 * (first.len() + start.len()) + 4 * neighbors.len());
-    first
+    let a = graph.arrays()?;
+    let pad = |body: &mut Vec<u8>| body.resize(body.len().next_multiple_of(4), 0);
+    let mut body = Vec::with_capacity(
+        a.levels.len() + a.list_len.len() + 8 + 4 * (a.node_start.len() + a.neighbors.len()),
+    );
+    body.extend_from_slice(a.levels);
+    pad(&mut body);
+    a.node_start
         .iter()
         .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
-    start
-        .iter()
-        .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
-    neighbors
+    body.extend_from_slice(a.list_len);
+    pad(&mut body);
+    a.neighbors
         .iter()
         .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
     let mut header = Vec::with_capacity(HEADER);
@@ -71,12 +76,12 @@ pub fn write_links(path: &Path, graph: &GraphLinks, config: &HnswConfig) -> Resu
     for v in [config.m, config.m0(), config.ef_construct, config.payload_m] {
         header.extend_from_slice(&(v as u32).to_le_bytes());
     }
-    header.extend_from_slice(&(graph.nodes() as u64).to_le_bytes());
+    header.extend_from_slice(&(a.levels.len() as u64).to_le_bytes());
     let (entry, top) = graph.entry().map_or((u32::MAX, 0), |(e, t)| (e, t as u32));
     header.extend_from_slice(&entry.to_le_bytes());
     header.extend_from_slice(&top.to_le_bytes());
-    header.extend_from_slice(&((start.len() - 1) as u64).to_le_bytes());
-    header.extend_from_slice(&(neighbors.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(a.list_len.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(a.neighbors.len() as u64).to_le_bytes());
     header.extend_from_slice(&config.seed.to_le_bytes());
     header.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     let head_crc = crc32c::crc32c(&header);
@@ -126,15 +131,19 @@ pub fn open_links(path: &Path) -> Result<(HnswConfig, GraphLinks)> {
         )));
     }
     let (nodes, lists, entries) = (u64_at(b, 32), u64_at(b, 48), u64_at(b, 56));
-    let len = |n: u64, size: u64| n.checked_add(1).and_then(|n| n.checked_mul(size));
-    let sizes = (len(nodes, 8), len(lists, 8), entries.checked_mul(4));
-    let (Some(first_len), Some(start_len), Some(neighbors_len)) = sizes else {
+    let padded = |n: u64| n.checked_next_multiple_of(4);
+    let sizes = (
+        padded(nodes),
+        nodes.checked_add(1).and_then(|n| n.checked_mul(4)),
+        padded(lists),
+        entries.checked_mul(4),
+    );
+    let (Some(levels_len), Some(start_len), Some(lens_len), Some(neighbors_len)) = sizes else {
         return Err(bad("array sizes overflow".into()));
     };
-    let expected = (HEADER as u64)
-        .checked_add(first_len)
-        .and_then(|n| n.checked_add(start_len))
-        .and_then(|n| n.checked_add(neighbors_len));
+    let expected = [levels_len, start_len, lens_len, neighbors_len]
+        .into_iter()
+        .try_fold(HEADER as u64, |acc, n| acc.checked_add(n));
     if expected != Some(b.len() as u64) {
         return Err(bad(format!(
             "{} bytes, the header describes {expected:?}",
@@ -144,18 +153,14 @@ pub fn open_links(path: &Path) -> Result<(HnswConfig, GraphLinks)> {
     if crc32c::crc32c(&b[HEADER..]) != u32_at(b, 72) {
         return Err(bad("body checksum mismatch".into()));
     }
-    let first = HEADER..HEADER + first_len as usize;
-    let start = first.end..first.end + start_len as usize;
-    let neighbors = start.end..b.len();
+    let levels = HEADER..HEADER + nodes as usize;
+    let node_start = HEADER + levels_len as usize..HEADER + (levels_len + start_len) as usize;
+    let list_len = node_start.end..node_start.end + lists as usize;
+    let neighbors = node_start.end + lens_len as usize..b.len();
     let entry = match (u32_at(b, 40), u32_at(b, 44)) {
         (u32::MAX, _) => None,
         (e, top) => Some((e, top as usize)),
     };
-    let graph = GraphLinks::mapped(file, first, start, neighbors, entry);
-    let (f, s, n) = graph.arrays();
-    if f.len() as u64 != nodes + 1 || s.len() as u64 != lists + 1 || n.len() as u64 != entries {
-        return Err(bad("arrays are misaligned in the mapping".into()));
-    }
-    graph.validate(path)?;
+    let graph = GraphLinks::mapped(file, [levels, node_start, list_len, neighbors], entry)?;
     Ok((config, graph))
 }

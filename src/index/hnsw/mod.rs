@@ -103,6 +103,12 @@ impl HnswIndex {
                 "an HNSW index needs m > 0 or payload_m > 0".into(),
             ));
         }
+        if config.m0() + 2 * config.payload_m > graph::MAX_LIST_LEN {
+            return Err(StorageError::InvalidArgument(format!(
+                "2 × m + 2 × payload_m must be at most {} (links per level-0 list)",
+                graph::MAX_LIST_LEN
+            )));
+        }
         if config.ef_construct == 0 {
             return Err(StorageError::InvalidArgument(
                 "ef_construct must be positive".into(),
