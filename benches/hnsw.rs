@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sets::{e5, generated, Set};
-use vecseg::index::hnsw::HnswConfig;
+use vecseg::index::hnsw::{HnswConfig, LINKS_FILE};
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::quantized::{Quantized, ScalarConfig, ScalarU8};
 use vecseg::{Distance, Payload, PointId, ScanOptions, Segment};
@@ -68,13 +68,20 @@ fn table(set: &Set) {
     let started = Instant::now();
     seg.build_hnsw(HnswConfig::default()).unwrap();
     let build = started.elapsed();
-    let links = seg.hnsw().unwrap().graph().link_count();
+    let index = seg.hnsw().unwrap();
+    let degree = index.graph().link_count() as f64 / set.points.len() as f64;
+    let dir = tempfile::tempdir().unwrap();
+    index.save(dir.path()).unwrap();
+    let file = std::fs::metadata(dir.path().join(LINKS_FILE)).unwrap().len();
     println!(
-        "\n{}: HNSW m 16, ef_construct 100, built in {:.1} s ({:.0} points/s, {:.1} links/point)",
+        "\n{}: HNSW m 16, ef_construct 100, built in {:.1} s ({:.0} points/s); {:.1} links/point; \
+         links file {:.1} B/point = {:.3} × (4 B × degree)",
         set.name,
         build.as_secs_f64(),
         set.points.len() as f64 / build.as_secs_f64(),
-        links as f64 / set.points.len() as f64
+        degree,
+        file as f64 / set.points.len() as f64,
+        file as f64 / set.points.len() as f64 / (4.0 * degree)
     );
     println!("  search            ef   recall@10   QPS    ×exact");
     println!("  exact              -   {exact_recall:>9.3} {exact_qps:>6.0}   1.00");

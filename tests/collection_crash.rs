@@ -205,6 +205,10 @@ fn check(dir: &Path, steps: &[Step], acked: u64) {
         n == acked || n == acked + 1,
         "recovered {n} operations, {acked} were acknowledged"
     );
+    // Directories of an interrupted optimization are gone: every segment
+    // directory left is one the manifest lists.
+    let on_disk = std::fs::read_dir(dir.join("segments")).unwrap().count();
+    assert_eq!(on_disk, c.segments().len(), "after {n} ops: leftover segment directories");
     let want = model(steps, n);
     for id in 0..IDS {
         let got = c.get(PointId::Num(id)).unwrap();
