@@ -72,7 +72,9 @@ fn table(set: &Set) {
     let degree = index.graph().link_count() as f64 / set.points.len() as f64;
     let dir = tempfile::tempdir().unwrap();
     index.save(dir.path()).unwrap();
-    let file = std::fs::metadata(dir.path().join(LINKS_FILE)).unwrap().len();
+    let file = std::fs::metadata(dir.path().join(LINKS_FILE))
+        .unwrap()
+        .len();
     println!(
         "\n{}: HNSW m 16, ef_construct 100, built in {:.1} s ({:.0} points/s); {:.1} links/point; \
          links file {:.1} B/point = {:.3} × (4 B × degree)",

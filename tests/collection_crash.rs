@@ -208,7 +208,11 @@ fn check(dir: &Path, steps: &[Step], acked: u64) {
     // Directories of an interrupted optimization are gone: every segment
     // directory left is one the manifest lists.
     let on_disk = std::fs::read_dir(dir.join("segments")).unwrap().count();
-    assert_eq!(on_disk, c.segments().len(), "after {n} ops: leftover segment directories");
+    assert_eq!(
+        on_disk,
+        c.segments().len(),
+        "after {n} ops: leftover segment directories"
+    );
     let want = model(steps, n);
     for id in 0..IDS {
         let got = c.get(PointId::Num(id)).unwrap();

@@ -6,7 +6,6 @@
 //! `unsafe` or target-specific code.
 
 use serde::{Deserialize, Serialize};
-use wide::f32x4;
 
 /// How two vectors are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,62 +57,95 @@ impl Distance {
     }
 }
 
-const LANES: usize = 16;
-
 /// Dot product of two equally long f32 slices.
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    fold_f32(a, b, |x, y| x * y, |x, y| x * y)
+    pulp::Arch::new().dispatch(Fold {
+        a,
+        b,
+        term: Term::Dot,
+    })
 }
 
 /// Squared euclidean distance of two equally long f32 slices.
 #[inline]
 pub fn l2_sq_f32(a: &[f32], b: &[f32]) -> f32 {
-    fold_f32(a, b, |x, y| (x - y) * (x - y), |x, y| (x - y) * (x - y))
+    pulp::Arch::new().dispatch(Fold {
+        a,
+        b,
+        term: Term::L2,
+    })
 }
 
 /// Manhattan distance of two equally long f32 slices.
 #[inline]
 pub fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
-    fold_f32(a, b, |x, y| (x - y).abs(), |x, y| (x - y).abs())
+    pulp::Arch::new().dispatch(Fold {
+        a,
+        b,
+        term: Term::L1,
+    })
 }
 
-/// Sum of `term(a[i], b[i])` with 16 independent accumulators held in four
-/// 4-lane vectors (`wide::f32x4`, SSE on x86-64 without any `unsafe` here):
-/// LLVM's auto-vectoriser only used 2-lane operations for the scalar form.
-/// `lanes` is `term` on four lanes at once.
-#[inline(always)]
-fn fold_f32(
-    a: &[f32],
-    b: &[f32],
-    term: impl Fn(f32, f32) -> f32,
-    lanes: impl Fn(f32x4, f32x4) -> f32x4,
-) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [f32x4::ZERO; 4];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for (j, group) in acc.iter_mut().enumerate() {
-            let x = f32x4::from(four(&x[j * 4..]));
-            let y = f32x4::from(four(&y[j * 4..]));
-            *group += lanes(x, y);
+/// What [`Fold`] sums per component pair.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Term {
+    /// `a · b`
+    Dot,
+    /// `(a − b)²`
+    L2,
+    /// `|a − b|`
+    L1,
+}
+
+/// Sum of a [`Term`] over two slices with four independent accumulators
+/// of the widest SIMD vectors the CPU has (AVX-512, AVX2 + FMA, SSE,
+/// chosen at run time by `pulp`, which holds the `unsafe` of calling
+/// target-feature code; none is here).
+struct Fold<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    term: Term,
+}
+
+impl pulp::WithSimd for Fold<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let n = self.a.len().min(self.b.len());
+        let (a, a_tail) = S::as_simd_f32s(&self.a[..n]);
+        let (b, b_tail) = S::as_simd_f32s(&self.b[..n]);
+        let zero = simd.splat_f32s(0.0);
+        let mut acc = [zero; 4];
+        let step = |acc: S::f32s, x: S::f32s, y: S::f32s| match self.term {
+            Term::Dot => simd.mul_add_f32s(x, y, acc),
+            Term::L2 => {
+                let d = simd.sub_f32s(x, y);
+                simd.mul_add_f32s(d, d, acc)
+            }
+            Term::L1 => simd.add_f32s(acc, simd.abs_f32s(simd.sub_f32s(x, y))),
+        };
+        let (a4, a1) = pulp::as_arrays::<4, _>(a);
+        let (b4, b1) = pulp::as_arrays::<4, _>(b);
+        for (x, y) in a4.iter().zip(b4) {
+            for j in 0..4 {
+                acc[j] = step(acc[j], x[j], y[j]);
+            }
         }
-    }
-    let mut tail = 0.0;
-    for (x, y) in ar.iter().zip(br) {
-        tail += term(*x, *y);
-    }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add() + tail
-}
-
-/// The first four values of `s` (which always has at least four here).
-#[inline(always)]
-fn four(s: &[f32]) -> [f32; 4] {
-    match s {
-        [a, b, c, d, ..] => [*a, *b, *c, *d],
-        _ => [0.0; 4],
+        for (x, y) in a1.iter().zip(b1) {
+            acc[0] = step(acc[0], *x, *y);
+        }
+        let sum = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+        let mut total = simd.reduce_sum_f32s(sum);
+        for (x, y) in a_tail.iter().zip(b_tail) {
+            total += match self.term {
+                Term::Dot => x * y,
+                Term::L2 => (x - y) * (x - y),
+                Term::L1 => (x - y).abs(),
+            };
+        }
+        total
     }
 }
 

@@ -4,6 +4,7 @@
 //! a lock per node; then payload-aware links, one small graph per payload
 //! block (e.g. tenant) merged into level 0.
 
+use std::borrow::Cow;
 use std::sync::{Mutex, RwLock};
 
 use rand::{Rng, SeedableRng};
@@ -114,10 +115,10 @@ fn build_graph<S: VectorStorageRead>(
     };
     let pairs = PairScorer::new(storage);
     let visited = VisitedPool::new(points.len());
-    let links_of = |local: u32, level: usize| -> Result<Vec<u32>> {
+    let links_of = |local: u32, level: usize| -> Result<Cow<'static, [u32]>> {
         match building.links[local as usize].get(level) {
-            Some(l) => Ok(l.read().map_err(poisoned)?.clone()),
-            None => Ok(Vec::new()),
+            Some(l) => Ok(Cow::Owned(l.read().map_err(poisoned)?.clone())),
+            None => Ok(Cow::Borrowed(&[])),
         }
     };
     let insert = |p: u32| -> Result<()> {
@@ -135,7 +136,7 @@ fn build_graph<S: VectorStorageRead>(
         for level in (top + 1..=entry_top).rev() {
             loop {
                 let mut moved = false;
-                for n in links_of(ep, level)? {
+                for &n in links_of(ep, level)?.iter() {
                     let s = score(n)?;
                     if s > ep_score {
                         (ep, ep_score) = (n, s);

@@ -2,6 +2,7 @@
 //! shared by build and query), visited sets reused across searches, and
 //! the query path (greedy descent, then the level-0 beam of width `ef`).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Mutex;
@@ -119,11 +120,11 @@ pub(crate) const ALL: Rules<'static> = Rules {
 /// The `ef` best nodes reachable from `entries` on one level, best first:
 /// expand the best unexpanded node until no candidate can improve the
 /// results (see [`Rules`] for the nodes skipped).
-pub(crate) fn search_layer(
+pub(crate) fn search_layer<'g>(
     pool: &VisitedPool,
     entries: &[Candidate],
     ef: usize,
-    links: impl Fn(PointOffset) -> Result<Vec<PointOffset>>,
+    links: impl Fn(PointOffset) -> Result<Cow<'g, [PointOffset]>>,
     score: &impl Fn(PointOffset) -> Result<f32>,
     rules: &Rules<'_>,
 ) -> Result<Vec<Candidate>> {
@@ -146,7 +147,7 @@ pub(crate) fn search_layer(
             if best.len() >= ef && best.peek().is_some_and(|w| c.score < w.0.score) {
                 break;
             }
-            for n in links(c.offset)? {
+            for &n in links(c.offset)?.iter() {
                 if !visited.insert(n) || !(rules.walk)(n) {
                     continue;
                 }
@@ -229,7 +230,7 @@ pub(crate) fn search_graph(
         pool,
         &entries,
         ef.max(k),
-        |o| Ok(graph.links(o, 0).to_vec()),
+        |o| Ok(Cow::Borrowed(graph.links(o, 0))),
         score,
         rules,
     )?;
