@@ -20,10 +20,13 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sets::{e5, generated, Set};
-use vecseg::index::hnsw::{HnswConfig, LINKS_FILE};
+use vecseg::distance::{dot_f32, normalize};
+use vecseg::index::hnsw::{HnswConfig, HnswIndex, LINKS_FILE};
 use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::quantized::{Quantized, ScalarConfig, ScalarU8};
-use vecseg::{Distance, Payload, PointId, ScanOptions, Segment};
+use vecseg::{
+    Distance, Payload, PointId, PointOffset, Random, ScanOptions, Segment, VectorStorageRead,
+};
 
 type Memory = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
 
@@ -108,6 +111,126 @@ fn table(set: &Set) {
     }
 }
 
+/// A 1% tenant filter (100 tenants, offset mod 100) at the index level,
+/// ef 64: with payload-aware links (walking only the tenant), without
+/// them (walking only the tenant, then walking everything and keeping the
+/// tenant's points), and the exact scoring of the tenant's points that
+/// the planner picks for a filter this selective.
+fn filtered_table(set: &Set) {
+    let seg = segment(set);
+    let storage = seg.vectors();
+    let blocks: Vec<Vec<PointOffset>> = (0..100)
+        .map(|t| {
+            (0..set.points.len() as PointOffset)
+                .filter(|o| o % 100 == t)
+                .collect()
+        })
+        .collect();
+    let build = |payload_m| {
+        HnswIndex::build(
+            storage,
+            |_| true,
+            &blocks,
+            HnswConfig {
+                payload_m,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (with, without) = (build(8), build(0));
+    let queries: Vec<Vec<f32>> = set
+        .queries
+        .iter()
+        .take(200)
+        .map(|q| {
+            let mut q = q.clone();
+            normalize(&mut q);
+            q
+        })
+        .collect();
+    let truth: Vec<Vec<PointOffset>> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut scored: Vec<(f32, PointOffset)> = blocks[i % 100]
+                .iter()
+                .map(|&o| (dot_f32(q, &set_vector(storage, o)), o))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.iter().take(10).map(|x| x.1).collect()
+        })
+        .collect();
+    let run = |label: &str, search: &dyn Fn(usize) -> Vec<PointOffset>| {
+        let started = Instant::now();
+        let mut found = 0;
+        for (i, expected) in truth.iter().enumerate() {
+            found += search(i).iter().filter(|o| expected.contains(o)).count();
+        }
+        let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "  {label:<44} {:>9.3} {qps:>7.0}",
+            found as f64 / (10 * queries.len()) as f64
+        );
+    };
+    println!(
+        "\n{}: 1% tenant filter (100 tenants), top 10, ef 64",
+        set.name
+    );
+    println!("  search                                       recall@10     QPS");
+    for (label, index, walk_tenant) in [
+        (
+            "hnsw + payload links (payload_m 8), tenant walk",
+            &with,
+            true,
+        ),
+        ("hnsw without payload links, tenant walk", &without, true),
+        (
+            "hnsw without payload links, walk all, keep tenant",
+            &without,
+            false,
+        ),
+    ] {
+        run(label, &|i| {
+            let t = (i % 100) as PointOffset;
+            let in_tenant = move |o: PointOffset| o % 100 == t;
+            let emit = move |o: PointOffset| walk_tenant || in_tenant(o);
+            let walk: Option<&dyn Fn(PointOffset) -> bool> =
+                if walk_tenant { Some(&in_tenant) } else { None };
+            index
+                .search(
+                    storage,
+                    &queries[i],
+                    10,
+                    64,
+                    walk,
+                    &emit,
+                    &[blocks[i % 100][0]],
+                )
+                .unwrap()
+                .iter()
+                .map(|h| h.offset)
+                .collect()
+        });
+    }
+    run(
+        "exact over the tenant's points (the planner's pick)",
+        &|i| {
+            let mut scored: Vec<(f32, PointOffset)> = blocks[i % 100]
+                .iter()
+                .map(|&o| (dot_f32(&queries[i], &set_vector(storage, o)), o))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.iter().take(10).map(|x| x.1).collect()
+        },
+    );
+}
+
+/// Stored vector `o`.
+fn set_vector(storage: &MemoryVectorStorage<f32>, o: PointOffset) -> Vec<f32> {
+    storage.get::<Random>(o).unwrap().to_vec()
+}
+
 fn bench(c: &mut Criterion) {
     let n: usize = std::env::var("VECSEG_HNSW_BENCH_N")
         .ok()
@@ -116,6 +239,7 @@ fn bench(c: &mut Criterion) {
     let sets: Vec<Set> = e5().into_iter().chain([generated(n)]).collect();
     for set in &sets {
         table(set);
+        filtered_table(set);
     }
     let set = &sets[0];
     let mut seg = segment(set);

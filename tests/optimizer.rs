@@ -85,6 +85,16 @@ fn check(c: &Collection, model: &Model, ids: u64) {
     assert_eq!(hits, brute);
 }
 
+/// Ids of the exact top 10 of `query` in the model.
+fn brute_top10(model: &Model, query: &[f32]) -> BTreeSet<u64> {
+    let mut brute: Vec<(f32, u64)> = model
+        .iter()
+        .map(|(id, (v, _, _))| (f32::score(Distance::Dot, query, v), *id))
+        .collect();
+    brute.sort_by(|a, b| b.0.total_cmp(&a.0));
+    brute[..10].iter().map(|b| b.1).collect()
+}
+
 /// Every point reads back bit-exact with its version, nothing else.
 fn check_points(c: &Collection, model: &Model, ids: u64) {
     for id in 0..ids {
@@ -248,12 +258,7 @@ fn a_convert_writes_the_codes_the_collection_asks_for() {
             let mut found = 0;
             for t in 0..20 {
                 let query: Vec<f32> = (0..DIM).map(|i| ((i * 7 + t) as f32).sin()).collect();
-                let mut brute: Vec<(f32, u64)> = model
-                    .iter()
-                    .map(|(id, (v, _, _))| (f32::score(Distance::Dot, &query, v), *id))
-                    .collect();
-                brute.sort_by(|a, b| b.0.total_cmp(&a.0));
-                let want: BTreeSet<u64> = brute[..10].iter().map(|b| b.1).collect();
+                let want = brute_top10(&model, &query);
                 for h in c.search(&query, 10, None).unwrap() {
                     let PointId::Num(n) = h.id else {
                         unreachable!()
@@ -319,12 +324,7 @@ fn a_convert_builds_the_hnsw_index_the_collection_asks_for() {
         let mut found = 0;
         for t in 0..30 {
             let query: Vec<f32> = (0..DIM).map(|i| ((i * 5 + t) as f32).cos()).collect();
-            let mut brute: Vec<(f32, u64)> = model
-                .iter()
-                .map(|(id, (v, _, _))| (f32::score(Distance::Dot, &query, v), *id))
-                .collect();
-            brute.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let want: BTreeSet<u64> = brute[..10].iter().map(|b| b.1).collect();
+            let want = brute_top10(&model, &query);
             for h in c.search(&query, 10, None).unwrap() {
                 let PointId::Num(n) = h.id else {
                     unreachable!()

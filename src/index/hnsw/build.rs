@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use vecseg_traits::{Distance, PointOffset, Random, Result, VectorElement, VectorStorageRead};
 
 use super::graph::GraphLinks;
-use super::search::{search_layer, Candidate, VisitedPool, ALL};
+use super::search::{greedy_descent, search_layer, Candidate, VisitedPool, ALL};
 use super::HnswConfig;
 
 /// Scores between stored points, by their raw vectors.
@@ -126,32 +126,23 @@ fn build_graph<S: VectorStorageRead>(
         let query = pairs.vector(points[p as usize])?;
         let score = |o: u32| pairs.score(&query, points[o as usize]);
         let entry = *building.entry.lock().map_err(poisoned)?;
-        let Some((mut ep, entry_top)) = entry else {
+        let Some((ep, entry_top)) = entry else {
             // The first point (inserted alone) becomes the entry.
             *building.entry.lock().map_err(poisoned)? = Some((p, top));
             return Ok(());
         };
-        let mut ep_score = score(ep)?;
         // Greedy descent through the levels above the new node's top.
-        for level in (top + 1..=entry_top).rev() {
-            loop {
-                let mut moved = false;
-                for &n in links_of(ep, level)?.iter() {
-                    let s = score(n)?;
-                    if s > ep_score {
-                        (ep, ep_score) = (n, s);
-                        moved = true;
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
-        }
-        let mut entries = vec![Candidate {
+        let start = Candidate {
             offset: ep,
-            score: ep_score,
-        }];
+            score: score(ep)?,
+        };
+        let mut entries = vec![greedy_descent(
+            start,
+            (top + 1..=entry_top).rev(),
+            links_of,
+            &score,
+            &|_| true,
+        )?];
         for level in (0..=top.min(entry_top)).rev() {
             let found = search_layer(
                 &visited,

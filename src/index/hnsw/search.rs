@@ -175,6 +175,41 @@ pub(crate) fn search_layer<'g>(
     result
 }
 
+/// From `start`, on each of `levels` in turn, move to the best-scoring
+/// walkable neighbour until none is better: the descent through the upper
+/// levels that build and query share.
+pub(crate) fn greedy_descent<'g>(
+    start: Candidate,
+    levels: impl Iterator<Item = usize>,
+    links: impl Fn(PointOffset, usize) -> Result<Cow<'g, [PointOffset]>>,
+    score: &impl Fn(PointOffset) -> Result<f32>,
+    accept: &dyn Fn(PointOffset) -> bool,
+) -> Result<Candidate> {
+    let mut best = start;
+    for level in levels {
+        loop {
+            let mut moved = false;
+            for &n in links(best.offset, level)?.iter() {
+                if !accept(n) {
+                    continue;
+                }
+                let s = score(n)?;
+                if s > best.score {
+                    best = Candidate {
+                        offset: n,
+                        score: s,
+                    };
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    Ok(best)
+}
+
 /// The query path over a frozen graph: start at the entry point (when
 /// the rules let it be walked) and at the walkable `hints`, descend
 /// greedily through the upper levels, then beam-search level 0 with width
@@ -190,30 +225,19 @@ pub(crate) fn search_graph(
 ) -> Result<Vec<Candidate>> {
     let accept = rules.walk;
     let mut entries: Vec<Candidate> = Vec::new();
-    if let Some((mut ep, top)) = graph.entry().filter(|(e, _)| accept(*e)) {
-        let mut ep_score = score(ep)?;
-        for level in (1..=top).rev() {
-            loop {
-                let mut moved = false;
-                for &n in graph.links(ep, level) {
-                    if !accept(n) {
-                        continue;
-                    }
-                    let s = score(n)?;
-                    if s > ep_score {
-                        (ep, ep_score) = (n, s);
-                        moved = true;
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
-        }
-        entries.push(Candidate {
+    if let Some((ep, top)) = graph.entry().filter(|(e, _)| accept(*e)) {
+        let start = Candidate {
             offset: ep,
-            score: ep_score,
-        });
+            score: score(ep)?,
+        };
+        let found = greedy_descent(
+            start,
+            (1..=top).rev(),
+            |o, l| Ok(Cow::Borrowed(graph.links(o, l))),
+            score,
+            accept,
+        )?;
+        entries.push(found);
     }
     for &h in hints {
         if (h as usize) < graph.nodes() && accept(h) {
