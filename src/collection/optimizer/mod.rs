@@ -10,7 +10,7 @@
 //! | `steps.rs`    | begin / read / finish / abort on a collection |
 //! | `background.rs` | [`OptimizerHandle`]: the optimizer thread of a [`SharedCollection`] |
 //!
-//! **One optimization** ([`run_optimization`]):
+//! **One optimization** ([`Collection::run_optimization`]):
 //!
 //! 1. *Begin* (write lock): if the appendable segment is a source it is
 //!    sealed where it is and a fresh appendable segment takes new points;

@@ -23,7 +23,7 @@ pub(crate) struct Running {
     pub(crate) deleted: Vec<(PointId, Version)>,
 }
 
-/// What the builder needs from [`Collection::begin_optimization`].
+/// What the builder needs from the begin step of an optimization.
 #[derive(Debug, Clone)]
 pub struct Begun {
     /// The optimization (its sources sorted).
