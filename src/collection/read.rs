@@ -90,10 +90,17 @@ impl Collection {
 
     /// Live points (each counted once).
     pub fn count(&self) -> Result<usize> {
+        self.count_filtered(None)
+    }
+
+    /// Live points whose newest copy passes `filter` (each counted once);
+    /// each segment answers through its payload indexes when the filter
+    /// is selective (see [`Segment::plan`](crate::Segment::plan)).
+    pub fn count_filtered(&self, filter: Option<&Filter>) -> Result<usize> {
         let mut n = 0;
         let mut cursor = None;
         loop {
-            let ids = self.scroll(cursor, 4096, None)?;
+            let ids = self.scroll(cursor, 4096, filter)?;
             n += ids.len();
             match ids.last() {
                 Some(last) if ids.len() == 4096 => cursor = Some(next_id(*last)),

@@ -132,6 +132,11 @@ fn check(c: &Collection, model: &Model) {
         )),
     ];
     for f in &filters {
+        let matching = model
+            .iter()
+            .filter(|(id, (_, p, _))| f.matches(PointId::Num(**id), p))
+            .count();
+        assert_eq!(c.count_filtered(Some(f)).unwrap(), matching, "count {f:?}");
         let got = c.scroll(None, 1000, Some(f)).unwrap();
         let want: Vec<PointId> = model
             .iter()
