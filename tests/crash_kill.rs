@@ -16,6 +16,12 @@
 //! * replaying every operation newer than the persisted version (as the
 //!   WAL will) gives exactly the final state, also after flush and reopen.
 //!
+//! The `chunked+bq1` kind is a chunked segment whose vectors carry
+//! appendable 1-bit codes (`Quantized<ChunkedVectorStorage, Binary1,
+//! ChunkedCodes>`): after every kill, every live point's code must equal
+//! the code of its reopened vector (codes and vectors flushed apart never
+//! disagree about a live point).
+//!
 //! CI runs a few dozen kills per kind; `crash_kill_many` (ignored) runs
 //! hundreds: `cargo test --test crash_kill crash_kill_many -- --ignored
 //! --nocapture` (about 5 minutes; every cycle ended consistent in the
@@ -35,13 +41,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use vecseg::chunked::{ChunkedIdMapper, ChunkedPayloadStorage, ChunkedVectorStorage};
+use vecseg::kinds::QUANTIZED_DIR;
 use vecseg::kinds::{
     create_chunked_segment, create_rocks_segment, open_chunked_segment, open_mmap_segment,
     open_rocks_segment,
 };
 use vecseg::migrate::build_mmap;
+use vecseg::quantized::{Binary1, BinaryConfig, ChunkedCodes, Codec, Quantized};
 use vecseg::segment::SegmentState;
 use vecseg::{AppendableSegmentEntry, Distance, Payload, PointId, SegmentEntry, Version};
+use vecseg::{IdMapperRead, PointOffset, Random, VectorStorageRead};
 use vecseg_mmap::MmapVectorOptions;
 use vecseg_rocksdb::RocksOptions;
 
@@ -235,9 +245,45 @@ fn run_immutable_op(s: &mut dyn SegmentEntry<f32>, op: &Op, v: Version) {
     check_result(r, op, v);
 }
 
+/// The `chunked+bq1` segment in `dir`: chunked storages, 1-bit codes in
+/// `<dir>/quantized/`.
+type ChunkedBq1 = vecseg::Segment<
+    Quantized<ChunkedVectorStorage<f32>, Binary1, ChunkedCodes>,
+    ChunkedPayloadStorage,
+    ChunkedIdMapper,
+>;
+
+fn open_chunked_bq1(dir: &Path) -> ChunkedBq1 {
+    let codes = dir.join(QUANTIZED_DIR);
+    open_chunked_segment::<f32>(dir)
+        .unwrap()
+        .map_vectors(|v| Quantized::open_chunked(v, &codes))
+        .unwrap()
+}
+
+/// Every live point's code is the code of its vector.
+fn check_codes(dir: &Path) {
+    let s = open_chunked_bq1(dir);
+    let q = s.vectors();
+    let mut code = vec![0u8; q.codec().code_len()];
+    for o in 0..q.total_count() as PointOffset {
+        if q.is_deleted(o) || s.ids().external(o).unwrap().is_none() {
+            continue;
+        }
+        q.codec()
+            .encode(&q.raw().get::<Random>(o).unwrap(), &mut code);
+        assert_eq!(
+            &*q.codes().get::<Random>(o).unwrap(),
+            &code[..],
+            "offset {o}: code and vector disagree after the kill"
+        );
+    }
+}
+
 fn open(kind: &str, dir: &Path) -> Box<dyn AppendableOrNot> {
     match kind {
         "chunked" => Box::new(Appendable(open_chunked_segment::<f32>(dir).unwrap())),
+        "chunked+bq1" => Box::new(Appendable(open_chunked_bq1(dir))),
         "rocksdb" => Box::new(Appendable(
             open_rocks_segment::<f32>(dir, &RocksOptions::default()).unwrap(),
         )),
@@ -320,6 +366,19 @@ fn prepare(kind: &str, dir: &Path, ops: &[Op], start: usize) {
     match kind {
         "chunked" => {
             create_chunked_segment::<f32>(dir, DIM, Distance::Dot).unwrap();
+        }
+        "chunked+bq1" => {
+            // The codec is trained on vectors like the ones the writer
+            // upserts, then the segment starts empty.
+            let sample: Vec<f32> = (0..64).flat_map(|i| vector(i, i + 1)).collect();
+            let codec =
+                Binary1::train(&BinaryConfig::default(), DIM, Distance::Dot, &sample).unwrap();
+            let s = create_chunked_segment::<f32>(dir, DIM, Distance::Dot).unwrap();
+            let codes = dir.join(QUANTIZED_DIR);
+            let mut s = s
+                .map_vectors(|v| Quantized::with_codec_chunked(v, &codes, codec))
+                .unwrap();
+            s.flush().unwrap();
         }
         "rocksdb" => {
             create_rocks_segment::<f32>(dir, DIM, Distance::Dot, &RocksOptions::default()).unwrap();
@@ -512,6 +571,9 @@ fn kill_cycles(kind: &str, cycles: usize, seed: u64) -> usize {
                 assert!(status.success(), "{kind}: child failed: {status:?}");
             }
         }
+        if kind == "chunked+bq1" {
+            check_codes(&dir);
+        }
         check_after_kill(kind, &dir, &ops);
     }
     killed
@@ -523,6 +585,15 @@ fn killed_chunked_writers_leave_whole_points() {
     assert!(
         killed >= 6,
         "only {killed} of 12 writers were killed mid-way"
+    );
+}
+
+#[test]
+fn killed_quantized_chunked_writers_keep_codes_and_vectors_in_step() {
+    let killed = kill_cycles("chunked+bq1", 8, 4);
+    assert!(
+        killed >= 4,
+        "only {killed} of 8 writers were killed mid-way"
     );
 }
 
@@ -548,7 +619,12 @@ fn killed_mmap_writers_leave_whole_points() {
 #[test]
 #[ignore]
 fn crash_kill_many() {
-    for (kind, n) in [("chunked", 300), ("rocksdb", 150), ("mmap", 150)] {
+    for (kind, n) in [
+        ("chunked", 300),
+        ("chunked+bq1", 150),
+        ("rocksdb", 150),
+        ("mmap", 150),
+    ] {
         let killed = kill_cycles(kind, n, 100);
         println!("{kind}: {n} cycles, {killed} killed mid-way, all consistent");
     }
