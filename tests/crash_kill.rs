@@ -271,9 +271,9 @@ fn check_codes(dir: &Path) {
             continue;
         }
         q.codec()
-            .encode(&q.raw().get::<Random>(o).unwrap(), &mut code);
+            .encode(q.raw().get::<Random>(o).unwrap(), &mut code);
         assert_eq!(
-            &*q.codes().get::<Random>(o).unwrap(),
+            q.codes().get::<Random>(o).unwrap(),
             &code[..],
             "offset {o}: code and vector disagree after the kill"
         );
