@@ -24,8 +24,8 @@
 //!
 //! CI runs a few dozen kills per kind; `crash_kill_many` (ignored) runs
 //! hundreds: `cargo test --test crash_kill crash_kill_many -- --ignored
-//! --nocapture` (about 5 minutes; every cycle ended consistent in the
-//! last run: 300 chunked, 150 RocksDB, 150 mmap).
+//! --nocapture` (about 3 minutes; every cycle ended consistent in the
+//! last run: 300 chunked, 150 chunked+bq1, 150 RocksDB, 150 mmap).
 //!
 //! Needs the `rocksdb` cargo feature (on by default): the same loops run
 //! the RocksDB kind beside the chunked and mmap ones.
