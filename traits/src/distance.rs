@@ -99,7 +99,7 @@ enum Term {
 }
 
 /// Sum of a [`Term`] over two slices with four independent accumulators
-/// of the widest SIMD vectors the CPU has (AVX-512, AVX2 + FMA, SSE,
+/// of the widest SIMD vectors pulp offers for the CPU (AVX2 + FMA, SSE,
 /// chosen at run time by `pulp`, which holds the `unsafe` of calling
 /// target-feature code; none is here).
 struct Fold<'a> {
