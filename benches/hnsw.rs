@@ -19,53 +19,21 @@ mod sets;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sets::{e5, generated, Set};
+use sets::{e5, generated, memory_segment, recall_and_qps, Set};
 use vecseg::distance::{dot_f32, normalize};
 use vecseg::index::hnsw::{HnswConfig, HnswIndex, LINKS_FILE};
-use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use vecseg::memory::MemoryVectorStorage;
 use vecseg::quantized::{Quantized, ScalarConfig, ScalarU8};
-use vecseg::{
-    Distance, Payload, PointId, PointOffset, Random, ScanOptions, Segment, VectorStorageRead,
-};
-
-type Memory = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
-
-fn segment(set: &Set) -> Memory {
-    let mut s = Segment::new(
-        MemoryVectorStorage::new(set.dim, Distance::Cosine).unwrap(),
-        MemoryPayloadStorage::new(),
-        MemoryIdMapper::new(),
-    );
-    let empty = Payload::new();
-    for (i, v) in set.points.iter().enumerate() {
-        s.upsert(1, PointId::Num(i as u64), v, &empty).unwrap();
-    }
-    s
-}
-
-/// (recall@10, QPS) of `search` over the set's queries.
-fn measure(set: &Set, search: impl Fn(&[f32]) -> Vec<PointId>) -> (f64, f64) {
-    let started = Instant::now();
-    let mut found = 0;
-    for (q, truth) in set.queries.iter().zip(&set.truth) {
-        let hits = search(q);
-        found += hits.iter().filter(|id| truth.contains(id)).count();
-    }
-    let secs = started.elapsed().as_secs_f64();
-    (
-        found as f64 / (10 * set.queries.len()) as f64,
-        set.queries.len() as f64 / secs,
-    )
-}
+use vecseg::{PointId, PointOffset, Random, ScanOptions, VectorStorageRead};
 
 fn ids(hits: Vec<vecseg::ScoredPoint>) -> Vec<PointId> {
     hits.into_iter().map(|h| h.id).collect()
 }
 
 fn table(set: &Set) {
-    let mut seg = segment(set);
+    let mut seg = memory_segment(set);
     let exact_opts = ScanOptions::single_thread().exact();
-    let (exact_recall, exact_qps) = measure(set, |q| {
+    let (exact_recall, exact_qps) = recall_and_qps(set, |q| {
         ids(seg.search_with(q, 10, None, exact_opts).unwrap())
     });
     let started = Instant::now();
@@ -92,7 +60,7 @@ fn table(set: &Set) {
     println!("  exact              -   {exact_recall:>9.3} {exact_qps:>6.0}   1.00");
     for ef in [16, 32, 64, 128, 256] {
         let opts = ScanOptions::single_thread().with_ef(ef);
-        let (r, qps) = measure(set, |q| ids(seg.search_with(q, 10, None, opts).unwrap()));
+        let (r, qps) = recall_and_qps(set, |q| ids(seg.search_with(q, 10, None, opts).unwrap()));
         println!(
             "  hnsw           {ef:>5}   {r:>9.3} {qps:>6.0} {:>6.1}",
             qps / exact_qps
@@ -103,7 +71,7 @@ fn table(set: &Set) {
         .unwrap();
     for ef in [32, 64, 128] {
         let opts = ScanOptions::single_thread().with_ef(ef);
-        let (r, qps) = measure(set, |q| ids(sq8.search_with(q, 10, None, opts).unwrap()));
+        let (r, qps) = recall_and_qps(set, |q| ids(sq8.search_with(q, 10, None, opts).unwrap()));
         println!(
             "  sq8+hnsw       {ef:>5}   {r:>9.3} {qps:>6.0} {:>6.1}",
             qps / exact_qps
@@ -117,7 +85,7 @@ fn table(set: &Set) {
 /// tenant's points), and the exact scoring of the tenant's points that
 /// the planner picks for a filter this selective.
 fn filtered_table(set: &Set) {
-    let seg = segment(set);
+    let seg = memory_segment(set);
     let storage = seg.vectors();
     let blocks: Vec<Vec<PointOffset>> = (0..100)
         .map(|t| {
@@ -242,7 +210,7 @@ fn bench(c: &mut Criterion) {
         filtered_table(set);
     }
     let set = &sets[0];
-    let mut seg = segment(set);
+    let mut seg = memory_segment(set);
     seg.build_hnsw(HnswConfig::default()).unwrap();
     let mut g = c.benchmark_group(format!("hnsw {}", set.name));
     let q = &set.queries[0];

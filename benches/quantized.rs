@@ -18,47 +18,19 @@ mod sets;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sets::{e5, generated, Set};
-use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use sets::{e5, generated, memory_segment, recall_and_qps, Set};
+use vecseg::memory::MemoryVectorStorage;
 use vecseg::quantized::{
     Binary1, Binary1_5, Binary2, Codec, InRamCodes, Product, ProductConfig, Quantized,
     ScalarConfig, ScalarU8,
 };
-use vecseg::{Distance, Payload, PointId, QueryScorer, ScanOptions, Segment, VectorStorageRead};
+use vecseg::{Distance, QueryScorer, ScanOptions, VectorStorageRead};
 
 type Raw = MemoryVectorStorage<f32>;
-type Exact = Segment<Raw, MemoryPayloadStorage, MemoryIdMapper>;
-
-fn exact_segment(set: &Set) -> Exact {
-    let mut s = Segment::new(
-        Raw::new(set.dim, Distance::Cosine).unwrap(),
-        MemoryPayloadStorage::new(),
-        MemoryIdMapper::new(),
-    );
-    let empty = Payload::new();
-    for (i, v) in set.points.iter().enumerate() {
-        s.upsert(1, PointId::Num(i as u64), v, &empty).unwrap();
-    }
-    s
-}
-
-/// (recall@10, queries per second) of `search` over the set's queries.
-fn run<F>(set: &Set, mut search: F) -> (f64, f64)
-where
-    F: FnMut(&[f32]) -> Vec<PointId>,
-{
-    let t = Instant::now();
-    let mut found = 0;
-    for (q, truth) in set.queries.iter().zip(&set.truth) {
-        found += search(q).iter().filter(|id| truth.contains(id)).count();
-    }
-    let qps = set.queries.len() as f64 / t.elapsed().as_secs_f64();
-    (found as f64 / (10 * set.queries.len()) as f64, qps)
-}
 
 fn report<Q: Codec>(set: &Set, label: &str, config: &Q::Config, exact_qps: f64) {
     let t = Instant::now();
-    let segment = exact_segment(set)
+    let segment = memory_segment(set)
         .map_vectors(|v| Quantized::<Raw, Q, InRamCodes>::build_in_ram(v, config))
         .unwrap();
     let build = t.elapsed().as_secs_f64();
@@ -74,7 +46,7 @@ fn report<Q: Codec>(set: &Set, label: &str, config: &Q::Config, exact_qps: f64) 
         let options = ScanOptions::single_thread()
             .with_oversampling(oversampling)
             .with_rescore(rescore);
-        let (recall, qps) = run(set, |q| {
+        let (recall, qps) = recall_and_qps(set, |q| {
             segment
                 .search_with(q, 10, None, options)
                 .unwrap()
@@ -94,9 +66,9 @@ fn report<Q: Codec>(set: &Set, label: &str, config: &Q::Config, exact_qps: f64) 
 }
 
 fn table(set: &Set) {
-    let exact = exact_segment(set);
+    let exact = memory_segment(set);
     let one = ScanOptions::single_thread();
-    let (recall, exact_qps) = run(set, |q| {
+    let (recall, exact_qps) = recall_and_qps(set, |q| {
         exact
             .search_with(q, 10, None, one)
             .unwrap()

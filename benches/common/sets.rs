@@ -4,9 +4,41 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Instant;
+
 use vecseg::cli::compare::dataset::Dataset;
 use vecseg::cli::compare::measure::ground_truth;
-use vecseg::{Distance, PointId};
+use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
+use vecseg::{Distance, Payload, PointId, Segment};
+
+/// An in-RAM segment of raw vectors.
+pub type MemorySegment = Segment<MemoryVectorStorage<f32>, MemoryPayloadStorage, MemoryIdMapper>;
+
+/// Every point of `set` (cosine, empty payloads, id = index) in an in-RAM
+/// segment.
+pub fn memory_segment(set: &Set) -> MemorySegment {
+    let mut s = Segment::new(
+        MemoryVectorStorage::new(set.dim, Distance::Cosine).unwrap(),
+        MemoryPayloadStorage::new(),
+        MemoryIdMapper::new(),
+    );
+    let empty = Payload::new();
+    for (i, v) in set.points.iter().enumerate() {
+        s.upsert(1, PointId::Num(i as u64), v, &empty).unwrap();
+    }
+    s
+}
+
+/// (recall@10, queries per second) of `search` over the set's queries.
+pub fn recall_and_qps(set: &Set, mut search: impl FnMut(&[f32]) -> Vec<PointId>) -> (f64, f64) {
+    let t = Instant::now();
+    let mut found = 0;
+    for (q, truth) in set.queries.iter().zip(&set.truth) {
+        found += search(q).iter().filter(|id| truth.contains(id)).count();
+    }
+    let qps = set.queries.len() as f64 / t.elapsed().as_secs_f64();
+    (found as f64 / (10 * set.queries.len()) as f64, qps)
+}
 
 /// Points, queries and the exact top-10 ids of each query.
 pub struct Set {
