@@ -5,7 +5,10 @@
 //!
 //! Also prints, once per process, build time of the mapper at 1M and at the
 //! benchmark size, bits per key of the hash function and bytes per point of
-//! the whole two-way mapping.
+//! the whole two-way mapping; and **cold** lookups: pages of the tables a
+//! lookup faults in after the page cache is dropped (counted with
+//! `mincore`) and its latency, against one random 4 KiB `pread` of the same
+//! file after the same eviction, on the same disk, in the same run.
 //!
 //! The number of ids defaults to 10M; `VECSEG_ID_BENCH_N` overrides it.
 //! Heavy fixtures: run with short measurement, e.g.
@@ -16,11 +19,13 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::Instant;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use vecseg::{IdMapperRead, PointId, PointOffset, Version};
-use vecseg_mmap::id_map::MmapIdMapper;
+use vecseg_mmap::file::evict_file_from_page_cache;
+use vecseg_mmap::id_map::{MmapIdMapper, IDS_NUM_FILE};
 
 /// splitmix64: a fast, well-mixed generator for the fixtures.
 struct SplitMix(u64);
@@ -113,12 +118,17 @@ fn build(dir: &std::path::Path, f: &Fixture) -> MmapIdMapper {
     let (m, stats) = MmapIdMapper::build_with_stats(dir, &source).expect("build id map");
     let sizes = m.sizes();
     eprintln!(
-        "id_lookup: build of {} ids took {:.2} s (perfect hash {:.2} s); \
+        "id_lookup: build of {} ids took {:.2} s (read source {:.2} s, perfect hash {:.2} s, fill {:.2} s, \
+         write {:.2} s, open {:.2} s); \
          hash function {:.3} bits/key; two-way mapping {:.2} B/point \
          (+ order index {:.1} B, versions {:.1} B); files {:.1} MB",
         stats.ids,
         started.elapsed().as_secs_f64(),
+        stats.collect_time.as_secs_f64(),
         stats.phf_time.as_secs_f64(),
+        stats.fill_time.as_secs_f64(),
+        stats.write_time.as_secs_f64(),
+        stats.open_time.as_secs_f64(),
         sizes.phf_bits_per_key,
         sizes.mapping_bytes_per_id,
         sizes.order_bytes as f64 / sizes.ids.max(1) as f64,
@@ -126,6 +136,48 @@ fn build(dir: &std::path::Path, f: &Fixture) -> MmapIdMapper {
         m.disk_bytes() as f64 / 1e6,
     );
     m
+}
+
+/// Median of `times` in microseconds.
+fn median_us(times: &mut [Duration]) -> f64 {
+    times.sort_unstable();
+    times[times.len() / 2].as_secs_f64() * 1e6
+}
+
+/// Cold lookups against cold random 4 KiB reads of the record table (see
+/// the module docs), `rounds` of each, printed.
+fn cold_lookups(mapper: &MmapIdMapper, dir: &std::path::Path, ids: &[u64], rounds: usize) {
+    let mut rng = SplitMix(1234);
+    let mut lookups = Vec::with_capacity(rounds);
+    let mut pages = 0usize;
+    for _ in 0..rounds {
+        let k = ids[(rng.next() % ids.len() as u64) as usize];
+        mapper.clear_cache().expect("evict");
+        let t = Instant::now();
+        black_box(mapper.internal(PointId::Num(k)).unwrap());
+        lookups.push(t.elapsed());
+        pages += mapper.resident_pages();
+    }
+    let path = dir.join(IDS_NUM_FILE);
+    let file = std::fs::File::open(&path).expect("open records");
+    let file_pages = file.metadata().expect("stat").len() / 4096;
+    let mut buf = vec![0u8; 4096];
+    let mut reads = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let page = rng.next() % file_pages;
+        evict_file_from_page_cache(&path).expect("evict");
+        let t = Instant::now();
+        file.read_exact_at(&mut buf, page * 4096).expect("pread");
+        reads.push(t.elapsed());
+        black_box(&buf);
+    }
+    let (l, r) = (median_us(&mut lookups), median_us(&mut reads));
+    eprintln!(
+        "id_lookup: cold, {rounds} rounds: {:.3} pages faulted in per lookup; \
+         lookup median {l:.1} µs vs random 4 KiB pread median {r:.1} µs ({:.2}×)",
+        pages as f64 / rounds as f64,
+        l / r,
+    );
 }
 
 fn id_lookup(c: &mut Criterion) {
@@ -144,6 +196,7 @@ fn id_lookup(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = fixture(n, 42);
     let mapper = build(dir.path(), &f);
+    cold_lookups(&mapper, dir.path(), &f.ids, 1000);
     mapper.populate();
     let hash: HashMap<u64, PointOffset> = f
         .ids

@@ -115,6 +115,11 @@ impl MmapFile {
     pub fn is_resident(&self, at: usize) -> bool {
         raw::advice::page_is_resident(&self.map, at)
     }
+
+    /// How many of the file's pages are in memory (`mincore`).
+    pub fn resident_pages(&self) -> usize {
+        raw::advice::resident_page_count(&self.map)
+    }
 }
 
 /// A read-write shared mapping of a whole file that can grow.

@@ -1,6 +1,6 @@
 //! Upgrade of a format-1 id map (written before the tables carried
-//! checksums) to the current format, run by [`MmapIdMapper::open`] when
-//! `ids_flags.dat` is present.
+//! checksums) to format 2, run by [`MmapIdMapper::open`] when
+//! `ids_flags.dat` is present; `format_v2.rs` then takes it to format 3.
 //!
 //! Format 1 kept the dropped state twice, in bit 31 of each slot / UUID
 //! record and in the deleted half of `ids_flags.dat` (whose other half is
@@ -28,11 +28,12 @@ use bytemuck::{Pod, Zeroable};
 use vecseg_traits::fsutil::fsync_dir;
 use vecseg_traits::{IoResultExt, Result};
 
+use super::format_v2::UuidRecordV2;
 use super::{
-    corrupted, write_bitmaps, write_phf_file, write_table, PhfHeader, TableHeader, UuidRecord,
-    EXTERNAL_MAGIC, FLAGS_MAGIC, IDS_DELETED_FILE, IDS_EXTERNAL_FILE, IDS_FLAGS_FILE,
-    IDS_FORMAT_VERSION, IDS_ORDER_FILE, IDS_PHF_FILE, IDS_SLOTS_FILE, IDS_UUIDS_FILE, MAX_TOTAL,
-    ORDER_MAGIC, PHF_MAGIC, SLOTS_MAGIC, UUIDS_MAGIC,
+    corrupted, write_bitmaps, write_phf_file, write_table, PhfHeader, TableHeader, EXTERNAL_MAGIC,
+    FLAGS_MAGIC, IDS_DELETED_FILE, IDS_EXTERNAL_FILE, IDS_FLAGS_FILE, IDS_ORDER_FILE, IDS_PHF_FILE,
+    IDS_SLOTS_FILE, IDS_UUIDS_FILE, MAX_TOTAL, ORDER_MAGIC, PHF_MAGIC, SLOTS_MAGIC,
+    TABLE_FORMAT_VERSION, UUIDS_MAGIC,
 };
 use crate::checked_bitmap::{bitmap_words, has_bits_past, set_bit, CheckedBitmap};
 use crate::header::{read_header, FilePrefix};
@@ -69,14 +70,15 @@ struct PhfHeaderV1 {
 }
 
 /// A table read in either format: its format version and body.
-struct AnyTable {
+pub(super) struct AnyTable {
     version: u32,
     count: usize,
-    body: Vec<u8>,
+    /// The entries' bytes.
+    pub body: Vec<u8>,
 }
 
 /// `bytes` as `T`s (copied: a `Vec<u8>` need not be aligned for `T`).
-fn collect<T: Pod>(bytes: &[u8]) -> Vec<T> {
+pub(super) fn collect<T: Pod>(bytes: &[u8]) -> Vec<T> {
     bytes
         .chunks_exact(std::mem::size_of::<T>())
         .map(bytemuck::pod_read_unaligned)
@@ -84,8 +86,8 @@ fn collect<T: Pod>(bytes: &[u8]) -> Vec<T> {
 }
 
 /// Read a table of `entry`-byte entries in format 1 or 2 (format 2 with
-/// its checksum checked).
-fn read_any_table(path: &Path, magic: [u8; 8], entry: usize) -> Result<AnyTable> {
+/// its checksum checked; also used by the format-2 upgrade).
+pub(super) fn read_any_table(path: &Path, magic: [u8; 8], entry: usize) -> Result<AnyTable> {
     let bytes = fs::read(path).at(path)?;
     let prefix_len = std::mem::size_of::<FilePrefix>();
     let version = (bytes.len() >= prefix_len)
@@ -94,7 +96,7 @@ fn read_any_table(path: &Path, magic: [u8; 8], entry: usize) -> Result<AnyTable>
         let h: CountHeaderV1 = read_header(path, &bytes, magic, 1)?;
         (h.count, std::mem::size_of::<CountHeaderV1>())
     } else {
-        let h: TableHeader = read_header(path, &bytes, magic, IDS_FORMAT_VERSION)?;
+        let h: TableHeader = read_header(path, &bytes, magic, TABLE_FORMAT_VERSION)?;
         let body = &bytes[std::mem::size_of::<TableHeader>()..];
         if h.reserved != 0 || crc32c::crc32c(body) != h.body_crc {
             return Err(corrupted(path, "table fails its checksum"));
@@ -157,8 +159,12 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
     let slots = read_any_table(&slots_path, SLOTS_MAGIC, 4)?;
     let mut slot_entries: Vec<u32> = collect(&slots.body);
     let uuids_path = dir.join(IDS_UUIDS_FILE);
-    let uuids = read_any_table(&uuids_path, UUIDS_MAGIC, std::mem::size_of::<UuidRecord>())?;
-    let mut records: Vec<UuidRecord> = collect(&uuids.body);
+    let uuids = read_any_table(
+        &uuids_path,
+        UUIDS_MAGIC,
+        std::mem::size_of::<UuidRecordV2>(),
+    )?;
+    let mut records: Vec<UuidRecordV2> = collect(&uuids.body);
     let entries = slot_entries
         .iter_mut()
         .map(|e| (e, &slots_path))
@@ -209,7 +215,7 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
     }
     let phf_path = dir.join(IDS_PHF_FILE);
     let phf = fs::read(&phf_path).at(&phf_path)?;
-    if read_header::<PhfHeader>(&phf_path, &phf, PHF_MAGIC, IDS_FORMAT_VERSION).is_err() {
+    if read_header::<PhfHeader>(&phf_path, &phf, PHF_MAGIC, TABLE_FORMAT_VERSION).is_err() {
         let h: PhfHeaderV1 = read_header(&phf_path, &phf, PHF_MAGIC, 1)?;
         let body = &phf[std::mem::size_of::<PhfHeaderV1>()..];
         if h.num_phf_bytes.checked_add(h.uuid_phf_bytes) != Some(body.len() as u64) {

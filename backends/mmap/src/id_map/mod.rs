@@ -12,33 +12,35 @@
 //! | file                | entry (per)            | role                                    |
 //! |---------------------|------------------------|-----------------------------------------|
 //! | `ids_phf.bin`       | ~2.8 bits (id)         | the two PHFs (`num`, `uuid`)            |
-//! | `ids_slots.dat`     | `u32` (numeric id)     | PHF slot → offset                       |
-//! | `ids_uuids.dat`     | 24 B (UUID id)         | PHF slot → {uuid, offset}               |
+//! | `ids_num.dat`       | 12 B (numeric id)      | PHF slot → {id, offset}                 |
+//! | `ids_uuids.dat`     | 20 B (UUID id)         | PHF slot → {uuid, offset}               |
 //! | `ids_external.dat`  | `u64` (offset)         | offset → numeric id, or UUID slot index |
 //! | `ids_kinds.dat`     | 1 bit (offset)         | is-UUID bitmap                          |
 //! | `ids_deleted.dat`   | 1 bit (offset) ×2      | deleted (dropped or never mapped) bitmap, a [`CheckedBitmap`] |
 //! | `ids_versions.dat`  | `u64` (offset)         | version slot ([`vecseg_traits::version_slot`], 0 = none) |
 //! | `ids_order.dat`     | `u32` (mapped id)      | offsets sorted by external id           |
 //!
-//! * **numeric id → offset**: `s = phf_num(id)`, `o = slots[s]`; the id is
-//!   present iff `external[o] == id` and `o` is not deleted. The
-//!   internal → external array doubles as the membership check (a PHF maps
-//!   unknown keys to some slot too), so ids are stored once. Cold, this
-//!   touches two pages beyond the in-RAM hash function and bitmap: one of
-//!   `slots`, one of `external`.
-//! * **UUID → offset**: `s = phf_uuid(uuid)`, the record `uuids[s]` holds the
-//!   UUID itself (the check) and its offset: one page.
+//! * **numeric id → offset**: `s = phf_num(id)`; the record `nums[s]` holds
+//!   the id itself (the membership check: a PHF maps unknown keys to some
+//!   slot too) and its offset; the id is present iff the stored id equals
+//!   it and the offset is not deleted. The record tables are laid out in
+//!   4 KiB blocks no record crosses (`records.rs`), so a cold lookup reads
+//!   **one page** beyond the in-RAM hash function and bitmap.
+//! * **UUID → offset**: the same with `s = phf_uuid(uuid)` and the 20-byte
+//!   records of `ids_uuids.dat`.
 //! * **offset → id**: deleted bit, is-UUID bit, then `external[o]` (a numeric
 //!   id, or the UUID's slot in `ids_uuids.dat`).
 //!
-//! Memory per numeric point: PHF ≈ 0.35 B + slot 4 B + external 8 B + kinds
-//! and deleted bits 0.25 B ≈ **12.6 B** for the two-way mapping. The
+//! Memory per numeric point: PHF ≈ 0.35 B + record 12 B + external 8 B +
+//! kinds and deleted bits 0.25 B ≈ **20.6 B** for the two-way mapping: the
+//! id is stored twice, beside its offset for one-page lookups and in the
+//! dense internal → external array (format 2 stored it once and paid a
+//! second page per lookup; `docs/design-decisions.md`, "Id map"). The
 //! ordering index (`ids_order.dat`, 4 B) is not part of the mapping: it is
 //! read only by [`IdMapperRead::iter_from`] (binary search + scan), so its
 //! pages are faulted in only while iterating in id order and never by
-//! lookups; with it the files total ≈ 16.6 B per numeric point. Versions
-//! (8 B) are excluded from the budget by definition. A UUID point costs
-//! 24 B (record) + 8 B (external) + bits + PHF.
+//! lookups. Versions (8 B) are excluded from the budget by definition. A
+//! UUID point costs 20 B (record) + 8 B (external) + bits + PHF.
 //!
 //! ## Integrity
 //!
@@ -59,8 +61,12 @@
 //! (a version vouches for the point's data, which the segment flushes
 //! first). A kill therefore leaves the state of the last flush.
 //!
-//! Format 1 (dropped bits inside the slot tables, a plain `ids_flags.dat`,
-//! no table checksums) is upgraded at open by `format_v1.rs`.
+//! Older formats are upgraded at open: format 1 (dropped bits inside the
+//! slot tables, a plain `ids_flags.dat`, no table checksums) to format 2 by
+//! `format_v1.rs`, format 2 (a `u32` slot → offset table `ids_slots.dat`,
+//! 24-byte UUID records) to format 3 by `format_v2.rs`. Each file carries
+//! its own format version: the record tables are at 3, the other tables
+//! kept their format-2 layout and header.
 //!
 //! Offsets must be below 2^31. Every file is validated at open (magic,
 //! version, lengths against the headers, checksums, bits past the end, the
@@ -70,6 +76,10 @@
 //! `docs/file-formats.md`.
 
 mod format_v1;
+mod format_v2;
+mod records;
+
+pub use records::{NumRecord, UuidRecord, BLOCK_BYTES, RECORDS_FORMAT_VERSION};
 
 use std::fs;
 use std::io::Write;
@@ -78,6 +88,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use ph::fmph;
+use rayon::prelude::*;
 use vecseg_traits::version_slot;
 use vecseg_traits::{
     IdMapper, IdMapperRead, IoResultExt, PointId, PointOffset, Result, StorageError, Version,
@@ -87,11 +98,15 @@ use crate::advice::{Advice, AdviceSetting};
 use crate::checked_bitmap::{bit, bitmap_words, count_ones, has_bits_past, set_bit, CheckedBitmap};
 use crate::file::{write_new_file, MmapFile, MmapFileMut};
 use crate::header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
+use records::{write_record_table, RecordTable};
 
 /// File holding the two perfect hash functions.
 pub const IDS_PHF_FILE: &str = "ids_phf.bin";
-/// File mapping numeric-id PHF slots to offsets.
+/// Format 2 only: numeric-id PHF slots → offsets (replaced by
+/// [`IDS_NUM_FILE`]); its presence marks a directory to upgrade.
 pub const IDS_SLOTS_FILE: &str = "ids_slots.dat";
+/// File of numeric-id records (`{id, offset}`) in PHF slot order.
+pub const IDS_NUM_FILE: &str = "ids_num.dat";
 /// File of UUID records in UUID-PHF slot order.
 pub const IDS_UUIDS_FILE: &str = "ids_uuids.dat";
 /// File mapping offsets to external ids.
@@ -108,12 +123,18 @@ pub const IDS_VERSIONS_FILE: &str = "ids_versions.dat";
 /// File of offsets in external-id order.
 pub const IDS_ORDER_FILE: &str = "ids_order.dat";
 
-/// Format version of the id-map tables (`ids_phf.bin`, slots, UUID
-/// records, external, kinds, order). Format 1 is upgraded at open.
-pub const IDS_FORMAT_VERSION: u32 = 2;
+/// Format version of the id map as a whole (format 3: one-page record
+/// lookups). Formats 1 and 2 are upgraded at open.
+pub const IDS_FORMAT_VERSION: u32 = 3;
+
+/// Header version of the tables whose layout format 3 kept from format 2
+/// (`ids_phf.bin`, external, kinds, order); the record tables are at
+/// [`RECORDS_FORMAT_VERSION`].
+pub const TABLE_FORMAT_VERSION: u32 = 2;
 
 const PHF_MAGIC: [u8; 8] = *b"VSIDPHF_";
 const SLOTS_MAGIC: [u8; 8] = *b"VSIDSLOT";
+const NUMS_MAGIC: [u8; 8] = *b"VSIDNUMR";
 const UUIDS_MAGIC: [u8; 8] = *b"VSIDUUID";
 const EXTERNAL_MAGIC: [u8; 8] = *b"VSIDEXTL";
 const FLAGS_MAGIC: [u8; 8] = *b"VSIDFLAG";
@@ -165,17 +186,6 @@ struct TableHeader {
     reserved: u32,
 }
 
-/// One UUID record of `ids_uuids.dat` (24 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct UuidRecord {
-    /// The UUID's 16 bytes (RFC 4122 order).
-    uuid: [u8; 16],
-    /// Offset of the point.
-    offset: u32,
-    _pad: u32,
-}
-
 const COUNT_START: usize = std::mem::size_of::<CountHeader>();
 const TABLE_START: usize = std::mem::size_of::<TableHeader>();
 
@@ -188,8 +198,17 @@ pub struct IdMapBuildStats {
     pub ids: usize,
     /// Wall time of the whole build (collect, hash, write, fsync, open).
     pub total_time: Duration,
+    /// Wall time reading the source (mappings in id order, checks).
+    pub collect_time: Duration,
     /// Wall time spent constructing the perfect hash functions.
     pub phf_time: Duration,
+    /// Wall time filling the tables in RAM (records, external ids,
+    /// versions, order).
+    pub fill_time: Duration,
+    /// Wall time writing and fsyncing the files.
+    pub write_time: Duration,
+    /// Wall time of the final open (checksums, sample check).
+    pub open_time: Duration,
 }
 
 /// Sizes of an opened mapper, for reports.
@@ -228,8 +247,8 @@ pub struct MmapIdMapper {
     num_phf: Option<Phf>,
     uuid_phf: Option<Phf>,
     phf_bytes: usize,
-    slots: MmapFile,
-    uuids: MmapFile,
+    nums: RecordTable<NumRecord>,
+    uuids: RecordTable<UuidRecord>,
     external: MmapFile,
     kinds: MmapFile,
     deleted: CheckedBitmap,
@@ -399,7 +418,7 @@ fn check_count_file(
 /// then `body`.
 fn write_table(path: &Path, magic: [u8; 8], count: usize, body: &[u8]) -> Result<()> {
     let header = TableHeader {
-        prefix: FilePrefix::new::<TableHeader>(magic, IDS_FORMAT_VERSION),
+        prefix: FilePrefix::new::<TableHeader>(magic, TABLE_FORMAT_VERSION),
         count: count as u64,
         body_crc: crc32c::crc32c(body),
         reserved: 0,
@@ -421,7 +440,7 @@ fn open_table(
     advice: Advice,
 ) -> Result<(MmapFile, usize)> {
     let file = MmapFile::open(path, advice)?;
-    let h: TableHeader = read_header(path, file.bytes(), magic, IDS_FORMAT_VERSION)?;
+    let h: TableHeader = read_header(path, file.bytes(), magic, TABLE_FORMAT_VERSION)?;
     let count = usize::try_from(h.count)
         .ok()
         .filter(|c| *c <= MAX_TOTAL)
@@ -464,7 +483,7 @@ fn write_phf_file(
     body: &[u8],
 ) -> Result<()> {
     let header = PhfHeader {
-        prefix: FilePrefix::new::<PhfHeader>(PHF_MAGIC, IDS_FORMAT_VERSION),
+        prefix: FilePrefix::new::<PhfHeader>(PHF_MAGIC, TABLE_FORMAT_VERSION),
         num_keys: num_keys as u64,
         uuid_keys: uuid_keys as u64,
         num_phf_bytes: num_phf_bytes as u64,
@@ -549,104 +568,133 @@ impl MmapIdMapper {
         }
         let num_keys = num_ids.len();
         let uuid_keys = uuid_ids.len();
+        let collect_time = started.elapsed();
 
         let phf_started = Instant::now();
         let num_phf = build_phf(num_ids, "numeric")?;
         let uuid_phf = build_phf(uuid_ids, "UUID")?;
         let phf_time = phf_started.elapsed();
+        let fill_started = Instant::now();
 
-        let mut slots = vec![0u32; num_keys];
+        let mut nums = vec![NumRecord::zeroed(); num_keys];
         let mut records = vec![UuidRecord::zeroed(); uuid_keys];
         let mut external = vec![0u64; total];
         let slot_err = |id: PointId| {
             StorageError::InvalidArgument(format!("perfect hash has no slot for {id}"))
         };
-        for &(id, o) in &pairs {
+        // Hashing is read-only and independent per id: in parallel; the
+        // scatter into the tables below is sequential.
+        let slots: Vec<Option<u64>> = pairs
+            .par_iter()
+            .map(|(id, _)| match id {
+                PointId::Num(n) => num_phf.as_ref()?.get(n),
+                PointId::Uuid(u) => uuid_phf.as_ref()?.get(&u.as_u128()),
+            })
+            .collect();
+        for (&(id, o), slot) in pairs.iter().zip(slots) {
             match id {
                 PointId::Num(n) => {
-                    let s = num_phf
-                        .as_ref()
-                        .and_then(|f| f.get(&n))
+                    let s = slot
                         .filter(|s| (*s as usize) < num_keys)
                         .ok_or_else(|| slot_err(id))? as usize;
-                    slots[s] = o;
+                    nums[s] = NumRecord::new(n, o);
                     external[o as usize] = n;
                 }
                 PointId::Uuid(u) => {
-                    let s = uuid_phf
-                        .as_ref()
-                        .and_then(|f| f.get(&u.as_u128()))
+                    let s = slot
                         .filter(|s| (*s as usize) < uuid_keys)
                         .ok_or_else(|| slot_err(id))? as usize;
                     records[s] = UuidRecord {
                         uuid: *u.as_bytes(),
                         offset: o,
-                        _pad: 0,
                     };
                     external[o as usize] = s as u64;
                 }
             }
         }
-        let mut versions = Vec::with_capacity(total);
-        for o in 0..total {
-            versions.push(match source.version(o as PointOffset)? {
-                Some(v) => version_slot::encode(o as PointOffset, v)?,
-                None => 0,
-            });
-        }
+        // Read sequentially (the source need not be `Sync`), encode (a
+        // checksum per slot) in parallel.
+        let raw_versions = (0..total)
+            .map(|o| source.version(o as PointOffset))
+            .collect::<Result<Vec<_>>>()?;
+        let versions = raw_versions
+            .into_par_iter()
+            .enumerate()
+            .map(|(o, v)| match v {
+                Some(v) => version_slot::encode(o as PointOffset, v),
+                None => Ok(0),
+            })
+            .collect::<Result<Vec<u64>>>()?;
 
+        let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        drop(pairs);
+        let fill_time = fill_started.elapsed();
+
+        let write_started = Instant::now();
         let mut phf_bytes = phf_to_bytes(&num_phf);
         let num_phf_bytes = phf_bytes.len();
         phf_bytes.extend_from_slice(&phf_to_bytes(&uuid_phf));
-        write_phf_file(dir, num_keys, uuid_keys, num_phf_bytes, &phf_bytes)?;
-        write_table(
-            &dir.join(IDS_SLOTS_FILE),
-            SLOTS_MAGIC,
-            num_keys,
-            bytemuck::cast_slice(&slots),
-        )?;
-        write_table(
-            &dir.join(IDS_UUIDS_FILE),
-            UUIDS_MAGIC,
-            uuid_keys,
-            bytemuck::cast_slice(&records),
-        )?;
-        write_table(
-            &dir.join(IDS_EXTERNAL_FILE),
-            EXTERNAL_MAGIC,
-            total,
-            bytemuck::cast_slice(&external),
-        )?;
-        write_bitmaps(dir, total, &deleted, &kinds)?;
-        write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
-            let header = CountHeader {
-                prefix: FilePrefix::new::<CountHeader>(VERSIONS_MAGIC, IDS_VERSIONS_FORMAT_VERSION),
-                count: total as u64,
-            };
-            w.write_all(bytemuck::bytes_of(&header))?;
-            w.write_all(bytemuck::cast_slice(&versions))
-        })?;
-        let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        drop(pairs);
-        write_table(
-            &dir.join(IDS_ORDER_FILE),
-            ORDER_MAGIC,
-            order.len(),
-            bytemuck::cast_slice(&order),
-        )?;
-        drop((slots, records, external, versions, order, deleted, kinds));
-        // A directory that held a format-1 mapper: its flags file would
-        // make open upgrade the new tables.
-        let legacy = dir.join(IDS_FLAGS_FILE);
-        if legacy.exists() {
-            fs::remove_file(&legacy).at(&legacy)?;
+        // The files are independent: written (and fsynced) in parallel so
+        // that the copies into the page cache and the writebacks overlap.
+        type WriteJob<'a> = Box<dyn FnOnce() -> Result<()> + Send + 'a>;
+        let jobs: Vec<WriteJob<'_>> = vec![
+            Box::new(|| write_phf_file(dir, num_keys, uuid_keys, num_phf_bytes, &phf_bytes)),
+            Box::new(|| write_record_table(&dir.join(IDS_NUM_FILE), NUMS_MAGIC, &nums)),
+            Box::new(|| write_record_table(&dir.join(IDS_UUIDS_FILE), UUIDS_MAGIC, &records)),
+            Box::new(|| {
+                write_table(
+                    &dir.join(IDS_EXTERNAL_FILE),
+                    EXTERNAL_MAGIC,
+                    total,
+                    bytemuck::cast_slice(&external),
+                )
+            }),
+            Box::new(|| write_bitmaps(dir, total, &deleted, &kinds)),
+            Box::new(|| {
+                write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
+                    let header = CountHeader {
+                        prefix: FilePrefix::new::<CountHeader>(
+                            VERSIONS_MAGIC,
+                            IDS_VERSIONS_FORMAT_VERSION,
+                        ),
+                        count: total as u64,
+                    };
+                    w.write_all(bytemuck::bytes_of(&header))?;
+                    w.write_all(bytemuck::cast_slice(&versions))
+                })
+            }),
+            Box::new(|| {
+                write_table(
+                    &dir.join(IDS_ORDER_FILE),
+                    ORDER_MAGIC,
+                    order.len(),
+                    bytemuck::cast_slice(&order),
+                )
+            }),
+        ];
+        jobs.into_par_iter().try_for_each(|job| job())?;
+        drop((nums, records, external, versions, order, deleted, kinds));
+        // A directory that held an older mapper: its flags or slots file
+        // would make open upgrade the new tables.
+        for legacy in [IDS_FLAGS_FILE, IDS_SLOTS_FILE] {
+            let legacy = dir.join(legacy);
+            if legacy.exists() {
+                fs::remove_file(&legacy).at(&legacy)?;
+            }
         }
 
+        let write_time = write_started.elapsed();
+
+        let open_started = Instant::now();
         let mapper = Self::open(dir)?;
         let stats = IdMapBuildStats {
             ids: num_keys + uuid_keys,
             total_time: started.elapsed(),
+            collect_time,
             phf_time,
+            fill_time,
+            write_time,
+            open_time: open_started.elapsed(),
         };
         Ok((mapper, stats))
     }
@@ -668,10 +716,13 @@ impl MmapIdMapper {
         if dir.join(IDS_FLAGS_FILE).exists() {
             format_v1::upgrade(dir)?;
         }
+        if dir.join(IDS_SLOTS_FILE).exists() {
+            format_v2::upgrade(dir)?;
+        }
         // Perfect hash functions: read into RAM.
         let phf_path = dir.join(IDS_PHF_FILE);
         let phf_file = fs::read(&phf_path).at(&phf_path)?;
-        let ph: PhfHeader = read_header(&phf_path, &phf_file, PHF_MAGIC, IDS_FORMAT_VERSION)?;
+        let ph: PhfHeader = read_header(&phf_path, &phf_file, PHF_MAGIC, TABLE_FORMAT_VERSION)?;
         let body = &phf_file[std::mem::size_of::<PhfHeader>()..];
         let (num_len, uuid_len) = (ph.num_phf_bytes, ph.uuid_phf_bytes);
         if num_len.checked_add(uuid_len) != Some(body.len() as u64) {
@@ -698,24 +749,23 @@ impl MmapIdMapper {
         let num_phf = parse_phf(&phf_path, num_body, num_keys, "numeric")?;
         let uuid_phf = parse_phf(&phf_path, uuid_body, uuid_keys, "UUID")?;
 
-        let (slots, n) = open_table(&dir.join(IDS_SLOTS_FILE), SLOTS_MAGIC, 4, "slots", advice)?;
-        if n != num_keys {
+        let nums = RecordTable::open(&dir.join(IDS_NUM_FILE), NUMS_MAGIC, "records", advice)?;
+        if nums.len() != num_keys {
             return Err(corrupted(
-                slots.path(),
-                format!("{n} slots for {num_keys} numeric ids"),
+                nums.file().path(),
+                format!("{} records for {num_keys} numeric ids", nums.len()),
             ));
         }
-        let (uuids, n) = open_table(
+        let uuids = RecordTable::open(
             &dir.join(IDS_UUIDS_FILE),
             UUIDS_MAGIC,
-            std::mem::size_of::<UuidRecord>(),
             "UUID records",
             advice,
         )?;
-        if n != uuid_keys {
+        if uuids.len() != uuid_keys {
             return Err(corrupted(
-                uuids.path(),
-                format!("{n} records for {uuid_keys} UUIDs"),
+                uuids.file().path(),
+                format!("{} records for {uuid_keys} UUIDs", uuids.len()),
             ));
         }
         let (external, total) = open_table(
@@ -801,7 +851,7 @@ impl MmapIdMapper {
             num_phf,
             uuid_phf,
             phf_bytes: body.len(),
-            slots,
+            nums,
             uuids,
             external,
             kinds,
@@ -872,16 +922,6 @@ impl MmapIdMapper {
     }
 
     #[inline]
-    fn slots_slice(&self) -> &[u32] {
-        cast_slice(self.slots.path(), &self.slots.bytes()[TABLE_START..]).unwrap_or(&[])
-    }
-
-    #[inline]
-    fn records(&self) -> &[UuidRecord] {
-        cast_slice(self.uuids.path(), &self.uuids.bytes()[TABLE_START..]).unwrap_or(&[])
-    }
-
-    #[inline]
     fn external_slice(&self) -> &[u64] {
         cast_slice(self.external.path(), &self.external.bytes()[TABLE_START..]).unwrap_or(&[])
     }
@@ -905,7 +945,7 @@ impl MmapIdMapper {
         let o = offset as usize;
         let value = *self.external_slice().get(o)?;
         if bit(self.kind_words(), o) {
-            let r = self.records().get(usize::try_from(value).ok()?)?;
+            let r = self.uuids.get(usize::try_from(value).ok()?)?;
             Some(PointId::Uuid(uuid::Uuid::from_bytes(r.uuid)))
         } else {
             Some(PointId::Num(value))
@@ -918,12 +958,12 @@ impl MmapIdMapper {
         match id {
             PointId::Num(n) => {
                 let s = self.num_phf.as_ref()?.get(&n)? as usize;
-                let o = *self.slots_slice().get(s)?;
-                (*self.external_slice().get(o as usize)? == n).then_some(o)
+                let r = self.nums.get(s)?;
+                (r.id() == n).then_some(r.offset)
             }
             PointId::Uuid(u) => {
                 let s = self.uuid_phf.as_ref()?.get(&u.as_u128())? as usize;
-                let r = self.records().get(s)?;
+                let r = self.uuids.get(s)?;
                 (r.uuid == *u.as_bytes()).then_some(r.offset)
             }
         }
@@ -935,8 +975,8 @@ impl MmapIdMapper {
         let per = |b: usize| if ids == 0 { 0.0 } else { b as f64 / ids as f64 };
         // Kinds on disk, deleted in RAM: two bitmaps.
         let mapping_bytes = self.phf_bytes
-            + self.num_keys * 4
-            + self.uuid_keys * std::mem::size_of::<UuidRecord>()
+            + self.nums.record_bytes()
+            + self.uuids.record_bytes()
             + self.total * 8
             + 2 * bitmap_words(self.total) * 8;
         IdMapSizes {
@@ -952,8 +992,8 @@ impl MmapIdMapper {
 
     /// Fault every page of the mapped arrays into memory.
     pub fn populate(&self) {
-        self.slots.populate();
-        self.uuids.populate();
+        self.nums.file().populate();
+        self.uuids.file().populate();
         self.external.populate();
         self.kinds.populate();
         self.versions.populate();
@@ -963,19 +1003,30 @@ impl MmapIdMapper {
     /// benchmarks). The versions mapping keeps its pages; the deleted
     /// bitmap lives in RAM.
     pub fn clear_cache(&self) -> Result<()> {
-        self.slots.clear_cache()?;
-        self.uuids.clear_cache()?;
+        self.nums.file().clear_cache()?;
+        self.uuids.file().clear_cache()?;
         self.external.clear_cache()?;
         self.kinds.clear_cache()?;
         self.order.clear_cache()
+    }
+
+    /// Pages of the read-only tables (records, external ids, kinds, order)
+    /// in the page cache, by `mincore`: after [`clear_cache`](Self::clear_cache),
+    /// the pages a lookup touched (cold-lookup measurements).
+    pub fn resident_pages(&self) -> usize {
+        self.nums.file().resident_pages()
+            + self.uuids.file().resident_pages()
+            + self.external.resident_pages()
+            + self.kinds.resident_pages()
+            + self.order.resident_pages()
     }
 
     /// external → internal without the `Result` wrapper (lookups in the
     /// mapped arrays cannot fail; every index is bounds-checked).
     #[inline]
     fn lookup(&self, id: PointId) -> Option<PointOffset> {
-        // Hot path: hash, one slot read, one external-id read (numeric) or
-        // one record read (UUID), one bit of the in-RAM deleted bitmap.
+        // Hot path: hash, one record read (one page), one bit of the in-RAM
+        // deleted bitmap.
         self.find(id).filter(|o| !self.deleted.get(*o as usize))
     }
 }
@@ -1043,8 +1094,8 @@ impl IdMapperRead for MmapIdMapper {
     }
 
     fn disk_bytes(&self) -> u64 {
-        let mut bytes = (self.slots.len()
-            + self.uuids.len()
+        let mut bytes = (self.nums.file().len()
+            + self.uuids.file().len()
             + self.external.len()
             + self.kinds.len()
             + self.versions.len()

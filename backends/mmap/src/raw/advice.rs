@@ -83,3 +83,27 @@ pub fn page_is_resident(map: &Mmap, at: usize) -> bool {
     };
     rc == 0 && status & 1 == 1
 }
+
+/// How many pages of `map` are resident in memory (one `mincore` over the
+/// whole mapping); 0 when the mapping is empty or the call fails.
+pub fn resident_page_count(map: &Mmap) -> usize {
+    if map.is_empty() {
+        return 0;
+    }
+    let pages = map.len().div_ceil(system_page_size());
+    let mut status = vec![0u8; pages];
+    // SAFETY: `map.as_ptr()` is page-aligned and `map.len()` bytes from it
+    // lie inside the live mapping; mincore writes one byte per page of that
+    // range, `pages` bytes, exactly the length of `status`.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            status.as_mut_ptr() as *mut libc::c_uchar,
+        )
+    };
+    if rc != 0 {
+        return 0;
+    }
+    status.iter().filter(|s| **s & 1 == 1).count()
+}
