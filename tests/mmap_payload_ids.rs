@@ -769,6 +769,9 @@ fn ids_cold_lookup_reads_one_page() {
     let dir = tmp();
     let ids = mixed_ids(300_000, 17);
     let m = MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
+    // Populated first (huge pages where the kernel allows): eviction must
+    // bring single-page faults back.
+    m.populate();
     m.clear_cache().unwrap();
     if m.resident_pages() != 0 {
         eprintln!("page cache eviction does not work on this file system; skipped");

@@ -109,6 +109,38 @@ pub(crate) fn populate(map: &impl AdviseTarget, bytes: &[u8], path: &std::path::
     if bytes.is_empty() {
         return;
     }
+    populate_pages(map, bytes, path);
+}
+
+/// [`populate`] for a read-only mapping, asking first for huge pages
+/// (`MADV_HUGEPAGE`): where the file system and kernel support large
+/// folios (ext4 on Linux 6.16+, measured on 6.18) the populated mapping is
+/// then 2 MiB pages, so warm random reads (id lookups, graph walks) take
+/// far fewer TLB misses. Only read-only mappings: a dirty huge folio would
+/// be written back whole. [`small_pages`] undoes it before eviction, so
+/// cold faults read single pages again.
+pub(crate) fn populate_huge(map: &impl AdviseTarget, bytes: &[u8], path: &std::path::Path) {
+    if bytes.is_empty() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = map.advise_mapping(memmap2::Advice::HugePage) {
+        log::debug!("MADV_HUGEPAGE refused for {}: {e}", path.display());
+    }
+    populate_pages(map, bytes, path);
+}
+
+/// Back to small pages (`MADV_NOHUGEPAGE`) before the pages are dropped: a
+/// later cold fault reads one page, not a 2 MiB folio.
+pub(crate) fn small_pages(map: &impl AdviseTarget, path: &std::path::Path) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = map.advise_mapping(memmap2::Advice::NoHugePage) {
+        log::debug!("MADV_NOHUGEPAGE refused for {}: {e}", path.display());
+    }
+    let _ = (map, path);
+}
+
+fn populate_pages(map: &impl AdviseTarget, bytes: &[u8], path: &std::path::Path) {
     #[cfg(target_os = "linux")]
     if map.advise_mapping(memmap2::Advice::PopulateRead).is_ok() {
         return;

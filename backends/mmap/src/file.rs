@@ -94,14 +94,17 @@ impl MmapFile {
         advice::apply(&self.map, advice, &self.path);
     }
 
-    /// Fault every page in.
+    /// Fault every page in. Huge pages are asked for first where the kernel maps file pages
+    /// that way (see `advice::populate_huge`).
     pub fn populate(&self) {
-        advice::populate(&self.map, &self.map, &self.path);
+        advice::populate_huge(&self.map, &self.map, &self.path);
     }
 
     /// Drop this mapping's pages and evict the file from the page cache, so
-    /// the next read comes from disk.
+    /// the next read comes from disk (one page per fault: huge pages asked
+    /// for by [`populate`](Self::populate) are turned off first).
     pub fn clear_cache(&self) -> Result<()> {
+        advice::small_pages(&self.map, &self.path);
         raw::advice::drop_mapped_pages(&self.map, &self.path)?;
         raw::advice::evict_file_cache(&self.file, &self.path)
     }
