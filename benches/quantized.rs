@@ -8,6 +8,7 @@
 //! (GB/s of codes read) beside the same loop over the raw f32 vectors.
 //!
 //! `cargo bench --no-default-features --bench quantized`
+//! (`VECSEG_QUANT_TABLES=0` skips the recall tables).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -148,8 +149,11 @@ fn bench(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let sets: Vec<Set> = e5().into_iter().chain([generated(n)]).collect();
-    for set in &sets {
-        table(set);
+    // `VECSEG_QUANT_TABLES=0`: only the scoring-speed groups.
+    if std::env::var("VECSEG_QUANT_TABLES").as_deref() != Ok("0") {
+        for set in &sets {
+            table(set);
+        }
     }
     let set = sets.last().unwrap();
     scoring_speed::<ScalarU8>(c, set, "sq8", &ScalarConfig::default());
