@@ -55,6 +55,28 @@ impl Distance {
             Distance::Manhattan => -l1_f32(a, b),
         }
     }
+
+    /// Scores of `q` against four vectors, equal bit for bit to four
+    /// [`score_f32`](Self::score_f32) calls: the four are read in one
+    /// interleaved pass (one kernel dispatch), so their cache misses
+    /// overlap. Vectors of another length than `q` are scored alone.
+    #[inline]
+    pub fn score4_f32(self, q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
+        if v.iter().any(|x| x.len() != q.len()) {
+            return v.map(|x| self.score_f32(q, x));
+        }
+        let term = match self {
+            Distance::Cosine | Distance::Dot => Term::Dot,
+            Distance::Euclid => Term::L2,
+            Distance::Manhattan => Term::L1,
+        };
+        let sums = pulp::Arch::new().dispatch(Fold4 { a: q, b: v, term });
+        sums.map(|x| match self {
+            Distance::Cosine | Distance::Dot => x,
+            Distance::Euclid => -x.sqrt(),
+            Distance::Manhattan => -x,
+        })
+    }
 }
 
 /// Dot product of two equally long f32 slices.
@@ -149,6 +171,62 @@ impl pulp::WithSimd for Fold<'_> {
     }
 }
 
+/// [`Fold`] of one slice `a` against four slices `b` (each as long as
+/// `a`), interleaved: every sum is accumulated in the same order as
+/// [`Fold`]'s, so the results are identical.
+struct Fold4<'a> {
+    a: &'a [f32],
+    b: [&'a [f32]; 4],
+    term: Term,
+}
+
+impl pulp::WithSimd for Fold4<'_> {
+    type Output = [f32; 4];
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> [f32; 4] {
+        let (a, a_tail) = S::as_simd_f32s(self.a);
+        let b = self.b.map(|b| S::as_simd_f32s(b));
+        let zero = simd.splat_f32s(0.0);
+        let mut acc = [[zero; 4]; 4];
+        let step = |acc: S::f32s, x: S::f32s, y: S::f32s| match self.term {
+            Term::Dot => simd.mul_add_f32s(x, y, acc),
+            Term::L2 => {
+                let d = simd.sub_f32s(x, y);
+                simd.mul_add_f32s(d, d, acc)
+            }
+            Term::L1 => simd.add_f32s(acc, simd.abs_f32s(simd.sub_f32s(x, y))),
+        };
+        let (a4, a1) = pulp::as_arrays::<4, _>(a);
+        let b4 = b.map(|(b, _)| pulp::as_arrays::<4, _>(b));
+        for (i, x) in a4.iter().enumerate() {
+            for j in 0..4 {
+                for (acc, b) in acc.iter_mut().zip(&b4) {
+                    acc[j] = step(acc[j], x[j], b.0[i][j]);
+                }
+            }
+        }
+        for (i, x) in a1.iter().enumerate() {
+            for (acc, b) in acc.iter_mut().zip(&b4) {
+                acc[0] = step(acc[0], *x, b.1[i]);
+            }
+        }
+        let mut out = [0.0; 4];
+        for ((total, acc), (_, b_tail)) in out.iter_mut().zip(&acc).zip(&b) {
+            let sum = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+            *total = simd.reduce_sum_f32s(sum);
+            for (x, y) in a_tail.iter().zip(b_tail.iter()) {
+                *total += match self.term {
+                    Term::Dot => x * y,
+                    Term::L2 => (x - y) * (x - y),
+                    Term::L1 => (x - y).abs(),
+                };
+            }
+        }
+        out
+    }
+}
+
 /// Normalise `v` in place to unit length. Returns `false` (leaving `v`
 /// untouched) for a zero vector.
 pub fn normalize(v: &mut [f32]) -> bool {
@@ -191,6 +269,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn four_at_once_equals_one_at_a_time_bit_for_bit() {
+        for len in [0, 1, 7, 8, 31, 32, 33, 64, 100, 384, 385] {
+            let q: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let vs: Vec<Vec<f32>> = (0..4)
+                .map(|k| {
+                    (0..len)
+                        .map(|i| ((i + 13 * k) as f32 * 0.11).cos())
+                        .collect()
+                })
+                .collect();
+            let v = [&vs[0][..], &vs[1][..], &vs[2][..], &vs[3][..]];
+            for d in Distance::ALL {
+                let four = d.score4_f32(&q, v);
+                for (k, got) in four.iter().enumerate() {
+                    let want = d.score_f32(&q, v[k]);
+                    assert_eq!(got.to_bits(), want.to_bits(), "{d:?} len {len} vector {k}");
+                }
+            }
+        }
+        let short = [1.0f32, 2.0];
+        let q = [0.5f32, 0.25, 1.0];
+        let four = Distance::Dot.score4_f32(&q, [&short, &q, &q, &q]);
+        assert_eq!(four[0], Distance::Dot.score_f32(&q, &short));
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub trait VectorElement:
 
     /// Score two stored-form vectors (higher is better).
     fn score(distance: Distance, a: &[Self], b: &[Self]) -> f32;
+
+    /// Score `a` against four vectors, equal to four [`score`](Self::score)
+    /// calls; types with an interleaved kernel override it.
+    #[inline]
+    fn score4(distance: Distance, a: &[Self], b: [&[Self]; 4]) -> [f32; 4] {
+        b.map(|b| Self::score(distance, a, b))
+    }
 }
 
 impl VectorElement for f32 {
@@ -73,6 +80,11 @@ impl VectorElement for f32 {
     #[inline]
     fn score(distance: Distance, a: &[f32], b: &[f32]) -> f32 {
         distance.score_f32(a, b)
+    }
+
+    #[inline]
+    fn score4(distance: Distance, a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        distance.score4_f32(a, b)
     }
 }
 

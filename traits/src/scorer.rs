@@ -29,6 +29,17 @@ pub trait QueryScorer: Sync {
     /// The score of the slot at `offset` (deleted slots too).
     fn score(&self, offset: PointOffset) -> Result<f32>;
 
+    /// `out[i]` = the score of the slot at `offsets[i]` (equal lengths):
+    /// the scattered reads of a graph search (one node's neighbours).
+    /// Scorers over memory override it to overlap the reads' cache
+    /// misses; the default scores one slot at a time.
+    fn score_batch(&self, offsets: &[PointOffset], out: &mut [f32]) -> Result<()> {
+        for (&o, s) in offsets.iter().zip(out.iter_mut()) {
+            *s = self.score(o)?;
+        }
+        Ok(())
+    }
+
     /// For every live slot of `range` in increasing offset order: ask
     /// `keep(offset)`, and if it says yes, score the slot and call
     /// `f(offset, score)`. The loop of exact search.
@@ -88,6 +99,43 @@ impl<S: VectorStorageRead> QueryScorer for RawScorer<'_, S> {
     fn score(&self, offset: PointOffset) -> Result<f32> {
         let v = self.storage.get::<crate::access::Random>(offset)?;
         Ok(S::Element::score(self.distance, &self.query, &v))
+    }
+
+    /// Scores four slots at a time with the element's interleaved
+    /// kernel ([`VectorElement::score4`]), so their cache misses overlap.
+    fn score_batch(&self, offsets: &[PointOffset], out: &mut [f32]) -> Result<()> {
+        let get = |o: PointOffset| self.storage.get::<crate::access::Random>(o);
+        let q = &self.query[..];
+        let n = offsets.len().min(out.len());
+        let (offsets, out) = (&offsets[..n], &mut out[..n]);
+        let mut groups = offsets.chunks_exact(4);
+        let mut outs = out.chunks_exact_mut(4);
+        for &o in offsets.iter().take(4) {
+            self.storage.prefetch(o);
+        }
+        for (i, (o, s)) in (&mut groups).zip(&mut outs).enumerate() {
+            for &next in offsets.iter().skip(4 * i + 4).take(4) {
+                self.storage.prefetch(next);
+            }
+            let v = [get(o[0])?, get(o[1])?, get(o[2])?, get(o[3])?];
+            s.copy_from_slice(&S::Element::score4(
+                self.distance,
+                q,
+                [&v[0], &v[1], &v[2], &v[3]],
+            ));
+        }
+        // Two or three left: one more interleaved pass, the last slot
+        // repeated (its lines are already being read).
+        match (groups.remainder(), outs.into_remainder()) {
+            ([], _) => {}
+            ([o], [s]) => *s = S::Element::score(self.distance, q, &get(*o)?),
+            (o, s) => {
+                let (a, b, c) = (get(o[0])?, get(o[1])?, get(o[o.len() - 1])?);
+                let four = S::Element::score4(self.distance, q, [&a, &b, &c, &c]);
+                s.copy_from_slice(&four[..s.len()]);
+            }
+        }
+        Ok(())
     }
 
     fn score_live<K, F>(&self, range: std::ops::Range<PointOffset>, keep: K, f: F) -> Result<()>

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use vecseg_traits::{Distance, PointOffset, Random, Result, VectorElement, VectorStorageRead};
 
 use super::graph::GraphLinks;
-use super::search::{greedy_descent, search_layer, Candidate, VisitedPool, ALL};
+use super::search::{greedy_descent, search_layer, Candidate, ScratchPool, ALL};
 use super::HnswConfig;
 
 /// Scores between stored points, by their raw vectors.
@@ -114,7 +114,7 @@ fn build_graph<S: VectorStorageRead>(
         entry: Mutex::new(None),
     };
     let pairs = PairScorer::new(storage);
-    let visited = VisitedPool::new(points.len());
+    let visited = ScratchPool::new(points.len());
     let links_of = |local: u32, level: usize| -> Result<Cow<'static, [u32]>> {
         match building.links[local as usize].get(level) {
             Some(l) => Ok(Cow::Owned(l.read().map_err(poisoned)?.clone())),
@@ -148,7 +148,7 @@ fn build_graph<S: VectorStorageRead>(
                 &visited,
                 &entries,
                 ef_construct,
-                |o| links_of(o, level),
+                &|o| links_of(o, level),
                 &score,
                 &ALL,
             )?;

@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use vecseg_mmap::{cast_slice, MmapFile};
+use vecseg_mmap::{cast_slice, prefetch, MmapFile};
 use vecseg_traits::{PointOffset, Result, StorageError};
 
 /// Most links one list may hold (list lengths are stored as one byte).
@@ -45,6 +45,68 @@ pub(crate) struct Arrays<'a> {
     pub(crate) neighbors: &'a [u32],
 }
 
+/// A graph's arrays, borrowed for reading lists (see [`GraphLinks::view`]).
+pub(crate) struct LinksView<'a> {
+    arrays: Arrays<'a>,
+    node_first: &'a [u32],
+    level0_len: &'a [u8],
+}
+
+impl<'a> LinksView<'a> {
+    /// Neighbours of node `n` on level 0 (empty outside the graph).
+    #[inline]
+    pub(crate) fn links0(&self, n: PointOffset) -> &'a [PointOffset] {
+        let n = n as usize;
+        match (self.level0_len.get(n), self.arrays.node_start.get(n)) {
+            (Some(&len), Some(&start)) => {
+                let start = start as usize;
+                self.arrays
+                    .neighbors
+                    .get(start..start + len as usize)
+                    .unwrap_or(&[])
+            }
+            _ => &[],
+        }
+    }
+
+    /// Start loading what [`links0`](Self::links0) reads first for node
+    /// `n` (where its list starts, and its length).
+    #[inline]
+    pub(crate) fn prefetch_entry0(&self, n: PointOffset) {
+        let n = n as usize;
+        if let Some(start) = self.arrays.node_start.get(n..n + 1) {
+            prefetch(start);
+        }
+        if let Some(len) = self.level0_len.get(n..n + 1) {
+            prefetch(len);
+        }
+    }
+
+    /// Neighbours of node `n` on `level` (empty past its levels).
+    #[inline]
+    pub(crate) fn links(&self, n: PointOffset, level: usize) -> &'a [PointOffset] {
+        if level == 0 {
+            return self.links0(n);
+        }
+        let n = n as usize;
+        let (Some(&first), Some(&next)) = (self.node_first.get(n), self.node_first.get(n + 1))
+        else {
+            return &[];
+        };
+        let (first, levels) = (first as usize, (next - first) as usize);
+        if level >= levels {
+            return &[];
+        }
+        let a = &self.arrays;
+        let mut start = a.node_start[n] as usize;
+        for l in &a.list_len[first..first + level] {
+            start += *l as usize;
+        }
+        let len = a.list_len[first + level] as usize;
+        &a.neighbors[start..start + len]
+    }
+}
+
 /// An HNSW graph: node `n` has levels `0..levels(n)`, and on each the
 /// neighbour list `links(n, level)` (offsets of other nodes). Node `n`'s
 /// first list is list `node_first[n]` (prefix sums of the level counts,
@@ -53,6 +115,11 @@ pub(crate) struct Arrays<'a> {
 pub struct GraphLinks {
     backing: Backing,
     node_first: Vec<u32>,
+    /// Per node, the length of its level-0 list (0 outside the graph):
+    /// level 0 is read by every search step, and this makes its list one
+    /// lookup away (`node_start[n]`, this) instead of a chain through
+    /// `node_first` and `list_len`.
+    level0_len: Vec<u8>,
     /// Entry point and its top level (`None` for a graph without links
     /// across the whole segment, e.g. `m = 0` with payload links only).
     entry: Option<(PointOffset, usize)>,
@@ -69,6 +136,22 @@ fn prefix(levels: &[u8]) -> Option<Vec<u32>> {
         out.push(sum);
     }
     Some(out)
+}
+
+/// Per node, the length of its level-0 list (`levels`, `node_first` and
+/// `list_len` as checked; 0 for a node outside the graph).
+fn level0_lengths(levels: &[u8], node_first: &[u32], list_len: &[u8]) -> Vec<u8> {
+    levels
+        .iter()
+        .zip(node_first)
+        .map(|(&l, &first)| {
+            if l == 0 {
+                0
+            } else {
+                list_len.get(first as usize).copied().unwrap_or(0)
+            }
+        })
+        .collect()
 }
 
 fn too_large(what: &str) -> StorageError {
@@ -98,6 +181,7 @@ impl GraphLinks {
         }
         node_start.push(u32::try_from(neighbors.len()).map_err(|_| too_large("links"))?);
         let node_first = prefix(&levels).ok_or_else(|| too_large("lists"))?;
+        let level0_len = level0_lengths(&levels, &node_first, &list_len);
         Ok(GraphLinks {
             backing: Backing::Owned {
                 levels,
@@ -106,6 +190,7 @@ impl GraphLinks {
                 neighbors,
             },
             node_first,
+            level0_len,
             entry,
         })
     }
@@ -128,11 +213,14 @@ impl GraphLinks {
                 neighbors,
             },
             node_first: Vec::new(),
+            level0_len: Vec::new(),
             entry,
         };
         graph.node_first = prefix(graph.arrays()?.levels)
             .ok_or_else(|| StorageError::corrupted(&path, "more than u32::MAX lists"))?;
         graph.validate(&path)?;
+        let a = graph.arrays()?;
+        graph.level0_len = level0_lengths(a.levels, &graph.node_first, a.list_len);
         Ok(graph)
     }
 
@@ -200,17 +288,17 @@ impl GraphLinks {
 
     /// Neighbours of node `n` on `level` (empty past its levels).
     pub fn links(&self, n: PointOffset, level: usize) -> &[PointOffset] {
-        if level >= self.levels(n) {
-            return &[];
+        self.view().links(n, level)
+    }
+
+    /// The arrays resolved once, for a search's many list reads (a mapped
+    /// file's views are not re-checked per list).
+    pub(crate) fn view(&self) -> LinksView<'_> {
+        LinksView {
+            arrays: self.checked(),
+            node_first: &self.node_first,
+            level0_len: &self.level0_len,
         }
-        let a = self.checked();
-        let first = self.node_first[n as usize] as usize;
-        let mut start = a.node_start[n as usize] as usize;
-        for l in &a.list_len[first..first + level] {
-            start += *l as usize;
-        }
-        let len = a.list_len[first + level] as usize;
-        &a.neighbors[start..start + len]
     }
 
     /// Total neighbour entries (all levels).

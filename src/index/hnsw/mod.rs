@@ -6,7 +6,8 @@
 //! |-----------------|---------------|
 //! | `graph.rs`      | [`GraphLinks`]: levels and neighbour lists as flat arrays (owned or mapped) |
 //! | `build.rs`      | insertion (parallel, a lock per node), the neighbour heuristic, per-block payload links |
-//! | `search.rs`     | the level beam search shared by build and query, visited sets, the query path |
+//! | `search.rs`     | the level beam search shared by build and query, per-search scratch (visited set, queues) reused across searches, the query path |
+//! | `queue.rs`      | the beam search's two queues, candidates packed into one `u64` key each |
 //! | `links_file.rs` | `hnsw.links`: the on-disk format, written atomically, validated whole at open |
 //!
 //! **Build** scores pairs of stored points by their raw vectors (a
@@ -31,6 +32,7 @@
 mod build;
 mod graph;
 mod links_file;
+mod queue;
 mod search;
 
 use std::path::Path;
@@ -42,7 +44,7 @@ use vecseg_traits::{
 pub use graph::GraphLinks;
 pub use links_file::{open_links, write_links, LINKS_FILE, LINKS_FORMAT_VERSION};
 pub use search::Candidate;
-use search::{search_graph, Rules, VisitedPool};
+use search::{search_graph, ByScorer, Rules, ScratchPool};
 
 /// How the graph is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,7 +87,7 @@ pub type Hit = Candidate;
 pub struct HnswIndex {
     config: HnswConfig,
     graph: GraphLinks,
-    visited: VisitedPool,
+    scratch: ScratchPool,
 }
 
 impl HnswIndex {
@@ -130,11 +132,11 @@ impl HnswIndex {
     }
 
     fn from_parts(config: HnswConfig, graph: GraphLinks) -> Self {
-        let visited = VisitedPool::new(graph.nodes());
+        let scratch = ScratchPool::new(graph.nodes());
         HnswIndex {
             config,
             graph,
-            visited,
+            scratch,
         }
     }
 
@@ -194,7 +196,7 @@ impl HnswIndex {
             return Ok(Vec::new());
         }
         let scorer = storage.scorer(query)?;
-        let score = |o: PointOffset| scorer.score(o);
+        let score = ByScorer(&scorer);
         let walk_all = |_: PointOffset| true;
         let rules = Rules {
             walk: filter.unwrap_or(&walk_all),
@@ -202,7 +204,7 @@ impl HnswIndex {
         };
         let exact = scorer.is_exact();
         let want = if exact { k } else { ef.max(k) };
-        let mut found = search_graph(&self.graph, &self.visited, want, ef, &score, &rules, hints)?;
+        let mut found = search_graph(&self.graph, &self.scratch, want, ef, &score, &rules, hints)?;
         if !exact {
             let distance = storage.distance();
             for c in &mut found {
