@@ -30,7 +30,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion};
 use sets::{e5, generated, memory_segment, recall_and_qps, Set};
 use vecseg::distance::{dot_f32, normalize};
-use vecseg::index::hnsw::{HnswConfig, HnswIndex, LINKS_FILE};
+use vecseg::index::hnsw::{write_links, HnswConfig, HnswIndex, LINKS_FILE};
 use vecseg::memory::MemoryVectorStorage;
 use vecseg::quantized::{Quantized, ScalarConfig, ScalarU8};
 use vecseg::{PointId, PointOffset, Random, ScanOptions, VectorStorageRead};
@@ -100,6 +100,30 @@ fn table(set: &Set) {
             "  hnsw           {ef:>5}   {r:>9.3} {qps:>6.0} {:>6.1}",
             qps / exact_qps
         );
+    }
+    // The saved graph, mapped: plain lists, and packed ones.
+    let packed_dir = tempfile::tempdir().unwrap();
+    let packed_config = HnswConfig {
+        packed_links: true,
+        ..*index.config()
+    };
+    write_links(
+        &packed_dir.path().join(LINKS_FILE),
+        index.graph(),
+        &packed_config,
+    )
+    .unwrap();
+    let packed_file = std::fs::metadata(packed_dir.path().join(LINKS_FILE))
+        .unwrap()
+        .len();
+    println!(
+        "  links file packed: {:.1} B/point ({:.2} × plain)",
+        packed_file as f64 / set.points.len() as f64,
+        packed_file as f64 / file as f64
+    );
+    for (name, dir) in [("mapped", dir.path()), ("packed", packed_dir.path())] {
+        let mapped = HnswIndex::open(dir).unwrap();
+        index_rows(set, seg.vectors(), &mapped, name, &[64, 128], rounds);
     }
     if quick() {
         return;
@@ -240,6 +264,30 @@ fn set_vector(storage: &MemoryVectorStorage<f32>, o: PointOffset) -> Vec<f32> {
 /// Recall@10 and QPS of index-level searches (no segment layer) on a
 /// graph kept in `dir`: built and saved there on the first run, opened on
 /// later ones, so builds of different code compare on the same graph.
+/// Recall and QPS of index-level searches (no segment layer) at each `ef`.
+fn index_rows(
+    set: &Set,
+    storage: &MemoryVectorStorage<f32>,
+    index: &HnswIndex,
+    name: &str,
+    efs: &[usize],
+    rounds: usize,
+) {
+    for &ef in efs {
+        let (r, qps) = best_of(set, rounds, |q| {
+            let mut q = q.to_vec();
+            normalize(&mut q);
+            let hits = index
+                .search(storage, &q, 10, ef, None, &|_| true, &[])
+                .unwrap();
+            hits.iter()
+                .map(|h| PointId::Num(u64::from(h.offset)))
+                .collect()
+        });
+        println!("  hnsw {name:<9} {ef:>5}   {r:>9.3} {qps:>6.0}");
+    }
+}
+
 fn fixed_graph_table(set: &Set, dir: &std::path::Path) {
     let seg = memory_segment(set);
     let storage = seg.vectors();
@@ -253,19 +301,7 @@ fn fixed_graph_table(set: &Set, dir: &std::path::Path) {
     let rounds = env_usize("VECSEG_HNSW_BENCH_ROUNDS", 1);
     println!("\n{}: fixed graph in {}", set.name, dir.display());
     println!("  search            ef   recall@10   QPS");
-    for ef in [16, 32, 64, 128, 256] {
-        let (r, qps) = best_of(set, rounds, |q| {
-            let mut q = q.to_vec();
-            normalize(&mut q);
-            let hits = index
-                .search(storage, &q, 10, ef, None, &|_| true, &[])
-                .unwrap();
-            hits.iter()
-                .map(|h| PointId::Num(u64::from(h.offset)))
-                .collect()
-        });
-        println!("  hnsw           {ef:>5}   {r:>9.3} {qps:>6.0}");
-    }
+    index_rows(set, storage, &index, "", &[16, 32, 64, 128, 256], rounds);
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,12 +1,18 @@
 //! [`GraphLinks`]: the frozen graph — each node's level count, where its
 //! lists start, each list's length, and the neighbours — over owned
-//! memory or a mapped links file, and the read access search needs.
+//! memory or a mapped links file, and the read access search needs. A
+//! mapped file holds its lists plain (`u32` each) or packed (sorted,
+//! delta-encoded, bit-packed: `packed_lists.rs`); packed lists are decoded
+//! on read.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
 
 use vecseg_mmap::{cast_slice, prefetch, MmapFile};
 use vecseg_traits::{PointOffset, Result, StorageError};
+
+use super::packed_lists;
 
 /// Most links one list may hold (list lengths are stored as one byte).
 pub const MAX_LIST_LEN: usize = 255;
@@ -29,7 +35,28 @@ enum Backing {
         node_start: Range<usize>,
         list_len: Range<usize>,
         neighbors: Range<usize>,
+        /// Lists packed (`node_start` then counts bytes), not plain.
+        packed: bool,
     },
+}
+
+/// The neighbour lists, back to back.
+#[derive(Clone, Copy)]
+pub(crate) enum Lists<'a> {
+    /// `u32` offsets; `node_start` counts entries.
+    Plain(&'a [u32]),
+    /// Packed lists (`packed_lists.rs`); `node_start` counts bytes.
+    Packed(&'a [u8]),
+}
+
+impl Lists<'_> {
+    /// Entries (plain) or bytes (packed): what `node_start` counts.
+    fn len(&self) -> usize {
+        match self {
+            Lists::Plain(n) => n.len(),
+            Lists::Packed(b) => b.len(),
+        }
+    }
 }
 
 /// The four stored arrays, borrowed.
@@ -42,7 +69,7 @@ pub(crate) struct Arrays<'a> {
     /// Per list (a node's lists in level order, nodes in order), its length.
     pub(crate) list_len: &'a [u8],
     /// Every list's neighbours, back to back.
-    pub(crate) neighbors: &'a [u32],
+    pub(crate) neighbors: Lists<'a>,
 }
 
 /// A graph's arrays, borrowed for reading lists (see [`GraphLinks::view`]).
@@ -55,17 +82,32 @@ pub(crate) struct LinksView<'a> {
 impl<'a> LinksView<'a> {
     /// Neighbours of node `n` on level 0 (empty outside the graph).
     #[inline]
-    pub(crate) fn links0(&self, n: PointOffset) -> &'a [PointOffset] {
+    pub(crate) fn links0(&self, n: PointOffset) -> Cow<'a, [PointOffset]> {
         let n = n as usize;
         match (self.level0_len.get(n), self.arrays.node_start.get(n)) {
-            (Some(&len), Some(&start)) => {
-                let start = start as usize;
-                self.arrays
-                    .neighbors
-                    .get(start..start + len as usize)
-                    .unwrap_or(&[])
+            (Some(&len), Some(&start)) => self.list_at(start as usize, len as usize),
+            _ => Cow::Borrowed(&[]),
+        }
+    }
+
+    /// The list of `len` neighbours starting at `start` (an index into
+    /// plain lists, a byte position in packed ones).
+    #[inline]
+    fn list_at(&self, start: usize, len: usize) -> Cow<'a, [PointOffset]> {
+        match self.arrays.neighbors {
+            Lists::Plain(nb) => Cow::Borrowed(nb.get(start..start + len).unwrap_or(&[])),
+            Lists::Packed(bytes) => {
+                let mut out = Vec::with_capacity(len);
+                // Checked at open; a list that fails to decode reads empty.
+                if bytes
+                    .get(start..)
+                    .and_then(|b| packed_lists::decode(b, len, &mut out))
+                    .is_none()
+                {
+                    out.clear();
+                }
+                Cow::Owned(out)
             }
-            _ => &[],
         }
     }
 
@@ -82,28 +124,52 @@ impl<'a> LinksView<'a> {
         }
     }
 
+    /// Start loading node `n`'s level-0 list.
+    #[inline]
+    pub(crate) fn prefetch_list0(&self, n: PointOffset) {
+        let n = n as usize;
+        let (Some(&len), Some(&start)) = (self.level0_len.get(n), self.arrays.node_start.get(n))
+        else {
+            return;
+        };
+        let (start, len) = (start as usize, len as usize);
+        match self.arrays.neighbors {
+            Lists::Plain(nb) => prefetch(nb.get(start..start + len).unwrap_or(&[])),
+            Lists::Packed(b) => {
+                let end = (start + packed_lists::encoded_len(len, 32)).min(b.len());
+                prefetch(b.get(start..end).unwrap_or(&[]))
+            }
+        }
+    }
+
     /// Neighbours of node `n` on `level` (empty past its levels).
     #[inline]
-    pub(crate) fn links(&self, n: PointOffset, level: usize) -> &'a [PointOffset] {
+    pub(crate) fn links(&self, n: PointOffset, level: usize) -> Cow<'a, [PointOffset]> {
         if level == 0 {
             return self.links0(n);
         }
         let n = n as usize;
         let (Some(&first), Some(&next)) = (self.node_first.get(n), self.node_first.get(n + 1))
         else {
-            return &[];
+            return Cow::Borrowed(&[]);
         };
         let (first, levels) = (first as usize, (next - first) as usize);
         if level >= levels {
-            return &[];
+            return Cow::Borrowed(&[]);
         }
         let a = &self.arrays;
         let mut start = a.node_start[n] as usize;
-        for l in &a.list_len[first..first + level] {
-            start += *l as usize;
+        for &l in &a.list_len[first..first + level] {
+            start += match a.neighbors {
+                Lists::Plain(_) => l as usize,
+                // A packed list's width is its first byte.
+                Lists::Packed(b) => {
+                    let bits = b.get(start).map_or(0, |&w| u32::from(w));
+                    packed_lists::encoded_len(l as usize, bits)
+                }
+            };
         }
-        let len = a.list_len[first + level] as usize;
-        &a.neighbors[start..start + len]
+        self.list_at(start, a.list_len[first + level] as usize)
     }
 }
 
@@ -200,6 +266,7 @@ impl GraphLinks {
     pub(crate) fn mapped(
         file: MmapFile,
         ranges: [Range<usize>; 4],
+        packed: bool,
         entry: Option<(PointOffset, usize)>,
     ) -> Result<Self> {
         let path = file.path().to_path_buf();
@@ -211,6 +278,7 @@ impl GraphLinks {
                 node_start,
                 list_len,
                 neighbors,
+                packed,
             },
             node_first: Vec::new(),
             level0_len: Vec::new(),
@@ -237,7 +305,7 @@ impl GraphLinks {
                 levels,
                 node_start,
                 list_len,
-                neighbors,
+                neighbors: Lists::Plain(neighbors),
             }),
             Backing::Mapped {
                 file,
@@ -245,13 +313,18 @@ impl GraphLinks {
                 node_start,
                 list_len,
                 neighbors,
+                packed,
             } => {
                 let (b, path) = (file.bytes(), file.path());
+                let lists = &b[neighbors.clone()];
                 Ok(Arrays {
                     levels: &b[levels.clone()],
                     node_start: cast_slice::<u32>(path, &b[node_start.clone()])?,
                     list_len: &b[list_len.clone()],
-                    neighbors: cast_slice::<u32>(path, &b[neighbors.clone()])?,
+                    neighbors: match packed {
+                        true => Lists::Packed(lists),
+                        false => Lists::Plain(cast_slice::<u32>(path, lists)?),
+                    },
                 })
             }
         }
@@ -263,7 +336,7 @@ impl GraphLinks {
             levels: &[],
             node_start: &[],
             list_len: &[],
-            neighbors: &[],
+            neighbors: Lists::Plain(&[]),
         })
     }
 
@@ -286,9 +359,16 @@ impl GraphLinks {
         (self.node_first[n + 1] - self.node_first[n]) as usize
     }
 
-    /// Neighbours of node `n` on `level` (empty past its levels).
-    pub fn links(&self, n: PointOffset, level: usize) -> &[PointOffset] {
+    /// Neighbours of node `n` on `level` (empty past its levels);
+    /// borrowed from plain lists, decoded from packed ones.
+    pub fn links(&self, n: PointOffset, level: usize) -> Cow<'_, [PointOffset]> {
         self.view().links(n, level)
+    }
+
+    /// Whether the lists are stored packed (a links file written with
+    /// [`HnswConfig::packed_links`](super::HnswConfig::packed_links)).
+    pub fn is_packed(&self) -> bool {
+        matches!(self.checked().neighbors, Lists::Packed(_))
     }
 
     /// The arrays resolved once, for a search's many list reads (a mapped
@@ -303,7 +383,7 @@ impl GraphLinks {
 
     /// Total neighbour entries (all levels).
     pub fn link_count(&self) -> usize {
-        self.checked().neighbors.len()
+        self.checked().list_len.iter().map(|&l| l as usize).sum()
     }
 
     /// The mapped file, if the graph lives in one.
@@ -331,7 +411,7 @@ impl GraphLinks {
         if a.node_start.windows(2).any(|w| w[0] > w[1])
             || *a.node_start.last().unwrap_or(&0) as usize != a.neighbors.len()
         {
-            return bad("node starts are not ascending to the neighbour count".into());
+            return bad("node starts are not ascending to the lists' end".into());
         }
         let lists = *self.node_first.last().unwrap_or(&0) as usize;
         if a.list_len.len() != lists {
@@ -340,15 +420,38 @@ impl GraphLinks {
                 a.list_len.len()
             ));
         }
+        let mut decoded = Vec::new();
         for n in 0..nodes {
             let (first, last) = (self.node_first[n] as usize, self.node_first[n + 1] as usize);
-            let span: usize = a.list_len[first..last].iter().map(|&l| l as usize).sum();
-            if span != (a.node_start[n + 1] - a.node_start[n]) as usize {
+            let (start, end) = (a.node_start[n] as usize, a.node_start[n + 1] as usize);
+            let lens = &a.list_len[first..last];
+            let span = match a.neighbors {
+                Lists::Plain(_) => lens.iter().map(|&l| l as usize).sum(),
+                Lists::Packed(bytes) => {
+                    let mut at = start;
+                    for &len in lens {
+                        let used = bytes
+                            .get(at..end)
+                            .and_then(|b| packed_lists::decode(b, len as usize, &mut decoded));
+                        let Some(used) = used else {
+                            return bad(format!("node {n}: a packed list does not decode"));
+                        };
+                        if let Some(x) = decoded.iter().find(|&&x| x as usize >= nodes) {
+                            return bad(format!("neighbour {x} is not one of the {nodes} nodes"));
+                        }
+                        at += used;
+                    }
+                    at - start
+                }
+            };
+            if span != end - start {
                 return bad(format!("node {n}: list lengths do not add up to its links"));
             }
         }
-        if let Some(n) = a.neighbors.iter().find(|&&n| n as usize >= nodes) {
-            return bad(format!("neighbour {n} is not one of the {nodes} nodes"));
+        if let Lists::Plain(nb) = a.neighbors {
+            if let Some(n) = nb.iter().find(|&&n| n as usize >= nodes) {
+                return bad(format!("neighbour {n} is not one of the {nodes} nodes"));
+            }
         }
         if let Some((e, level)) = self.entry {
             if e as usize >= nodes || level + 1 != self.levels(e) {

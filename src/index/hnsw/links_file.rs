@@ -6,7 +6,7 @@
 //! |-------:|-----:|-------|
 //! | 0  | 8 | magic `VSHNSW01` |
 //! | 8  | 4 | format version (1) |
-//! | 12 | 4 | flags (0: plain neighbour lists) |
+//! | 12 | 4 | flags (bit 0: packed neighbour lists; other bits 0) |
 //! | 16 | 4 | `m` |
 //! | 20 | 4 | `m0` |
 //! | 24 | 4 | `ef_construct` |
@@ -15,14 +15,14 @@
 //! | 40 | 4 | entry point (`u32::MAX`: none) |
 //! | 44 | 4 | entry point's top level |
 //! | 48 | 8 | lists `L` (sum of every node's levels) |
-//! | 56 | 8 | neighbour entries `E` |
+//! | 56 | 8 | neighbour entries `E` (packed: bytes of the lists) |
 //! | 64 | 8 | seed |
 //! | 72 | 4 | CRC-32C of the body |
 //! | 76 | 4 | CRC-32C of bytes 0..76 |
 //! | 80 | N, padded to 4 | `levels` (u8 per node) |
-//! | … | 4(N+1) | `node_start` (u32: where each node's lists begin in `neighbors`) |
+//! | … | 4(N+1) | `node_start` (u32: where each node's lists begin in `neighbors`; packed: byte position) |
 //! | … | L, padded to 4 | `list_len` (u8 per list, a node's lists in level order) |
-//! | … | 4E | `neighbors` (u32) |
+//! | … | 4E (packed: E) | `neighbors` (u32; packed: each list as `packed_lists.rs` encodes it) |
 //!
 //! The body (everything after the 80-byte header) is covered by its CRC,
 //! so a damaged byte is `Corrupted` at open, never a wrong link.
@@ -34,7 +34,7 @@ use vecseg_traits::fsutil::write_atomic;
 use vecseg_traits::{Result, StorageError};
 
 use super::graph::GraphLinks;
-use super::HnswConfig;
+use super::{packed_lists, HnswConfig};
 
 /// Name of the links file inside an index directory.
 pub const LINKS_FILE: &str = "hnsw.links";
@@ -42,6 +42,15 @@ const MAGIC: [u8; 8] = *b"VSHNSW01";
 /// Format version of the links file (1: u64 tables, never released).
 pub const LINKS_FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 80;
+/// Flags bit: the lists are packed.
+const FLAG_PACKED: u32 = 1;
+
+fn too_large(path: &Path) -> StorageError {
+    StorageError::InvalidArgument(format!(
+        "{}: more than u32::MAX list entries for the links format",
+        path.display()
+    ))
+}
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default())
@@ -55,33 +64,58 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// rename).
 pub fn write_links(path: &Path, graph: &GraphLinks, config: &HnswConfig) -> Result<()> {
     let a = graph.arrays()?;
+    let nodes = a.levels.len();
+    // Every list in node and level order: plain `u32`s or packed.
+    let mut starts = Vec::with_capacity(nodes + 1);
+    let mut lists: Vec<u8> = Vec::new();
+    for n in 0..nodes as u32 {
+        let pos = if config.packed_links {
+            lists.len()
+        } else {
+            lists.len() / 4
+        };
+        starts.push(u32::try_from(pos).map_err(|_| too_large(path))?);
+        for level in 0..graph.levels(n) {
+            let list = graph.links(n, level);
+            if config.packed_links {
+                packed_lists::encode(&list, &mut lists);
+            } else {
+                list.iter()
+                    .for_each(|v| lists.extend_from_slice(&v.to_le_bytes()));
+            }
+        }
+    }
+    let entries = if config.packed_links {
+        lists.len()
+    } else {
+        lists.len() / 4
+    };
+    starts.push(u32::try_from(entries).map_err(|_| too_large(path))?);
     let pad = |body: &mut Vec<u8>| body.resize(body.len().next_multiple_of(4), 0);
-    let mut body = Vec::with_capacity(
-        a.levels.len() + a.list_len.len() + 8 + 4 * (a.node_start.len() + a.neighbors.len()),
-    );
+    let mut body =
+        Vec::with_capacity(nodes + a.list_len.len() + 8 + 4 * starts.len() + lists.len());
     body.extend_from_slice(a.levels);
     pad(&mut body);
-    a.node_start
+    starts
         .iter()
         .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
     body.extend_from_slice(a.list_len);
     pad(&mut body);
-    a.neighbors
-        .iter()
-        .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
+    body.extend_from_slice(&lists);
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(&MAGIC);
     header.extend_from_slice(&LINKS_FORMAT_VERSION.to_le_bytes());
-    header.extend_from_slice(&0u32.to_le_bytes());
+    let flags = if config.packed_links { FLAG_PACKED } else { 0 };
+    header.extend_from_slice(&flags.to_le_bytes());
     for v in [config.m, config.m0(), config.ef_construct, config.payload_m] {
         header.extend_from_slice(&(v as u32).to_le_bytes());
     }
-    header.extend_from_slice(&(a.levels.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(nodes as u64).to_le_bytes());
     let (entry, top) = graph.entry().map_or((u32::MAX, 0), |(e, t)| (e, t as u32));
     header.extend_from_slice(&entry.to_le_bytes());
     header.extend_from_slice(&top.to_le_bytes());
     header.extend_from_slice(&(a.list_len.len() as u64).to_le_bytes());
-    header.extend_from_slice(&(a.neighbors.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(entries as u64).to_le_bytes());
     header.extend_from_slice(&config.seed.to_le_bytes());
     header.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     let head_crc = crc32c::crc32c(&header);
@@ -114,14 +148,17 @@ pub fn open_links(path: &Path) -> Result<(HnswConfig, GraphLinks)> {
             supported: LINKS_FORMAT_VERSION,
         });
     }
-    if u32_at(b, 12) != 0 {
-        return Err(bad(format!("unknown flags {:#x}", u32_at(b, 12))));
+    let flags = u32_at(b, 12);
+    if flags & !FLAG_PACKED != 0 {
+        return Err(bad(format!("unknown flags {flags:#x}")));
     }
+    let packed = flags & FLAG_PACKED != 0;
     let config = HnswConfig {
         m: u32_at(b, 16) as usize,
         ef_construct: u32_at(b, 24) as usize,
         payload_m: u32_at(b, 28) as usize,
         seed: u64_at(b, 64),
+        packed_links: packed,
     };
     if config.m0() != u32_at(b, 20) as usize {
         return Err(bad(format!(
@@ -136,7 +173,7 @@ pub fn open_links(path: &Path) -> Result<(HnswConfig, GraphLinks)> {
         padded(nodes),
         nodes.checked_add(1).and_then(|n| n.checked_mul(4)),
         padded(lists),
-        entries.checked_mul(4),
+        entries.checked_mul(if packed { 1 } else { 4 }),
     );
     let (Some(levels_len), Some(start_len), Some(lens_len), Some(neighbors_len)) = sizes else {
         return Err(bad("array sizes overflow".into()));
@@ -161,6 +198,11 @@ pub fn open_links(path: &Path) -> Result<(HnswConfig, GraphLinks)> {
         (u32::MAX, _) => None,
         (e, top) => Some((e, top as usize)),
     };
-    let graph = GraphLinks::mapped(file, [levels, node_start, list_len, neighbors], entry)?;
+    let graph = GraphLinks::mapped(
+        file,
+        [levels, node_start, list_len, neighbors],
+        packed,
+        entry,
+    )?;
     Ok((config, graph))
 }

@@ -9,6 +9,7 @@
 //! | `search.rs`     | the level beam search shared by build and query, per-search scratch (visited set, queues) reused across searches, the query path |
 //! | `queue.rs`      | the beam search's two queues, candidates packed into one `u64` key each |
 //! | `links_file.rs` | `hnsw.links`: the on-disk format, written atomically, validated whole at open |
+//! | `packed_lists.rs` | the packed list form (sorted, delta-encoded, bit-packed) a links file may use |
 //!
 //! **Build** scores pairs of stored points by their raw vectors (a
 //! quantized storage returns its originals), with `m` links per upper
@@ -32,6 +33,7 @@
 mod build;
 mod graph;
 mod links_file;
+mod packed_lists;
 mod queue;
 mod search;
 
@@ -58,6 +60,12 @@ pub struct HnswConfig {
     pub payload_m: usize,
     /// Seed of the level draws.
     pub seed: u64,
+    /// Store the links file's neighbour lists packed (sorted,
+    /// delta-encoded, bit-packed: about half the bytes, decoded on every
+    /// read) instead of plain `u32`s. Off by default: plain lists are read
+    /// in place.
+    #[serde(default)]
+    pub packed_links: bool,
 }
 
 impl Default for HnswConfig {
@@ -67,6 +75,7 @@ impl Default for HnswConfig {
             ef_construct: 100,
             payload_m: 0,
             seed: 42,
+            packed_links: false,
         }
     }
 }

@@ -218,7 +218,7 @@ struct Level0<'g>(LinksView<'g>);
 impl<'g> Level<'g> for Level0<'g> {
     #[inline]
     fn links(&self, o: PointOffset) -> Result<Cow<'g, [PointOffset]>> {
-        Ok(Cow::Borrowed(self.0.links0(o)))
+        Ok(self.0.links0(o))
     }
 
     #[inline]
@@ -228,7 +228,7 @@ impl<'g> Level<'g> for Level0<'g> {
 
     #[inline]
     fn prefetch_list(&self, o: PointOffset) {
-        vecseg_mmap::prefetch(self.0.links0(o));
+        self.0.prefetch_list0(o);
     }
 }
 
@@ -386,7 +386,7 @@ pub(crate) fn search_graph(
         let found = greedy_descent(
             start,
             (1..=top).rev(),
-            |o, l| Ok(Cow::Borrowed(view.links(o, l))),
+            |o, l| Ok(view.links(o, l)),
             score,
             accept,
         )?;
