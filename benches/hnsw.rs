@@ -17,7 +17,8 @@
 //! table, no criterion timings); `VECSEG_HNSW_BENCH_GRAPH=dir` only
 //! times index-level searches of the first set on the graph saved in
 //! `dir` (built and saved there when missing), so two builds of the code
-//! compare on the same graph.
+//! compare on the same graph; `VECSEG_HNSW_DUMP=dir` writes each set to
+//! `dir/<set>/` in the e5 layout for `scripts/hnsw_faiss_anchor.py`.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -28,7 +29,7 @@ mod sets;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sets::{e5, generated, memory_segment, recall_and_qps, Set};
+use sets::{dump, e5, generated, memory_segment, recall_and_qps, Set};
 use vecseg::distance::{dot_f32, normalize};
 use vecseg::index::hnsw::{write_links, HnswConfig, HnswIndex, LINKS_FILE};
 use vecseg::memory::MemoryVectorStorage;
@@ -313,6 +314,16 @@ fn bench(c: &mut Criterion) {
     if let (Ok(dir), Some(set)) = (std::env::var("VECSEG_HNSW_BENCH_GRAPH"), sets.first()) {
         fixed_graph_table(set, std::path::Path::new(&dir));
         return;
+    }
+    if let Ok(dir) = std::env::var("VECSEG_HNSW_DUMP") {
+        for set in &sets {
+            let name: String = set
+                .name
+                .chars()
+                .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                .collect();
+            dump(set, &std::path::Path::new(&dir).join(name));
+        }
     }
     for set in &sets {
         table(set);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """FAISS anchor for `cargo bench --bench hnsw`: IndexHNSWFlat with the same
-m (16) and ef_construction (100) on the e5 set (inner product, vectors
-normalised), build time on the given thread count, then recall@10 and QPS
+m (16) and ef_construction (100) on the e5 set, or on a set the bench
+wrote with `VECSEG_HNSW_DUMP=dir` (inner product, vectors normalised), build time on the given thread count, then recall@10 and QPS
 at the same ef values, one search thread, one query at a time (like the
 bench). FAISS is only an anchor here, never a dependency of the crates:
 
@@ -35,7 +35,8 @@ def main():
     index.add(base)
     build = time.perf_counter() - t
     links = index.hnsw.neighbors.size()  # slots incl. padding (-1)
-    print(f"faiss e5 {n} x {dim}: HNSW m 16, ef_construct 100, built in {build:.1f} s "
+    name = data.rstrip("/").split("/")[-1]
+    print(f"faiss {name} {n} x {dim}: HNSW m 16, ef_construct 100, built in {build:.1f} s "
           f"on {threads} threads ({n / build:.0f} points/s), {links * 4 / n:.1f} link-slot bytes/point")
     faiss.omp_set_num_threads(1)
     print("  ef   recall@10   QPS")

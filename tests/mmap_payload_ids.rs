@@ -635,16 +635,7 @@ fn format_1_interrupted_drops_and_upgrades_keep_every_drop() {
     let mut f = fs::read(ids.join(id_map::IDS_FLAGS_FILE)).unwrap();
     f[24] = 1;
     fs::write(ids.join(id_map::IDS_FLAGS_FILE), &f).unwrap();
-    let v1_state: Vec<(String, Vec<u8>)> = fs::read_dir(&ids)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
+    let v1_state = dir_state(&ids);
 
     let m = MmapIdMapper::open(&ids).unwrap();
     check_against_expected(&m, &expected, Some(7));
@@ -691,6 +682,20 @@ fn v2_fixture() -> (tempfile::TempDir, serde_json::Value) {
     (dir, expected)
 }
 
+/// Every file of `dir` by name, with its bytes.
+fn dir_state(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The format version in a file's header (bytes 8..12).
 fn header_version(path: &Path) -> u32 {
     let b = fs::read(path).unwrap();
@@ -701,16 +706,7 @@ fn header_version(path: &Path) -> u32 {
 fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     let (dir, expected) = v2_fixture();
     let ids = dir.path();
-    let v2_state: BTreeMap<String, Vec<u8>> = fs::read_dir(ids)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
+    let v2_state = dir_state(ids);
     assert!(v2_state.contains_key(id_map::IDS_SLOTS_FILE));
     assert_eq!(header_version(&ids.join(id_map::IDS_UUIDS_FILE)), 2);
 
@@ -720,16 +716,7 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     assert!(!ids.join(id_map::IDS_SLOTS_FILE).exists());
     assert_eq!(header_version(&ids.join(id_map::IDS_NUM_FILE)), 3);
     assert_eq!(header_version(&ids.join(id_map::IDS_UUIDS_FILE)), 3);
-    let upgraded: BTreeMap<String, Vec<u8>> = fs::read_dir(ids)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
+    let upgraded = dir_state(ids);
     let m = MmapIdMapper::open(ids).unwrap();
     check_against_expected(&m, &expected, None);
     drop(m);

@@ -119,3 +119,39 @@ pub fn generated(n: usize) -> Set {
         truth,
     }
 }
+
+/// Write `set` to `dir` in the e5 layout (`base.fvecs`, `queries.fvecs`,
+/// `gt.ivecs`; vectors normalised, as the cosine segments store them), so
+/// an outside anchor (e.g. `scripts/hnsw_faiss_anchor.py`) reads the same
+/// data.
+#[allow(dead_code)]
+pub fn dump(set: &Set, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let rows = |name: &str, rows: &mut dyn Iterator<Item = Vec<u32>>| {
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend_from_slice(&(row.len() as u32).to_le_bytes());
+            row.iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+        std::fs::write(dir.join(name), out).unwrap();
+    };
+    let unit = |v: &Vec<f32>| {
+        let mut v = v.clone();
+        vecseg::distance::normalize(&mut v);
+        v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+    };
+    rows("base.fvecs", &mut set.points.iter().map(unit));
+    rows("queries.fvecs", &mut set.queries.iter().map(unit));
+    rows(
+        "gt.ivecs",
+        &mut set.truth.iter().map(|t| {
+            t.iter()
+                .map(|id| match id {
+                    PointId::Num(n) => *n as u32,
+                    PointId::Uuid(_) => u32::MAX,
+                })
+                .collect()
+        }),
+    );
+}

@@ -120,6 +120,31 @@ enum Term {
     L1,
 }
 
+impl Term {
+    /// `acc` plus this term of one SIMD vector pair.
+    #[inline(always)]
+    fn step<S: pulp::Simd>(self, simd: S, acc: S::f32s, x: S::f32s, y: S::f32s) -> S::f32s {
+        match self {
+            Term::Dot => simd.mul_add_f32s(x, y, acc),
+            Term::L2 => {
+                let d = simd.sub_f32s(x, y);
+                simd.mul_add_f32s(d, d, acc)
+            }
+            Term::L1 => simd.add_f32s(acc, simd.abs_f32s(simd.sub_f32s(x, y))),
+        }
+    }
+
+    /// This term of one scalar pair (the tails past the SIMD width).
+    #[inline(always)]
+    fn scalar(self, x: f32, y: f32) -> f32 {
+        match self {
+            Term::Dot => x * y,
+            Term::L2 => (x - y) * (x - y),
+            Term::L1 => (x - y).abs(),
+        }
+    }
+}
+
 /// Sum of a [`Term`] over two slices with four independent accumulators
 /// of the widest SIMD vectors pulp offers for the CPU (AVX2 + FMA, SSE,
 /// chosen at run time by `pulp`, which holds the `unsafe` of calling
@@ -140,14 +165,8 @@ impl pulp::WithSimd for Fold<'_> {
         let (b, b_tail) = S::as_simd_f32s(&self.b[..n]);
         let zero = simd.splat_f32s(0.0);
         let mut acc = [zero; 4];
-        let step = |acc: S::f32s, x: S::f32s, y: S::f32s| match self.term {
-            Term::Dot => simd.mul_add_f32s(x, y, acc),
-            Term::L2 => {
-                let d = simd.sub_f32s(x, y);
-                simd.mul_add_f32s(d, d, acc)
-            }
-            Term::L1 => simd.add_f32s(acc, simd.abs_f32s(simd.sub_f32s(x, y))),
-        };
+        let term = self.term;
+        let step = |acc: S::f32s, x: S::f32s, y: S::f32s| term.step(simd, acc, x, y);
         let (a4, a1) = pulp::as_arrays::<4, _>(a);
         let (b4, b1) = pulp::as_arrays::<4, _>(b);
         for (x, y) in a4.iter().zip(b4) {
@@ -161,11 +180,7 @@ impl pulp::WithSimd for Fold<'_> {
         let sum = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
         let mut total = simd.reduce_sum_f32s(sum);
         for (x, y) in a_tail.iter().zip(b_tail) {
-            total += match self.term {
-                Term::Dot => x * y,
-                Term::L2 => (x - y) * (x - y),
-                Term::L1 => (x - y).abs(),
-            };
+            total += self.term.scalar(*x, *y);
         }
         total
     }
@@ -189,14 +204,8 @@ impl pulp::WithSimd for Fold4<'_> {
         let b = self.b.map(|b| S::as_simd_f32s(b));
         let zero = simd.splat_f32s(0.0);
         let mut acc = [[zero; 4]; 4];
-        let step = |acc: S::f32s, x: S::f32s, y: S::f32s| match self.term {
-            Term::Dot => simd.mul_add_f32s(x, y, acc),
-            Term::L2 => {
-                let d = simd.sub_f32s(x, y);
-                simd.mul_add_f32s(d, d, acc)
-            }
-            Term::L1 => simd.add_f32s(acc, simd.abs_f32s(simd.sub_f32s(x, y))),
-        };
+        let term = self.term;
+        let step = |acc: S::f32s, x: S::f32s, y: S::f32s| term.step(simd, acc, x, y);
         let (a4, a1) = pulp::as_arrays::<4, _>(a);
         let b4 = b.map(|(b, _)| pulp::as_arrays::<4, _>(b));
         for (i, x) in a4.iter().enumerate() {
@@ -216,11 +225,7 @@ impl pulp::WithSimd for Fold4<'_> {
             let sum = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
             *total = simd.reduce_sum_f32s(sum);
             for (x, y) in a_tail.iter().zip(b_tail.iter()) {
-                *total += match self.term {
-                    Term::Dot => x * y,
-                    Term::L2 => (x - y) * (x - y),
-                    Term::L1 => (x - y).abs(),
-                };
+                *total += self.term.scalar(*x, *y);
             }
         }
         out

@@ -191,14 +191,25 @@ fn build_graph<S: VectorStorageRead>(
         }
         Ok(())
     };
-    // The first point alone (the entry) and a small head sequentially, so
-    // parallel inserts find a graph; then the rest in parallel.
-    let n = points.len() as u32;
-    let head = n.min(64);
-    for p in 0..head {
+    // Highest levels first (as FAISS does): the upper levels and the
+    // entry point are complete before the many level-0-only points go in,
+    // so those descend through a finished hierarchy. The first point
+    // alone (the entry) and a small head sequentially, so parallel
+    // inserts find a graph; then each level's points in parallel.
+    let mut order: Vec<u32> = (0..points.len() as u32).collect();
+    order.sort_by_key(|&p| std::cmp::Reverse(levels[p as usize]));
+    let head = order.len().min(64);
+    for &p in &order[..head] {
         insert(p)?;
     }
-    (head..n).into_par_iter().try_for_each(insert)?;
+    let rest = &order[head..];
+    let mut start = 0;
+    while start < rest.len() {
+        let level = levels[rest[start] as usize];
+        let end = start + rest[start..].partition_point(|&p| levels[p as usize] == level);
+        rest[start..end].par_iter().try_for_each(|&p| insert(p))?;
+        start = end;
+    }
     let entry = *building.entry.lock().map_err(poisoned)?;
     let lists = building
         .links
