@@ -17,6 +17,7 @@
 //! leaves a directory the next open upgrades to the same result.
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use bytemuck::{Pod, Zeroable};
@@ -66,10 +67,12 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
 
     // 2. UUID records, unless an interrupted run converted them already.
     let uuids_path = dir.join(IDS_UUIDS_FILE);
-    let head = fs::read(&uuids_path).at(&uuids_path)?;
-    let prefix_len = std::mem::size_of::<FilePrefix>();
-    let version = (head.len() >= prefix_len)
-        .then(|| bytemuck::pod_read_unaligned::<FilePrefix>(&head[..prefix_len]).format_version);
+    // Only the prefix: the table itself is read once, below, if needed.
+    let mut head = [0u8; std::mem::size_of::<FilePrefix>()];
+    let version = fs::File::open(&uuids_path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()
+        .map(|()| bytemuck::pod_read_unaligned::<FilePrefix>(&head).format_version);
     if version != Some(RECORDS_FORMAT_VERSION) {
         let old = read_any_table(
             &uuids_path,
