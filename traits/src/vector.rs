@@ -112,6 +112,40 @@ pub trait VectorStorageRead: Send + Sync {
         Ok(())
     }
 
+    /// Call `f(offset, vectors, deleted)` for consecutive blocks of at most
+    /// [`SCAN_BLOCK`] slots covering `range` (clipped to `total_count()`),
+    /// in increasing order: `vectors` holds the block's vectors back to
+    /// back, deleted ones included, and bit `i` of `deleted` flags slot
+    /// `offset + i` as deleted (its vector is to be ignored). For scorers
+    /// that score many vectors per call (quantized codes). The default
+    /// copies each block through `get` (zeros for a deleted slot);
+    /// storages that keep vectors back to back lend their slices.
+    fn scan_blocks<P: AccessPattern, F: FnMut(PointOffset, &[Self::Element], u64)>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut f: F,
+    ) -> Result<()> {
+        let end = range.end.min(self.total_count() as PointOffset);
+        let mut start = range.start.min(end);
+        let mut block = Vec::new();
+        while start < end {
+            let stop = end.min((start / SCAN_BLOCK as PointOffset + 1) * SCAN_BLOCK as PointOffset);
+            block.clear();
+            let mut deleted = 0u64;
+            for offset in start..stop {
+                if self.is_deleted(offset) {
+                    deleted |= 1 << (offset - start);
+                    block.resize(block.len() + self.dim(), Self::Element::default());
+                } else {
+                    block.extend_from_slice(&self.get::<P>(offset)?);
+                }
+            }
+            f(start, &block, deleted);
+            start = stop;
+        }
+        Ok(())
+    }
+
     /// Whether the slot is flagged deleted (false past the end).
     fn is_deleted(&self, offset: PointOffset) -> bool {
         self.deleted_bits().get(offset as usize).is_some_and(|b| *b)
@@ -186,6 +220,10 @@ pub trait AppendableVectorStorage: VectorStorage {
     fn insert(&mut self, offset: PointOffset, vector: &[Self::Element]) -> Result<()>;
 }
 
+/// Slots per block of [`scan_flat_blocks`] and
+/// [`VectorStorageRead::scan_blocks`] (one deleted word).
+pub const SCAN_BLOCK: usize = 64;
+
 /// The scan loop for storages that keep vectors back to back in one slice
 /// (`flat[o * dim..(o + 1) * dim]` is the vector at offset `first + o`):
 /// calls `f(offset, vector)` for every offset in `range` not set in
@@ -199,6 +237,36 @@ pub fn scan_flat<T, F: FnMut(PointOffset, &[T])>(
     range: std::ops::Range<PointOffset>,
     mut f: F,
 ) {
+    scan_flat_blocks(flat, dim, first, deleted, range, |start, vectors, mask| {
+        let vectors = vectors.chunks_exact(dim);
+        if mask == 0 {
+            for (o, v) in (start..).zip(vectors) {
+                f(o, v);
+            }
+        } else {
+            for (i, v) in vectors.enumerate() {
+                if mask >> i & 1 == 0 {
+                    f(start + i as PointOffset, v);
+                }
+            }
+        }
+    });
+}
+
+/// The block loop under [`scan_flat`] (same slice layout): calls
+/// `f(offset, vectors, deleted)` for consecutive blocks of at most
+/// [`SCAN_BLOCK`] offsets covering `range` (clipped to the slice), where
+/// `vectors` is the block's part of `flat` and bit `i` of `deleted` is the
+/// deleted flag of offset `offset + i`.
+pub fn scan_flat_blocks<T, F: FnMut(PointOffset, &[T], u64)>(
+    flat: &[T],
+    dim: usize,
+    first: PointOffset,
+    deleted: &BitSlice<u64>,
+    range: std::ops::Range<PointOffset>,
+    mut f: F,
+) {
+    use bitvec::field::BitField;
     if dim == 0 {
         return;
     }
@@ -206,27 +274,17 @@ pub fn scan_flat<T, F: FnMut(PointOffset, &[T])>(
     let end = (range.end.saturating_sub(first) as usize).min(len);
     let mut o = (range.start.saturating_sub(first) as usize).min(end);
     while o < end {
-        let block_end = ((o / 64 + 1) * 64).min(end);
+        let block_end = ((o / SCAN_BLOCK + 1) * SCAN_BLOCK).min(end);
         let (bit_start, bit_end) = (first as usize + o, first as usize + block_end);
-        let bits = deleted.get(bit_start.min(deleted.len())..bit_end.min(deleted.len()));
-        let vectors = flat[o * dim..block_end * dim].chunks_exact(dim);
-        match bits {
-            Some(b) if b.any() => {
-                for ((i, v), d) in (o..)
-                    .zip(vectors)
-                    .zip(b.iter().by_vals().chain(std::iter::repeat(false)))
-                {
-                    if !d {
-                        f(first + i as PointOffset, v);
-                    }
-                }
-            }
-            _ => {
-                for (i, v) in (o..).zip(vectors) {
-                    f(first + i as PointOffset, v);
-                }
-            }
-        }
+        let mask = match deleted.get(bit_start.min(deleted.len())..bit_end.min(deleted.len())) {
+            Some(b) if b.any() => b.load_le::<u64>(),
+            _ => 0,
+        };
+        f(
+            first + o as PointOffset,
+            &flat[o * dim..block_end * dim],
+            mask,
+        );
         o = block_end;
     }
 }

@@ -65,7 +65,7 @@ use vecseg_mmap::header::{read_header, CheckedHeader, FilePrefix};
 use vecseg_mmap::{Advice, MmapFileMut};
 use vecseg_traits::bitvec::slice::BitSlice;
 use vecseg_traits::fsutil::dir_size;
-use vecseg_traits::vector::scan_flat;
+use vecseg_traits::vector::{scan_flat, scan_flat_blocks};
 use vecseg_traits::{
     AccessPattern, AppendableVectorStorage, Distance, IoResultExt, PointOffset, RawScorer, Result,
     StorageError, VectorElement, VectorStorage, VectorStorageRead,
@@ -441,6 +441,31 @@ impl<T: VectorElement> ChunkedVectorStorage<T> {
         }
     }
 
+    /// Call `f(flat, first, sub_range)` for each chunk that `range` (clipped
+    /// to the stored count) touches: `flat` is the chunk's slice, whose
+    /// first vector is at offset `first`, and `sub_range` the part of
+    /// `range` inside it.
+    fn for_each_chunk(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut f: impl FnMut(&[T], PointOffset, std::ops::Range<PointOffset>),
+    ) -> Result<()> {
+        let end = (range.end as usize).min(self.count);
+        let mut start = (range.start as usize).min(end);
+        while start < end {
+            let index = start >> self.chunk_shift;
+            let first = index << self.chunk_shift;
+            let stop = end.min(first + self.chunk_vectors());
+            f(
+                self.chunk_slice(index)?,
+                first as PointOffset,
+                start as PointOffset..stop as PointOffset,
+            );
+            start = stop;
+        }
+        Ok(())
+    }
+
     /// The vectors of chunk `index` that are in use, as one flat slice of
     /// `len * dim` components (for scans that want whole chunks at a time).
     pub fn chunk_slice(&self, index: usize) -> Result<&[T]> {
@@ -677,24 +702,19 @@ impl<T: VectorElement> VectorStorageRead for ChunkedVectorStorage<T> {
         range: std::ops::Range<PointOffset>,
         mut f: F,
     ) -> Result<()> {
-        let end = (range.end as usize).min(self.count);
-        let mut start = (range.start as usize).min(end);
-        while start < end {
-            let index = start >> self.chunk_shift;
-            let first = index << self.chunk_shift;
-            let flat = self.chunk_slice(index)?;
-            let stop = end.min(first + self.chunk_vectors());
-            scan_flat(
-                flat,
-                self.dim,
-                first as PointOffset,
-                &self.deleted,
-                start as PointOffset..stop as PointOffset,
-                &mut f,
-            );
-            start = stop;
-        }
-        Ok(())
+        self.for_each_chunk(range, |flat, first, range| {
+            scan_flat(flat, self.dim, first, &self.deleted, range, &mut f);
+        })
+    }
+
+    fn scan_blocks<P: AccessPattern, F: FnMut(PointOffset, &[T], u64)>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut f: F,
+    ) -> Result<()> {
+        self.for_each_chunk(range, |flat, first, range| {
+            scan_flat_blocks(flat, self.dim, first, &self.deleted, range, &mut f);
+        })
     }
 
     fn drop_page_cache(&self) -> Result<bool> {

@@ -2,7 +2,7 @@
 
 use bitvec::vec::BitVec;
 use vecseg_traits::bitvec::slice::BitSlice;
-use vecseg_traits::vector::scan_flat;
+use vecseg_traits::vector::{scan_flat, scan_flat_blocks};
 use vecseg_traits::{
     AccessPattern, AppendableVectorStorage, Distance, PointOffset, RawScorer, Result, StorageError,
     VectorElement, VectorStorage, VectorStorageRead,
@@ -98,6 +98,15 @@ impl<T: VectorElement> VectorStorageRead for MemoryVectorStorage<T> {
         f: F,
     ) -> Result<()> {
         scan_flat(&self.data, self.dim, 0, &self.deleted, range, f);
+        Ok(())
+    }
+
+    fn scan_blocks<P: AccessPattern, F: FnMut(PointOffset, &[T], u64)>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: F,
+    ) -> Result<()> {
+        scan_flat_blocks(&self.data, self.dim, 0, &self.deleted, range, f);
         Ok(())
     }
 }

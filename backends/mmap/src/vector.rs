@@ -750,6 +750,17 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         Ok(())
     }
 
+    /// The same single cast, lending blocks of the matrix.
+    fn scan_blocks<P: AccessPattern, F: FnMut(PointOffset, &[T], u64)>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: F,
+    ) -> Result<()> {
+        let data = self.data(self.map_for::<P>())?;
+        vecseg_traits::vector::scan_flat_blocks(data, self.dim, 0, self.deleted_bits(), range, f);
+        Ok(())
+    }
+
     fn disk_bytes(&self) -> u64 {
         self.random.len() as u64 + self.deleted.file_len()
     }

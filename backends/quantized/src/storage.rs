@@ -17,6 +17,7 @@ use vecseg_chunked::{ChunkedVectorOptions, ChunkedVectorStorage};
 use vecseg_memory::MemoryVectorStorage;
 use vecseg_mmap::{MmapVectorOptions, MmapVectorStorage};
 use vecseg_traits::bitvec::slice::BitSlice;
+use vecseg_traits::vector::SCAN_BLOCK;
 use vecseg_traits::{
     AccessPattern, AppendableVectorStorage, Distance, PointOffset, QueryScorer, Random, Result,
     Sequential, StorageError, VectorStorage, VectorStorageRead,
@@ -348,11 +349,20 @@ where
         F: FnMut(PointOffset, f32),
     {
         // The codes' deleted flags follow the raw storage's (every delete
-        // goes to both; opening mirrors what a crash left behind).
+        // goes to both; opening mirrors what a crash left behind). A block
+        // of codes is scored in one call (deleted slots too, then dropped):
+        // a kernel that checks CPU features does so once per block.
+        let len = self.codec.code_len();
+        let mut scores = [0.0f32; SCAN_BLOCK];
         self.codes
-            .scan_live::<Sequential, _>(range, |offset, code| {
-                if keep(offset) {
-                    f(offset, self.codec.score(&self.query, code));
+            .scan_blocks::<Sequential, _>(range, |first, codes, deleted| {
+                let scores = &mut scores[..codes.len() / len.max(1)];
+                self.codec.score_batch(&self.query, codes, scores);
+                for (i, &s) in scores.iter().enumerate() {
+                    let offset = first + i as PointOffset;
+                    if deleted >> i & 1 == 0 && keep(offset) {
+                        f(offset, s);
+                    }
                 }
             })
     }
@@ -431,6 +441,14 @@ where
         f: F,
     ) -> Result<()> {
         self.raw.scan_live::<P, F>(range, f)
+    }
+
+    fn scan_blocks<P: AccessPattern, F: FnMut(PointOffset, &[f32], u64)>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        f: F,
+    ) -> Result<()> {
+        self.raw.scan_blocks::<P, F>(range, f)
     }
 
     fn is_deleted(&self, offset: PointOffset) -> bool {

@@ -161,6 +161,7 @@ macro_rules! __conformance_concern {
                     reads_match_data,
                     get_batch_matches_get,
                     scan_live_matches_get,
+                    scan_blocks_match_get,
                     out_of_range_is_an_error,
                     delete_flags_and_persists,
                     empty_storage_works
@@ -179,6 +180,7 @@ macro_rules! __conformance_concern {
                     reads_match_data,
                     get_batch_matches_get,
                     scan_live_matches_get,
+                    scan_blocks_match_get,
                     out_of_range_is_an_error,
                     delete_flags_and_persists,
                     empty_storage_works,

@@ -92,6 +92,38 @@ pub fn scan_live_matches_get<F: VectorFactory>(f: &F) {
     }
 }
 
+/// `scan_blocks` covers a range in order with blocks of at most
+/// [`SCAN_BLOCK`](crate::vector::SCAN_BLOCK) slots holding the vectors
+/// `get` returns, the deleted ones flagged in the mask.
+pub fn scan_blocks_match_get<F: VectorFactory>(f: &F) {
+    let dir = temp_dir();
+    let data = VectorData::random(700, 8, Distance::Dot, 19);
+    let s = f.build(dir.path(), &data).unwrap();
+    for range in [0..700, 0..0, 3..5, 63..130, 128..700, 650..10_000, 699..700] {
+        let mut next = range.start;
+        s.scan_blocks::<Sequential, _>(range.clone(), |first, vectors, deleted| {
+            assert_eq!(first, next, "blocks follow one another");
+            let n = vectors.len() / 8;
+            assert!((1..=crate::vector::SCAN_BLOCK).contains(&n), "block of {n}");
+            for (i, v) in vectors.chunks_exact(8).enumerate() {
+                let o = first as usize + i;
+                assert_eq!(deleted >> i & 1 == 1, data.deleted[o], "flag of {o}");
+                if !data.deleted[o] {
+                    assert_eq!(v, data.vectors[o].as_slice(), "vector {o}");
+                }
+            }
+            assert_eq!(
+                deleted.checked_shr(n as u32).unwrap_or(0),
+                0,
+                "no flags past the block"
+            );
+            next = first + n as PointOffset;
+        })
+        .unwrap();
+        assert_eq!(next, range.end.min(700).max(range.start), "range {range:?}");
+    }
+}
+
 /// Offsets past the end give `OffsetOutOfRange`, never a panic.
 pub fn out_of_range_is_an_error<F: VectorFactory>(f: &F) {
     let dir = temp_dir();

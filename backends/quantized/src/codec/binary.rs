@@ -47,7 +47,7 @@ use std::marker::PhantomData;
 use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
-use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
+use super::{check_sample, euclid_from_dot, f32_at, lookup_sum, put_f32s, Codec, ParamReader};
 
 /// Bits per dimension of a [`Binary`] codec: [`U1`], [`U2`], or
 /// [`Frac`]`<U3, U2>` (1.5 bits: two dimensions share a magnitude bit).
@@ -197,12 +197,6 @@ impl<B: BitsPerDim> Binary<B> {
         } else {
             norm(i) > self.threshold
         }
-    }
-
-    /// `Σ z_i` over the set bits of `bytes`.
-    #[inline]
-    fn masked_sum(table: &[[f32; 256]], bytes: impl Iterator<Item = u8>) -> f32 {
-        bytes.zip(table).map(|(b, t)| t[b as usize]).sum()
     }
 
     /// `ŷ` of `code` (the centred reconstruction, without the mean).
@@ -405,7 +399,7 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let nb = self.plane_len();
         let planes = self.planes_len();
         let signs = &code[..nb];
-        let signs_sum = Self::masked_sum(&q.table, signs.iter().copied());
+        let signs_sum = lookup_sum(&q.table, signs);
         let centred = if B::HALF_BITS == 2 {
             f32_at(code, planes + 8) * (2.0 * signs_sum - q.z_sum)
         } else {

@@ -34,7 +34,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vecseg_traits::{Distance, Result, StorageError};
 
-use super::{check_sample, put_f32s, Codec, ParamReader};
+use super::{check_sample, lookup_sum, put_f32s, Codec, ParamReader};
 
 /// Centroids per sub-quantizer (one code byte indexes them).
 pub const CENTROIDS: usize = 256;
@@ -264,22 +264,7 @@ impl Codec for Product {
 
     #[inline]
     fn score(&self, query: &ProductQuery, code: &[u8]) -> f32 {
-        let n = code.len().min(query.table.len());
-        let (code, table) = (&code[..n], &query.table[..n]);
-        // Four independent sums: the look-ups do not wait on one add chain.
-        let mut acc = [0.0f32; 4];
-        let (codes4, code_rest) = code.as_chunks::<4>();
-        let (rows4, row_rest) = table.as_chunks::<4>();
-        for (c, t) in codes4.iter().zip(rows4) {
-            acc[0] += t[0][usize::from(c[0])];
-            acc[1] += t[1][usize::from(c[1])];
-            acc[2] += t[2][usize::from(c[2])];
-            acc[3] += t[3][usize::from(c[3])];
-        }
-        let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-        for (&c, t) in code_rest.iter().zip(row_rest) {
-            sum += t[usize::from(c)];
-        }
+        let sum = lookup_sum(&query.table, code);
         match self.distance {
             Distance::Cosine | Distance::Dot => sum,
             Distance::Euclid => -sum.max(0.0).sqrt(),

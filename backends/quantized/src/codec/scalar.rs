@@ -92,6 +92,27 @@ impl ScalarU8 {
             alpha,
         }
     }
+
+    /// The score of `code` with `dot` as the byte dot product (inlined
+    /// into both [`Codec::score`] and the batch loop of
+    /// [`Codec::score_batch`]).
+    #[inline(always)]
+    fn score_with(&self, q: &ScalarQuery, code: &[u8], dot: impl Fn(&[u8], &[u8]) -> u32) -> f32 {
+        let c = &code[..self.dim];
+        match self.distance {
+            Distance::Manhattan => -self.alpha * l1_u8(c, &q.codes) as f32,
+            d => {
+                let dot = q.offset
+                    + f32_at(code, self.dim)
+                    + self.alpha * self.alpha * dot(c, &q.codes) as f32;
+                if d == Distance::Euclid {
+                    euclid_from_dot(f32_at(code, self.dim + 4), q.norm_sq, dot)
+                } else {
+                    dot
+                }
+            }
+        }
+    }
 }
 
 /// `Σ a·b` of two byte slices: on x86-64 CPUs with AVX2 (checked at run
@@ -251,19 +272,24 @@ impl Codec for ScalarU8 {
 
     #[inline]
     fn score(&self, q: &ScalarQuery, code: &[u8]) -> f32 {
-        let c = &code[..self.dim];
-        match self.distance {
-            Distance::Manhattan => -self.alpha * l1_u8(c, &q.codes) as f32,
-            d => {
-                let dot = q.offset
-                    + f32_at(code, self.dim)
-                    + self.alpha * self.alpha * dot_u8(c, &q.codes) as f32;
-                if d == Distance::Euclid {
-                    euclid_from_dot(f32_at(code, self.dim + 4), q.norm_sq, dot)
-                } else {
-                    dot
-                }
-            }
+        self.score_with(q, code, dot_u8)
+    }
+
+    fn score_batch(&self, q: &ScalarQuery, codes: &[u8], out: &mut [f32]) {
+        let len = self.code_len();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return simd.vectorize(
+                #[inline(always)]
+                || {
+                    for (code, o) in codes.chunks_exact(len).zip(out) {
+                        *o = self.score_with(q, code, |a, b| dot_u8_avx2(simd, a, b));
+                    }
+                },
+            );
+        }
+        for (code, o) in codes.chunks_exact(len).zip(out) {
+            *o = self.score(q, code);
         }
     }
 
