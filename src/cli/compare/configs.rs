@@ -13,8 +13,8 @@ use vecseg_chunked::{
 use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
 use vecseg_quantized::{
-    Binary1, Binary2, BinaryConfig, ChunkedCodes, Codec, EncodesWithoutRetraining, MmapCodes,
-    Product, ProductConfig, Quantized, ScalarConfig, ScalarU8,
+    Binary1, Binary1_5, Binary2, BinaryConfig, ChunkedCodes, Codec, EncodesWithoutRetraining,
+    MmapCodes, Product, ProductConfig, Quantized, ScalarConfig, ScalarU8,
 };
 #[cfg(feature = "rocksdb")]
 use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
@@ -300,6 +300,16 @@ impl Flavor for Bq1 {
     }
 }
 
+/// 1.5-bit binary codes (a sign per component, a magnitude bit per pair).
+pub struct Bq1_5;
+impl Flavor for Bq1_5 {
+    type Q = Binary1_5;
+    const SHORT: &'static str = "bq1.5";
+    fn config(_: usize) -> BinaryConfig {
+        BinaryConfig::default()
+    }
+}
+
 /// 2-bit binary codes.
 pub struct Bq2;
 impl Flavor for Bq2 {
@@ -335,6 +345,7 @@ impl<F: Flavor> Config for MmapQuantized<F> {
     const NAME: &'static str = match F::SHORT.as_bytes() {
         b"sq8" => "mmap+sq8",
         b"bq1" => "mmap+bq1",
+        b"bq1.5" => "mmap+bq1.5",
         b"bq2" => "mmap+bq2",
         _ => "mmap+pq",
     };
@@ -479,6 +490,7 @@ impl<C: Config> Config for WithHnsw<C> {
 pub fn supports(name: &str, distance: Distance) -> bool {
     match name {
         n if n == MmapQuantized::<Bq1>::NAME
+            || n == MmapQuantized::<Bq1_5>::NAME
             || n == MmapQuantized::<Bq2>::NAME
             || n == ChunkedBq1::NAME =>
         {
@@ -498,6 +510,7 @@ pub const ALL: &[&str] = &[
     Mmap::NAME,
     MmapQuantized::<Sq8>::NAME,
     MmapQuantized::<Bq1>::NAME,
+    MmapQuantized::<Bq1_5>::NAME,
     MmapQuantized::<Bq2>::NAME,
     MmapQuantized::<Pq>::NAME,
     ChunkedBq1::NAME,
@@ -530,6 +543,7 @@ pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
         n if n == Mmap::NAME => Some(visitor.visit::<Mmap>()),
         n if n == MmapQuantized::<Sq8>::NAME => Some(visitor.visit::<MmapQuantized<Sq8>>()),
         n if n == MmapQuantized::<Bq1>::NAME => Some(visitor.visit::<MmapQuantized<Bq1>>()),
+        n if n == MmapQuantized::<Bq1_5>::NAME => Some(visitor.visit::<MmapQuantized<Bq1_5>>()),
         n if n == MmapQuantized::<Bq2>::NAME => Some(visitor.visit::<MmapQuantized<Bq2>>()),
         n if n == MmapQuantized::<Pq>::NAME => Some(visitor.visit::<MmapQuantized<Pq>>()),
         n if n == ChunkedBq1::NAME => Some(visitor.visit::<ChunkedBq1>()),
