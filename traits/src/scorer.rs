@@ -42,7 +42,8 @@ pub trait QueryScorer: Sync {
 
     /// For every live slot of `range` in increasing offset order: ask
     /// `keep(offset)`, and if it says yes, score the slot and call
-    /// `f(offset, score)`. The loop of exact search.
+    /// `f(offset, score)`. The loop of exact search. A scorer that scores
+    /// a block of slots at once may compute scores `keep` then discards.
     fn score_live<K, F>(&self, range: std::ops::Range<PointOffset>, keep: K, f: F) -> Result<()>
     where
         K: FnMut(PointOffset) -> bool,

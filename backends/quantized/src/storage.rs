@@ -356,12 +356,19 @@ where
         let mut scores = [0.0f32; SCAN_BLOCK];
         self.codes
             .scan_blocks::<Sequential, _>(range, |first, codes, deleted| {
-                let scores = &mut scores[..codes.len() / len.max(1)];
-                self.codec.score_batch(&self.query, codes, scores);
-                for (i, &s) in scores.iter().enumerate() {
-                    let offset = first + i as PointOffset;
-                    if deleted >> i & 1 == 0 && keep(offset) {
-                        f(offset, s);
+                // Blocks hold at most SCAN_BLOCK codes; a longer one (a
+                // storage breaking the contract) is scored in pieces, its
+                // slots past the deleted word taken as live.
+                for (piece, codes) in codes.chunks(SCAN_BLOCK * len.max(1)).enumerate() {
+                    let scores = &mut scores[..codes.len() / len.max(1)];
+                    self.codec.score_batch(&self.query, codes, scores);
+                    for (i, &s) in scores.iter().enumerate() {
+                        let i = piece * SCAN_BLOCK + i;
+                        let offset = first + i as PointOffset;
+                        let is_deleted = deleted.checked_shr(i as u32).unwrap_or(0) & 1 == 1;
+                        if !is_deleted && keep(offset) {
+                            f(offset, s);
+                        }
                     }
                 }
             })
