@@ -129,7 +129,8 @@ pub trait VectorStorageRead: Send + Sync {
         let mut start = range.start.min(end);
         let mut block = Vec::new();
         while start < end {
-            let stop = end.min((start / SCAN_BLOCK as PointOffset + 1) * SCAN_BLOCK as PointOffset);
+            let next_block = (u64::from(start) / SCAN_BLOCK as u64 + 1) * SCAN_BLOCK as u64;
+            let stop = end.min(next_block.min(u64::from(end)) as PointOffset);
             block.clear();
             let mut deleted = 0u64;
             for offset in start..stop {
