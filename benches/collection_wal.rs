@@ -56,6 +56,28 @@ fn load(c: &mut Collection, batches: Vec<Vec<PointData>>) {
     }
 }
 
+/// Upsert `data` into a bare segment in batches, as the collection would.
+fn load_segment(s: &mut ChunkedSegment<f32>, data: &[PointData]) {
+    for chunk in data.chunks(BATCH) {
+        let batch: Vec<PointInput<'_, f32>> = chunk
+            .iter()
+            .map(|p| PointInput {
+                id: p.id,
+                vector: &p.vector,
+                payload: &p.payload,
+            })
+            .collect();
+        s.upsert_batch(1, &batch).unwrap();
+    }
+}
+
+/// Seconds [`load_segment`] takes (dropping the segment is not timed).
+fn time_segment_load(mut s: ChunkedSegment<f32>, data: &[PointData]) -> f64 {
+    let t = Instant::now();
+    load_segment(&mut s, data);
+    t.elapsed().as_secs_f64()
+}
+
 fn bench(c: &mut Criterion) {
     let n: usize = std::env::var("VECSEG_WAL_BENCH_N")
         .ok()
@@ -153,6 +175,65 @@ fn bench(c: &mut Criterion) {
         );
     }
 
+    // Once: the four loads interleaved round by round (the starting one
+    // rotating), so that the VM's slow and fast spells fall on all of them
+    // alike; the ratio to the bare segment is taken per round, and the
+    // medians are printed.
+    {
+        let rounds: usize = std::env::var("VECSEG_WAL_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(7);
+        let modes = [
+            None,
+            Some(Durability::None),
+            Some(Durability::GroupCommit),
+            Some(Durability::Fsync),
+        ];
+        let mut rates = vec![Vec::new(); modes.len()];
+        for round in 0..rounds {
+            for k in 0..modes.len() {
+                let m = (round + k) % modes.len();
+                let dir = fresh(root.path());
+                let secs = match modes[m] {
+                    None => {
+                        let s = create_chunked_segment::<f32>(&dir, DIM, Distance::Cosine).unwrap();
+                        time_segment_load(s, data)
+                    }
+                    Some(durability) => {
+                        let coll = Collection::create(&dir, options(durability)).unwrap();
+                        let batches = batches(data);
+                        let t = Instant::now();
+                        let coll = {
+                            let mut coll = coll;
+                            load(&mut coll, batches);
+                            coll
+                        };
+                        let secs = t.elapsed().as_secs_f64();
+                        drop(coll);
+                        secs
+                    }
+                };
+                rates[m].push(n as f64 / secs);
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        for (m, mode) in modes.iter().enumerate() {
+            let ratios: Vec<f64> = rates[m].iter().zip(&rates[0]).map(|(r, b)| r / b).collect();
+            let label = mode.map_or("segment without WAL".to_string(), |d| format!("WAL {d:?}"));
+            eprintln!(
+                "collection_wal: {rounds} interleaved rounds, {label}: median {:.0} points/s, median ratio to the bare segment {:.2} (min {:.2}, max {:.2})",
+                median(rates[m].clone()),
+                median(ratios.clone()),
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max),
+            );
+        }
+    }
+
     let mut g = c.benchmark_group(format!("load_{n}_x_{DIM}_batches_of_{BATCH}"));
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(10);
@@ -161,17 +242,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || create_chunked_segment::<f32>(&fresh(&root_path), DIM, Distance::Cosine).unwrap(),
             |mut s| {
-                for chunk in data.chunks(BATCH) {
-                    let batch: Vec<PointInput<'_, f32>> = chunk
-                        .iter()
-                        .map(|p| PointInput {
-                            id: p.id,
-                            vector: &p.vector,
-                            payload: &p.payload,
-                        })
-                        .collect();
-                    s.upsert_batch(1, &batch).unwrap();
-                }
+                load_segment(&mut s, data);
                 s
             },
             BatchSize::PerIteration,

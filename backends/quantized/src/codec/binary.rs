@@ -24,10 +24,10 @@
 //! from 0.60, decoding `x̂ = mean + ŷ` and taking `x̂·q`, to 0.86; see
 //! `docs/design-decisions.md`). The bits per dimension are a type
 //! parameter ([`typenum::U1`], [`typenum::U2`]). Scoring is asymmetric:
-//! the query stays in f32, and a table per code byte holds the sum of
-//! `z_i = w_i (q_i − mean_i)` over every subset of its 8 dimensions
-//! (`w = 1` for 1 bit, `sigma` for 2 bits), so `Σ z` over the set bits of
-//! a code is one lookup per code byte:
+//! the query's weights `z_i = w_i (q_i − mean_i)` (`w = 1` for 1 bit,
+//! `sigma` for 2 bits) are rounded to 5-bit integers kept as bit planes
+//! ([`super::bit_planes`]), so `Σ z` over the set bits of a code's bit
+//! vector is a few popcounts per 16 code bytes:
 //!
 //! ```text
 //! 1 bit:  ŷ·(q − mean) = a · (2 Σ_S z − Σ z)
@@ -47,7 +47,8 @@ use std::marker::PhantomData;
 use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
-use super::{check_sample, euclid_from_dot, f32_at, lookup_sum, put_f32s, Codec, ParamReader};
+use super::bit_planes::{word_at, BitSums, QueryPlanes};
+use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
 /// Bits per dimension of a [`Binary`] codec: [`U1`], [`U2`], or
 /// [`Frac`]`<U3, U2>` (1.5 bits: two dimensions share a magnitude bit).
@@ -137,13 +138,121 @@ pub struct Binary<B: BitsPerDim> {
 /// A query prepared for [`Binary`].
 #[derive(Debug, Clone)]
 pub struct BinaryQuery {
-    /// Per code byte, 256 sums: entry `b` is `Σ z_i` over the set bits of
-    /// `b` (dimensions `8·byte + bit`).
-    table: Vec<[f32; 256]>,
-    /// `Σ z`, `mean·q`, `|q|²`.
-    z_sum: f32,
+    /// The weights `z` as bit planes.
+    planes: QueryPlanes,
+    /// `mean·q`, `|q|²`.
     mean_dot: f32,
     norm_sq: f32,
+}
+
+impl BinaryQuery {
+    /// Largest rounding error of one query weight `z_i`.
+    pub fn max_rounding_error(&self) -> f32 {
+        self.planes.max_rounding_error()
+    }
+}
+
+/// The bit sums one score needs: signs; for 1.5 and 2 bits also
+/// magnitudes and signs ∧ magnitudes.
+#[derive(Debug, Clone, Copy, Default)]
+struct CodeSums {
+    signs: BitSums,
+    magnitudes: BitSums,
+    both: BitSums,
+}
+
+/// Word `w` of the 1.5-bit magnitudes spread to one bit per dimension
+/// (`pairs`: one bit per pair of dimensions).
+#[inline(always)]
+fn spread_word(pairs: &[u8], w: usize) -> u64 {
+    // Pair bytes 4w .. 4w + 4: half of word w / 2.
+    let bytes = (word_at(pairs, w / 2) >> (32 * (w % 2))) as u32;
+    let mut out = 0u64;
+    for k in 0..8 {
+        out |= u64::from(SPREAD[(bytes >> (4 * k) & 0xF) as usize]) << (8 * k);
+    }
+    out
+}
+
+/// [`SPREAD`] in both halves of a 256-bit register.
+#[cfg(target_arch = "x86_64")]
+const SPREAD_TWICE: [u8; 32] = {
+    let mut t = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        t[i] = SPREAD[i % 16];
+        i += 1;
+    }
+    t
+};
+
+/// Chunk `j` of two codes' 1.5-bit magnitudes spread to one bit per
+/// dimension: pair bytes `8 j ..` of `a` (low lane) and `b` (high lane)
+/// split into nibbles, interleaved, and looked up in [`SPREAD`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn spread_pair(simd: pulp::x86::V3, a: &[u8], b: &[u8], j: usize) -> core::arch::x86_64::__m256i {
+    let half = |x: &[u8]| {
+        let bytes = word_at(x, j).to_le_bytes();
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&bytes);
+        out
+    };
+    let raw: core::arch::x86_64::__m256i = pulp::cast([half(a), half(b)]);
+    let nibble = simd.avx._mm256_set1_epi8(0x0F);
+    let low = simd.avx2._mm256_and_si256(raw, nibble);
+    let high = simd
+        .avx2
+        ._mm256_and_si256(simd.avx2._mm256_srli_epi16::<4>(raw), nibble);
+    let index = simd.avx2._mm256_unpacklo_epi8(low, high);
+    simd.avx2
+        ._mm256_shuffle_epi8(pulp::cast(SPREAD_TWICE), index)
+}
+
+/// [`Binary::score_batch`]'s AVX2 body: two codes per kernel pass. A
+/// named [`pulp::NullaryFnOnce`] rather than a closure, so the whole body
+/// is inlined into pulp's AVX2-enabled function (a closure's `call_once`
+/// shim was sometimes left out of line, compiled without AVX2, calling
+/// every intrinsic as a function).
+#[cfg(target_arch = "x86_64")]
+struct PairBatch<'a, B: BitsPerDim> {
+    simd: pulp::x86::V3,
+    codec: &'a Binary<B>,
+    query: &'a BinaryQuery,
+    codes: &'a [u8],
+    out: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<B: BitsPerDim> pulp::NullaryFnOnce for PairBatch<'_, B> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let PairBatch {
+            simd,
+            codec,
+            query: q,
+            codes,
+            out,
+        } = self;
+        let len = codec.code_len();
+        let mut pairs = codes.chunks_exact(2 * len);
+        let mut outs = out.chunks_exact_mut(2);
+        for (pair, o) in (&mut pairs).zip(&mut outs) {
+            let (a, b) = pair.split_at(len);
+            let [sa, sb] = codec.pair_sums(simd, &q.planes, a, b);
+            o[0] = codec.finish(q, a, sa);
+            o[1] = codec.finish(q, b, sb);
+        }
+        for (code, o) in pairs
+            .remainder()
+            .chunks_exact(len)
+            .zip(outs.into_remainder())
+        {
+            *o = codec.finish(q, code, codec.code_sums(&q.planes, code));
+        }
+    }
 }
 
 impl<B: BitsPerDim> Binary<B> {
@@ -174,6 +283,111 @@ impl<B: BitsPerDim> Binary<B> {
             SPREAD[usize::from(code[nb + j / 2] >> (4 * (j % 2)) & 0xF)]
         } else {
             code[nb + j]
+        }
+    }
+
+    /// The sums of one code (portable popcounts).
+    #[inline(always)]
+    fn code_sums(&self, q: &QueryPlanes, code: &[u8]) -> CodeSums {
+        let nb = self.plane_len();
+        let signs = &code[..nb];
+        let sums = CodeSums {
+            signs: q.sums(|w| word_at(signs, w)),
+            ..CodeSums::default()
+        };
+        if B::HALF_BITS == 2 {
+            return sums;
+        }
+        let mags = &code[nb..self.planes_len()];
+        let magnitude = |w: usize| {
+            if B::HALF_BITS == 3 {
+                spread_word(mags, w)
+            } else {
+                word_at(mags, w)
+            }
+        };
+        CodeSums {
+            magnitudes: q.sums(magnitude),
+            both: q.sums(|w| word_at(signs, w) & magnitude(w)),
+            ..sums
+        }
+    }
+
+    /// The sums of codes `a` and `b` at once (AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn pair_sums(&self, simd: pulp::x86::V3, q: &QueryPlanes, a: &[u8], b: &[u8]) -> [CodeSums; 2] {
+        use super::bit_planes::{pair_chunk, pair_sums_avx2};
+        let nb = self.plane_len();
+        let (signs_a, signs_b) = (&a[..nb], &b[..nb]);
+        let [sa, sb] = pair_sums_avx2(
+            simd,
+            q,
+            #[inline(always)]
+            |j| pair_chunk(signs_a, signs_b, j),
+        );
+        if B::HALF_BITS == 2 {
+            return [
+                CodeSums {
+                    signs: sa,
+                    ..CodeSums::default()
+                },
+                CodeSums {
+                    signs: sb,
+                    ..CodeSums::default()
+                },
+            ];
+        }
+        let planes = self.planes_len();
+        let (mags_a, mags_b) = (&a[nb..planes], &b[nb..planes]);
+        let magnitude = |j: usize| {
+            if B::HALF_BITS == 3 {
+                spread_pair(simd, mags_a, mags_b, j)
+            } else {
+                pair_chunk(mags_a, mags_b, j)
+            }
+        };
+        let [ma, mb] = pair_sums_avx2(simd, q, magnitude);
+        let [ba, bb] = pair_sums_avx2(
+            simd,
+            q,
+            #[inline(always)]
+            |j| {
+                simd.avx2
+                    ._mm256_and_si256(pair_chunk(signs_a, signs_b, j), magnitude(j))
+            },
+        );
+        [
+            CodeSums {
+                signs: sa,
+                magnitudes: ma,
+                both: ba,
+            },
+            CodeSums {
+                signs: sb,
+                magnitudes: mb,
+                both: bb,
+            },
+        ]
+    }
+
+    /// The score of `code` from its bit sums.
+    #[inline(always)]
+    fn finish(&self, q: &BinaryQuery, code: &[u8], sums: CodeSums) -> f32 {
+        let planes = self.planes_len();
+        let p = &q.planes;
+        let centred = if B::HALF_BITS == 2 {
+            f32_at(code, planes + 8) * (2.0 * p.weight(sums.signs) - p.total())
+        } else {
+            self.inner * (2.0 * p.weight(sums.signs) - p.total())
+                + (self.outer - self.inner)
+                    * (2.0 * p.weight(sums.both) - p.weight(sums.magnitudes))
+        };
+        let dot = q.mean_dot + f32_at(code, planes + 4) + centred;
+        if self.distance == Distance::Euclid {
+            euclid_from_dot(f32_at(code, planes), q.norm_sq, dot)
+        } else {
+            dot
         }
     }
 
@@ -375,20 +589,8 @@ impl<B: BitsPerDim> Codec for Binary<B> {
                 }
             })
             .collect();
-        let table = z
-            .chunks(8)
-            .map(|dims| {
-                let mut t = [0.0f32; 256];
-                for b in 1..256usize {
-                    let low = b.trailing_zeros() as usize;
-                    t[b] = t[b & (b - 1)] + dims.get(low).copied().unwrap_or(0.0);
-                }
-                t
-            })
-            .collect();
         BinaryQuery {
-            table,
-            z_sum: z.iter().sum(),
+            planes: QueryPlanes::new(&z, self.plane_len()),
             mean_dot: self.mean.iter().zip(query).map(|(m, q)| m * q).sum(),
             norm_sq: query.iter().map(|x| x * x).sum(),
         }
@@ -396,28 +598,33 @@ impl<B: BitsPerDim> Codec for Binary<B> {
 
     #[inline]
     fn score(&self, q: &BinaryQuery, code: &[u8]) -> f32 {
-        let nb = self.plane_len();
-        let planes = self.planes_len();
-        let signs = &code[..nb];
-        let signs_sum = lookup_sum(&q.table, signs);
-        let centred = if B::HALF_BITS == 2 {
-            f32_at(code, planes + 8) * (2.0 * signs_sum - q.z_sum)
-        } else {
-            // One pass over the code bytes for both remaining sums.
-            let (mut both, mut outer) = (0.0f32, 0.0f32);
-            for (j, (&s, t)) in signs.iter().zip(&q.table).enumerate() {
-                let m = self.magnitudes(code, j);
-                both += t[usize::from(s & m)];
-                outer += t[usize::from(m)];
-            }
-            self.inner * (2.0 * signs_sum - q.z_sum)
-                + (self.outer - self.inner) * (2.0 * both - outer)
-        };
-        let dot = q.mean_dot + f32_at(code, planes + 4) + centred;
-        if self.distance == Distance::Euclid {
-            euclid_from_dot(f32_at(code, planes), q.norm_sq, dot)
-        } else {
-            dot
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            // The same portable popcounts, compiled with `popcnt`.
+            return simd.vectorize(
+                #[inline(always)]
+                || self.finish(q, code, self.code_sums(&q.planes, code)),
+            );
+        }
+        self.finish(q, code, self.code_sums(&q.planes, code))
+    }
+
+    fn score_batch(&self, q: &BinaryQuery, codes: &[u8], out: &mut [f32]) {
+        let len = self.code_len();
+        let n = (codes.len() / len).min(out.len());
+        let (codes, out) = (&codes[..n * len], &mut out[..n]);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return simd.vectorize(PairBatch {
+                simd,
+                codec: self,
+                query: q,
+                codes,
+                out,
+            });
+        }
+        for (code, o) in codes.chunks_exact(len).zip(out) {
+            *o = self.score(q, code);
         }
     }
 
@@ -544,43 +751,64 @@ mod tests {
         dot as f32
     }
 
+    /// How far the score may move when every query weight moves by at most
+    /// `err`: `err · Σ |c_i|` for the score's coefficients `c_i` of `z_i`.
+    fn rounding_bound<B: BitsPerDim>(c: &Binary<B>, code: &[u8], err: f32) -> f32 {
+        let yhat = c.decode_centred(code);
+        let coefficients: f32 = if B::HALF_BITS == 2 {
+            yhat.iter().map(|y| y.abs()).sum()
+        } else {
+            yhat.iter()
+                .zip(&c.sigma)
+                .map(|(y, s)| if *s > 0.0 { y.abs() / s } else { 0.0 })
+                .sum()
+        };
+        err * coefficients
+    }
+
+    /// Scores are the split formula up to the query's 5-bit rounding, and
+    /// the bound is tight enough to matter (well below the spread of the
+    /// scores).
+    fn check_split_formula<B: BitsPerDim>(distance: Distance, data: &[f32], dim: usize) {
+        let c = Binary::<B>::train(&BinaryConfig::default(), dim, distance, data).unwrap();
+        let q = &data[..dim];
+        let prepared = c.prepare(q);
+        let qn: f32 = q.iter().map(|x| x * x).sum();
+        let mut dots = Vec::new();
+        for v in data.chunks_exact(dim).skip(1).take(50) {
+            let mut code = vec![0u8; c.code_len()];
+            c.encode(v, &mut code);
+            let dot = formula(&c, v, q, &code);
+            let bound = rounding_bound(&c, &code, prepared.max_rounding_error())
+                + 1e-3 * dot.abs().max(1.0);
+            let approx = c.score(&prepared, &code);
+            let n: f32 = v.iter().map(|x| x * x).sum();
+            let score = |dot: f32| match distance {
+                Distance::Euclid => -(n + qn - 2.0 * dot).max(0.0).sqrt(),
+                _ => dot,
+            };
+            let (low, high) = (score(dot - bound), score(dot + bound));
+            assert!(
+                (low..=high).contains(&approx),
+                "{} {distance:?}: {approx} outside [{low}, {high}]",
+                Binary::<B>::NAME
+            );
+            dots.push((dot, bound));
+        }
+        let spread = dots.iter().map(|d| d.0).fold(f32::NEG_INFINITY, f32::max)
+            - dots.iter().map(|d| d.0).fold(f32::INFINITY, f32::min);
+        let worst = dots.iter().map(|d| d.1).fold(0.0, f32::max);
+        assert!(worst < spread / 4.0, "bound {worst} vs spread {spread}");
+    }
+
     #[test]
     fn scores_are_the_split_formula() {
         let dim = 100;
         let data = shifted(200, dim, 1);
         for distance in [Distance::Dot, Distance::Euclid] {
-            let c1 = Binary1::train(&BinaryConfig::default(), dim, distance, &data).unwrap();
-            let c2 = Binary2::train(&BinaryConfig::default(), dim, distance, &data).unwrap();
-            let c15 = Binary1_5::train(&BinaryConfig::default(), dim, distance, &data).unwrap();
-            let q = &data[..dim];
-            for v in data.chunks_exact(dim).skip(1).take(50) {
-                let mut code1 = vec![0u8; c1.code_len()];
-                c1.encode(v, &mut code1);
-                let mut code2 = vec![0u8; c2.code_len()];
-                c2.encode(v, &mut code2);
-                let mut code15 = vec![0u8; c15.code_len()];
-                c15.encode(v, &mut code15);
-                for (dot, approx) in [
-                    (
-                        formula(&c15, v, q, &code15),
-                        c15.score(&c15.prepare(q), &code15),
-                    ),
-                    (formula(&c1, v, q, &code1), c1.score(&c1.prepare(q), &code1)),
-                    (formula(&c2, v, q, &code2), c2.score(&c2.prepare(q), &code2)),
-                ] {
-                    let want = if distance == Distance::Euclid {
-                        let n: f32 = v.iter().map(|x| x * x).sum();
-                        let qn: f32 = q.iter().map(|x| x * x).sum();
-                        -(n + qn - 2.0 * dot).max(0.0).sqrt()
-                    } else {
-                        dot
-                    };
-                    assert!(
-                        (want - approx).abs() <= 1e-3 * want.abs().max(1.0),
-                        "{want} vs {approx}"
-                    );
-                }
-            }
+            check_split_formula::<U1>(distance, &data, dim);
+            check_split_formula::<Frac<U3, U2>>(distance, &data, dim);
+            check_split_formula::<U2>(distance, &data, dim);
         }
     }
 

@@ -3,7 +3,8 @@
 //! | file         | codec |
 //! |--------------|-------|
 //! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
-//! | `binary.rs`  | [`Binary`]: 1 or 2 bits per component around the trained mean, scored with per-byte lookup tables of the query |
+//! | `binary.rs`  | [`Binary`]: 1, 1.5 or 2 bits per component around the trained mean |
+//! | `bit_planes.rs` | the query as 5-bit planes and the popcount kernel that scores binary codes with them |
 //! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
 //!
 //! A codec is trained once on a sample of stored-form vectors (normalised
@@ -12,6 +13,7 @@
 //! appendable raw storage stays appendable.
 
 pub mod binary;
+pub mod bit_planes;
 pub mod product;
 pub mod scalar;
 
@@ -145,7 +147,7 @@ pub fn f32_at(code: &[u8], at: usize) -> f32 {
 }
 
 /// `Σ_j table[j][bytes[j]]` (over the shorter of the two): the look-up
-/// sum of product codes and binary sign bytes. Eight independent sums,
+/// sum of product codes. Eight independent sums,
 /// so the look-ups do not wait on one chain of adds.
 #[inline]
 pub fn lookup_sum(table: &[[f32; 256]], bytes: &[u8]) -> f32 {
