@@ -8,7 +8,11 @@
 //! `cargo bench --no-default-features --bench collection_wal`
 //! (`VECSEG_WAL_BENCH_N` overrides the number of points of the load
 //! benchmarks, `VECSEG_WAL_RECOVERY_N` that of the recovery measurement:
-//! 1,950,000 points make a WAL of about 1.07 GB).
+//! 1,950,000 points make a WAL of about 1.07 GB). Before criterion's
+//! groups, the four loads also run interleaved for `VECSEG_WAL_ROUNDS`
+//! rounds (default 7) and the median ratio to the bare segment per round
+//! is printed: the VM's disk and CPU speed drift between criterion's
+//! groups, which run one after another.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]

@@ -162,6 +162,34 @@ fn dot_u8_avx2(simd: pulp::x86::V3, a: &[u8], b: &[u8]) -> u32 {
     lanes.iter().sum::<u32>() + rest
 }
 
+/// [`ScalarU8::score_batch`]'s AVX2 body, a named [`pulp::NullaryFnOnce`]
+/// so that it is inlined into pulp's AVX2-enabled function (a closure's
+/// `call_once` shim can be left out of line, compiled without AVX2; see
+/// `docs/design-decisions.md`).
+#[cfg(target_arch = "x86_64")]
+struct ScalarBatch<'a> {
+    simd: pulp::x86::V3,
+    codec: &'a ScalarU8,
+    query: &'a ScalarQuery,
+    codes: &'a [u8],
+    out: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl pulp::NullaryFnOnce for ScalarBatch<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let len = self.codec.code_len();
+        for (code, o) in self.codes.chunks_exact(len).zip(self.out) {
+            *o = self
+                .codec
+                .score_with(self.query, code, |a, b| dot_u8_avx2(self.simd, a, b));
+        }
+    }
+}
+
 /// The portable body of [`dot_u8`]: 16 bytes at a time widened to i16 and
 /// multiplied-and-added pairwise into i32 lanes (`pmaddwd` through `wide`,
 /// SSE2 on x86-64).
@@ -279,14 +307,13 @@ impl Codec for ScalarU8 {
         let len = self.code_len();
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = pulp::x86::V3::try_new() {
-            return simd.vectorize(
-                #[inline(always)]
-                || {
-                    for (code, o) in codes.chunks_exact(len).zip(out) {
-                        *o = self.score_with(q, code, |a, b| dot_u8_avx2(simd, a, b));
-                    }
-                },
-            );
+            return simd.vectorize(ScalarBatch {
+                simd,
+                codec: self,
+                query: q,
+                codes,
+                out,
+            });
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.score(q, code);
