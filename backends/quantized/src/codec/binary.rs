@@ -320,41 +320,36 @@ impl<B: BitsPerDim> Binary<B> {
         use super::bit_planes::{pair_chunk, pair_sums_avx2};
         let nb = self.plane_len();
         let (signs_a, signs_b) = (&a[..nb], &b[..nb]);
-        let [sa, sb] = pair_sums_avx2(
-            simd,
-            q,
-            #[inline(always)]
-            |j| pair_chunk(signs_a, signs_b, j),
-        );
         if B::HALF_BITS == 2 {
-            return [
-                CodeSums {
-                    signs: sa,
-                    ..CodeSums::default()
-                },
-                CodeSums {
-                    signs: sb,
-                    ..CodeSums::default()
-                },
-            ];
+            let [[sa, sb]] = pair_sums_avx2(
+                simd,
+                q,
+                #[inline(always)]
+                |j| [pair_chunk(signs_a, signs_b, j)],
+            );
+            return [sa, sb].map(|signs| CodeSums {
+                signs,
+                ..CodeSums::default()
+            });
         }
         let planes = self.planes_len();
         let (mags_a, mags_b) = (&a[nb..planes], &b[nb..planes]);
-        let magnitude = |j: usize| {
-            if B::HALF_BITS == 3 {
-                spread_pair(simd, mags_a, mags_b, j)
-            } else {
-                pair_chunk(mags_a, mags_b, j)
-            }
-        };
-        let [ma, mb] = pair_sums_avx2(simd, q, magnitude);
-        let [ba, bb] = pair_sums_avx2(
+        let [[sa, sb], [ma, mb], [ba, bb]] = pair_sums_avx2(
             simd,
             q,
             #[inline(always)]
             |j| {
-                simd.avx2
-                    ._mm256_and_si256(pair_chunk(signs_a, signs_b, j), magnitude(j))
+                let signs = pair_chunk(signs_a, signs_b, j);
+                let magnitudes = if B::HALF_BITS == 3 {
+                    spread_pair(simd, mags_a, mags_b, j)
+                } else {
+                    pair_chunk(mags_a, mags_b, j)
+                };
+                [
+                    signs,
+                    magnitudes,
+                    simd.avx2._mm256_and_si256(signs, magnitudes),
+                ]
             },
         );
         [

@@ -247,72 +247,74 @@ const POPCOUNTS: [[u8; 32]; BITS] = {
     t
 };
 
-/// The sums of two codes' bit vectors at once, code `a` in the low lane
-/// and `b` in the high lane of `chunk(j)`, which holds bytes `16 j ..` of
-/// each (bits past the last dimension are ignored). Call inside
-/// `V3::vectorize`.
+/// The sums of two codes' `N` bit vectors at once (for binary codes:
+/// signs; or signs, magnitudes and both), code `a` in the low lane and
+/// `b` in the high lane of each of `chunk(j)`'s registers, which hold
+/// bytes `16 j ..` of the vectors (bits past the last dimension are
+/// ignored). The query planes are loaded once per step for all `N`.
+/// Call inside `V3::vectorize`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub fn pair_sums_avx2(
+pub fn pair_sums_avx2<const N: usize>(
     simd: pulp::x86::V3,
     q: &QueryPlanes,
-    chunk: impl Fn(usize) -> core::arch::x86_64::__m256i,
-) -> [BitSums; 2] {
+    chunk: impl Fn(usize) -> [core::arch::x86_64::__m256i; N],
+) -> [[BitSums; 2]; N] {
     use core::arch::x86_64::__m256i;
+    let avx2 = simd.avx2;
     let nibble = simd.avx._mm256_set1_epi8(0x0F);
     let zero = simd.avx._mm256_setzero_si256();
     let tables: [__m256i; BITS] = POPCOUNTS.map(pulp::cast);
-    let (mut weighted, mut count) = (zero, zero);
+    let (mut weighted, mut count) = ([zero; N], [zero; N]);
     for (j, (masks, valid)) in q
         .nibbles
         .chunks_exact(2 * BITS)
         .zip(&q.valid_chunks)
         .enumerate()
     {
-        let c = simd
-            .avx2
-            ._mm256_and_si256(chunk(j), pulp::cast::<[u8; 32], __m256i>(*valid));
-        let low = simd.avx2._mm256_and_si256(c, nibble);
-        let high = simd
-            .avx2
-            ._mm256_and_si256(simd.avx2._mm256_srli_epi16::<4>(c), nibble);
-        let mut acc = zero;
+        let vectors = chunk(j);
+        let valid: __m256i = pulp::cast(*valid);
+        let (mut low, mut high) = ([zero; N], [zero; N]);
+        for i in 0..N {
+            let c = avx2._mm256_and_si256(vectors[i], valid);
+            low[i] = avx2._mm256_and_si256(c, nibble);
+            high[i] = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(c), nibble);
+        }
+        let mut acc = [zero; N];
         for (p, table) in tables.iter().enumerate() {
             let (mask_low, mask_high): (__m256i, __m256i) =
                 (pulp::cast(masks[2 * p]), pulp::cast(masks[2 * p + 1]));
-            let l = simd
-                .avx2
-                ._mm256_shuffle_epi8(*table, simd.avx2._mm256_and_si256(mask_low, low));
-            let h = simd
-                .avx2
-                ._mm256_shuffle_epi8(*table, simd.avx2._mm256_and_si256(mask_high, high));
-            acc = simd
-                .avx2
-                ._mm256_add_epi8(acc, simd.avx2._mm256_add_epi8(l, h));
+            for i in 0..N {
+                let l = avx2._mm256_shuffle_epi8(*table, avx2._mm256_and_si256(mask_low, low[i]));
+                let h = avx2._mm256_shuffle_epi8(*table, avx2._mm256_and_si256(mask_high, high[i]));
+                acc[i] = avx2._mm256_add_epi8(acc[i], avx2._mm256_add_epi8(l, h));
+            }
         }
-        weighted = simd
-            .avx2
-            ._mm256_add_epi64(weighted, simd.avx2._mm256_sad_epu8(acc, zero));
-        let bits = simd.avx2._mm256_add_epi8(
-            simd.avx2._mm256_shuffle_epi8(tables[0], low),
-            simd.avx2._mm256_shuffle_epi8(tables[0], high),
-        );
-        count = simd
-            .avx2
-            ._mm256_add_epi64(count, simd.avx2._mm256_sad_epu8(bits, zero));
+        for i in 0..N {
+            weighted[i] = avx2._mm256_add_epi64(weighted[i], avx2._mm256_sad_epu8(acc[i], zero));
+            let bits = avx2._mm256_add_epi8(
+                avx2._mm256_shuffle_epi8(tables[0], low[i]),
+                avx2._mm256_shuffle_epi8(tables[0], high[i]),
+            );
+            count[i] = avx2._mm256_add_epi64(count[i], avx2._mm256_sad_epu8(bits, zero));
+        }
     }
-    let w: [u64; 4] = pulp::cast(weighted);
-    let n: [u64; 4] = pulp::cast(count);
-    [
-        BitSums {
-            weighted: w[0] + w[1],
-            count: n[0] + n[1],
-        },
-        BitSums {
-            weighted: w[2] + w[3],
-            count: n[2] + n[3],
-        },
-    ]
+    let mut out = [[BitSums::default(); 2]; N];
+    for i in 0..N {
+        let w: [u64; 4] = pulp::cast(weighted[i]);
+        let n: [u64; 4] = pulp::cast(count[i]);
+        out[i] = [
+            BitSums {
+                weighted: w[0] + w[1],
+                count: n[0] + n[1],
+            },
+            BitSums {
+                weighted: w[2] + w[3],
+                count: n[2] + n[3],
+            },
+        ];
+    }
+    out
 }
 
 /// Bytes `16 j ..` of `a` in the low lane and of `b` in the high lane.
@@ -379,7 +381,7 @@ mod tests {
             }
             #[cfg(target_arch = "x86_64")]
             if let Some(simd) = pulp::x86::V3::try_new() {
-                let [a, b] = pair_sums_avx2(simd, &q, |j| pair_chunk(&codes[0], &codes[1], j));
+                let [[a, b]] = pair_sums_avx2(simd, &q, |j| [pair_chunk(&codes[0], &codes[1], j)]);
                 assert_eq!(a, q.sums(|w| word_at(&codes[0], w)), "dim {dim}");
                 assert_eq!(b, q.sums(|w| word_at(&codes[1], w)), "dim {dim}");
             }
