@@ -8,7 +8,8 @@
 //! (created as temp + fsync + rename + directory fsync). Sequence numbers
 //! start at 1 and have no gaps. Files are preallocated with zeros (see
 //! [`log_file`]); the next one is prepared on a background thread once
-//! the current one is half full.
+//! the current one is an eighth full, so the preparation has most of a
+//! file's worth of appends to finish in.
 //!
 //! **Durability** ([`Durability`]): an append returns once its entry is
 //! durable in the chosen sense ([`Wal::write`] and [`Wal::wait_durable`]
@@ -421,8 +422,10 @@ impl Wal {
             f.count += 1;
             f.len += size;
         }
-        // Half full: start preallocating the next file.
-        if w.prepared.is_none() && at + size > self.options.file_capacity / 2 {
+        // An eighth full: start preallocating the next file (early, so it
+        // is ready before this one fills even when the disk is slow; not
+        // at once, so a small collection keeps one file).
+        if w.prepared.is_none() && at + size > self.options.file_capacity / 8 {
             let (dir, capacity) = (self.dir.clone(), self.options.file_capacity);
             w.prepared = Some(std::thread::spawn(move || {
                 let seed = random_seed();
