@@ -47,6 +47,8 @@ use std::marker::PhantomData;
 use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
+#[cfg(target_arch = "x86_64")]
+use super::bit_planes::{block_sums_avx2, chunk_at, BlockSums, BLOCK};
 use super::bit_planes::{word_at, BitSums, QueryPlanes};
 use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
@@ -209,7 +211,8 @@ fn spread_pair(simd: pulp::x86::V3, a: &[u8], b: &[u8], j: usize) -> core::arch:
         ._mm256_shuffle_epi8(pulp::cast(SPREAD_TWICE), index)
 }
 
-/// [`Binary::score_batch`]'s AVX2 body: two codes per kernel pass. A
+/// [`Binary::score_batch`]'s AVX2 body: for 1 bit 32 codes per kernel
+/// pass ([`block_sums_avx2`]), then (and for 1.5 and 2 bits) two. A
 /// named [`pulp::NullaryFnOnce`] rather than a closure, so the whole body
 /// is inlined into pulp's AVX2-enabled function (a closure's `call_once`
 /// shim was sometimes left out of line, compiled without AVX2, calling
@@ -237,6 +240,24 @@ impl<B: BitsPerDim> pulp::NullaryFnOnce for PairBatch<'_, B> {
             out,
         } = self;
         let len = codec.code_len();
+        let (mut codes, mut out) = (codes, out);
+        if B::HALF_BITS == 2 {
+            // One bit vector per code: 32 codes a step.
+            let nb = codec.plane_len();
+            let mut blocks = codes.chunks_exact(BLOCK * len);
+            let mut outs = out.chunks_exact_mut(BLOCK);
+            for (block, o) in (&mut blocks).zip(&mut outs) {
+                let sums = block_sums_avx2(
+                    simd,
+                    &q.planes,
+                    #[inline(always)]
+                    |i, c| chunk_at(&block[i * len..i * len + nb], c),
+                );
+                codec.finish_block(simd, q, block, &sums, o);
+            }
+            codes = blocks.remainder();
+            out = outs.into_remainder();
+        }
         let mut pairs = codes.chunks_exact(2 * len);
         let mut outs = out.chunks_exact_mut(2);
         for (pair, o) in (&mut pairs).zip(&mut outs) {
@@ -383,6 +404,55 @@ impl<B: BitsPerDim> Binary<B> {
             euclid_from_dot(f32_at(code, planes), q.norm_sq, dot)
         } else {
             dot
+        }
+    }
+
+    /// The scores of a block of 32 one-bit codes from their sums: the
+    /// float work of [`finish`](Self::finish), eight codes per
+    /// instruction (the same operations in the same order, so the same
+    /// bits; euclid's square root stays per code).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn finish_block(
+        &self,
+        simd: pulp::x86::V3,
+        q: &BinaryQuery,
+        block: &[u8],
+        sums: &BlockSums,
+        out: &mut [f32],
+    ) {
+        use pulp::Simd;
+        let (len, planes) = (self.code_len(), self.planes_len());
+        let p = &q.planes;
+        let (lo, step) = (simd.splat_f32s(p.lo()), simd.splat_f32s(p.step()));
+        let (two, total) = (simd.splat_f32s(2.0), simd.splat_f32s(p.total()));
+        let mean_dot = simd.splat_f32s(q.mean_dot);
+        for (g, (codes, o)) in block
+            .chunks_exact(8 * len)
+            .zip(out.chunks_exact_mut(8))
+            .enumerate()
+        {
+            // `c` and `a` of the eight codes (f32 LE after the planes).
+            let (mut offset, mut scale) = ([0.0f32; 8], [0.0f32; 8]);
+            for (e, code) in codes.chunks_exact(len).enumerate() {
+                offset[e] = f32_at(code, planes + 4);
+                scale[e] = f32_at(code, planes + 8);
+            }
+            let weight = simd.add_f32s(
+                simd.mul_f32s(lo, pulp::cast(sums.count[g])),
+                simd.mul_f32s(step, pulp::cast(sums.weighted[g])),
+            );
+            let centred = simd.mul_f32s(
+                pulp::cast(scale),
+                simd.sub_f32s(simd.mul_f32s(two, weight), total),
+            );
+            let dot = simd.add_f32s(simd.add_f32s(mean_dot, pulp::cast(offset)), centred);
+            o.copy_from_slice(&pulp::cast::<_, [f32; 8]>(dot));
+        }
+        if self.distance == Distance::Euclid {
+            for (code, o) in block.chunks_exact(len).zip(out) {
+                *o = euclid_from_dot(f32_at(code, planes), q.norm_sq, *o);
+            }
         }
     }
 
@@ -593,15 +663,11 @@ impl<B: BitsPerDim> Codec for Binary<B> {
 
     #[inline]
     fn score(&self, q: &BinaryQuery, code: &[u8]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            // The same portable popcounts, compiled with `popcnt`.
-            return simd.vectorize(
-                #[inline(always)]
-                || self.finish(q, code, self.code_sums(&q.planes, code)),
-            );
-        }
-        self.finish(q, code, self.code_sums(&q.planes, code))
+        // A batch of one: with AVX2, the portable popcounts compiled with
+        // `popcnt` inside the batch kernel's function.
+        let mut out = [0.0f32];
+        self.score_batch(q, code, &mut out);
+        out[0]
     }
 
     fn score_batch(&self, q: &BinaryQuery, codes: &[u8], out: &mut [f32]) {
@@ -619,7 +685,7 @@ impl<B: BitsPerDim> Codec for Binary<B> {
             });
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
-            *o = self.score(q, code);
+            *o = self.finish(q, code, self.code_sums(&q.planes, code));
         }
     }
 

@@ -63,6 +63,11 @@ pub struct QueryPlanes {
     /// count), as words and as chunks in both lanes.
     valid_words: Vec<u64>,
     valid_chunks: Vec<[u8; 32]>,
+    /// Per code byte `j`, four 16-entry tables (each twice, once per
+    /// 128-bit lane) for [`block_sums_avx2`]: `Σ k_i` over the set bits of
+    /// the byte's low nibble, of its high nibble, and the number of those
+    /// bits that are dimensions (not padding), low and high.
+    columns: Vec<[u8; 32]>,
 }
 
 impl QueryPlanes {
@@ -137,6 +142,27 @@ impl QueryPlanes {
                 nibbles.push(high);
             }
         }
+        let mut columns = Vec::with_capacity(4 * len);
+        for j in 0..len {
+            let (mut k_low, mut k_high, mut n_low, mut n_high) =
+                ([0u8; 32], [0u8; 32], [0u8; 32], [0u8; 32]);
+            for n in 0..16usize {
+                for b in (0..4).filter(|b| n >> b & 1 == 1) {
+                    if let Some(&k) = k.get(8 * j + b) {
+                        k_low[n] += k;
+                        n_low[n] += 1;
+                    }
+                    if let Some(&k) = k.get(8 * j + 4 + b) {
+                        k_high[n] += k;
+                        n_high[n] += 1;
+                    }
+                }
+            }
+            for mut t in [k_low, k_high, n_low, n_high] {
+                t.copy_within(..CHUNK, CHUNK);
+                columns.push(t);
+            }
+        }
         QueryPlanes {
             len,
             lo,
@@ -147,6 +173,7 @@ impl QueryPlanes {
             nibbles,
             valid_words,
             valid_chunks,
+            columns,
         }
     }
 
@@ -158,6 +185,16 @@ impl QueryPlanes {
     /// Whether the bit vectors are empty (dimension 0).
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The weight of `k = 0` (the smallest weight).
+    pub fn lo(&self) -> f32 {
+        self.lo
+    }
+
+    /// The weight of one step of `k`.
+    pub fn step(&self) -> f32 {
+        self.step
     }
 
     /// Largest error of one rounded weight (`step / 2`).
@@ -317,6 +354,155 @@ pub fn pair_sums_avx2<const N: usize>(
     out
 }
 
+/// Codes [`block_sums_avx2`] scores at once.
+pub const BLOCK: usize = 32;
+
+/// [`BitSums`] of a block of [`BLOCK`] codes as f32 (exact), eight codes
+/// per group in code order, ready for eight-lane float arithmetic.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSums {
+    /// `Σ k_i` over the set bits, code `8 g + e` at `[g][e]`.
+    pub weighted: [[f32; 8]; 4],
+    /// Number of set bits, same order.
+    pub count: [[f32; 8]; 4],
+}
+
+/// The sums of 32 codes' bit vectors at once (`row(i, c)`: bytes `16 c ..`
+/// of code `i`'s vector, zero past its end), FAISS's fast scan without its
+/// file layout: per 16-byte chunk the 32 rows are transposed in registers
+/// ([`transpose_lanes`]), so one register holds byte `j` of every code,
+/// and byte `j`'s nibbles are looked up with `vpshufb` in 16-entry tables
+/// of the query (`Σ k` and the bit count of each nibble value): two
+/// look-ups per byte position shared by 32 codes, where
+/// [`pair_sums_avx2`] runs five planes per two codes. The sums are the
+/// same integers. Call inside `V3::vectorize`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn block_sums_avx2(
+    simd: pulp::x86::V3,
+    q: &QueryPlanes,
+    row: impl Fn(usize, usize) -> [u8; CHUNK],
+) -> BlockSums {
+    use core::arch::x86_64::__m256i;
+    let avx2 = simd.avx2;
+    let zero = simd.avx._mm256_setzero_si256();
+    let nibble = simd.avx._mm256_set1_epi8(0x0F);
+    // u32 sums; register r, element e holds code
+    // `4 r + e % 4 + 16 (e / 4)` (see the widening below).
+    let (mut weighted, mut count) = ([zero; 4], [zero; 4]);
+    for c in 0..q.chunks() {
+        let mut rows = [zero; CHUNK];
+        for (i, r) in rows.iter_mut().enumerate() {
+            *r = pulp::cast([row(i, c), row(i + CHUNK, c)]);
+        }
+        let columns = transpose_lanes(simd, rows);
+        // u16 sums of this chunk: [0] codes 0..8 | 16..24, [1] 8..16 | 24..32
+        // (at most 16 · 248 each).
+        let (mut k16, mut n8) = ([zero; 2], zero);
+        for (j, column) in columns.iter().enumerate() {
+            let Some(tables) = q.columns.get(4 * (CHUNK * c + j)..4 * (CHUNK * c + j) + 4) else {
+                break;
+            };
+            let (k_low, k_high, n_low, n_high): (__m256i, __m256i, __m256i, __m256i) = (
+                pulp::cast(tables[0]),
+                pulp::cast(tables[1]),
+                pulp::cast(tables[2]),
+                pulp::cast(tables[3]),
+            );
+            let low = avx2._mm256_and_si256(*column, nibble);
+            let high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(*column), nibble);
+            let k = avx2._mm256_add_epi8(
+                avx2._mm256_shuffle_epi8(k_low, low),
+                avx2._mm256_shuffle_epi8(k_high, high),
+            );
+            k16[0] = avx2._mm256_add_epi16(k16[0], avx2._mm256_unpacklo_epi8(k, zero));
+            k16[1] = avx2._mm256_add_epi16(k16[1], avx2._mm256_unpackhi_epi8(k, zero));
+            n8 = avx2._mm256_add_epi8(
+                n8,
+                avx2._mm256_add_epi8(
+                    avx2._mm256_shuffle_epi8(n_low, low),
+                    avx2._mm256_shuffle_epi8(n_high, high),
+                ),
+            );
+        }
+        let n16 = [
+            avx2._mm256_unpacklo_epi8(n8, zero),
+            avx2._mm256_unpackhi_epi8(n8, zero),
+        ];
+        for h in 0..2 {
+            weighted[2 * h] =
+                avx2._mm256_add_epi32(weighted[2 * h], avx2._mm256_unpacklo_epi16(k16[h], zero));
+            weighted[2 * h + 1] = avx2._mm256_add_epi32(
+                weighted[2 * h + 1],
+                avx2._mm256_unpackhi_epi16(k16[h], zero),
+            );
+            count[2 * h] =
+                avx2._mm256_add_epi32(count[2 * h], avx2._mm256_unpacklo_epi16(n16[h], zero));
+            count[2 * h + 1] =
+                avx2._mm256_add_epi32(count[2 * h + 1], avx2._mm256_unpackhi_epi16(n16[h], zero));
+        }
+    }
+    // Register r, element e holds code 4r + e % 4 + 16 (e / 4): put the
+    // halves in code order (codes 8g .. 8g + 8 in group g), then convert
+    // (exact: the sums are far below 2^24).
+    let in_order = |x: [__m256i; 4]| -> [[f32; 8]; 4] {
+        [
+            avx2._mm256_permute2x128_si256::<0x20>(x[0], x[1]),
+            avx2._mm256_permute2x128_si256::<0x20>(x[2], x[3]),
+            avx2._mm256_permute2x128_si256::<0x31>(x[0], x[1]),
+            avx2._mm256_permute2x128_si256::<0x31>(x[2], x[3]),
+        ]
+        .map(|v| pulp::cast(simd.avx._mm256_cvtepi32_ps(v)))
+    };
+    BlockSums {
+        weighted: in_order(weighted),
+        count: in_order(count),
+    }
+}
+
+/// Transpose, in each 128-bit lane, the 16 × 16 bytes of `rows`: output
+/// `j` holds byte `j` of every input, in input order (four rounds of
+/// unpacks: bytes, words, double words, quad words).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_lanes(
+    simd: pulp::x86::V3,
+    r: [core::arch::x86_64::__m256i; CHUNK],
+) -> [core::arch::x86_64::__m256i; CHUNK] {
+    let avx2 = simd.avx2;
+    let zero = simd.avx._mm256_setzero_si256();
+    // a[2i]: columns 0..8 of rows 2i, 2i + 1 as byte pairs; a[2i + 1]: 8..16.
+    let mut a = [zero; CHUNK];
+    for i in 0..8 {
+        a[2 * i] = avx2._mm256_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = avx2._mm256_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    // b[4m + g]: columns 4g .. 4g + 4 of rows 4m .. 4m + 4, four bytes each.
+    let mut b = [zero; CHUNK];
+    for m in 0..4 {
+        b[4 * m] = avx2._mm256_unpacklo_epi16(a[4 * m], a[4 * m + 2]);
+        b[4 * m + 1] = avx2._mm256_unpackhi_epi16(a[4 * m], a[4 * m + 2]);
+        b[4 * m + 2] = avx2._mm256_unpacklo_epi16(a[4 * m + 1], a[4 * m + 3]);
+        b[4 * m + 3] = avx2._mm256_unpackhi_epi16(a[4 * m + 1], a[4 * m + 3]);
+    }
+    // c[8h + 2g + s]: columns 4g + 2s, 4g + 2s + 1 of rows 8h .. 8h + 8.
+    let mut c = [zero; CHUNK];
+    for h in 0..2 {
+        for g in 0..4 {
+            let (x, y) = (b[4 * (2 * h) + g], b[4 * (2 * h + 1) + g]);
+            c[8 * h + 2 * g] = avx2._mm256_unpacklo_epi32(x, y);
+            c[8 * h + 2 * g + 1] = avx2._mm256_unpackhi_epi32(x, y);
+        }
+    }
+    // Column 2t, 2t + 1 from rows 0..8 and 8..16.
+    let mut d = [zero; CHUNK];
+    for t in 0..8 {
+        d[2 * t] = avx2._mm256_unpacklo_epi64(c[t], c[8 + t]);
+        d[2 * t + 1] = avx2._mm256_unpackhi_epi64(c[t], c[8 + t]);
+    }
+    d
+}
+
 /// Bytes `16 j ..` of `a` in the low lane and of `b` in the high lane.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -361,7 +547,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let codes: Vec<Vec<u8>> = (0..5)
+            let codes: Vec<Vec<u8>> = (0..BLOCK)
                 // Padding bits set too: they must not count.
                 .map(|_| (0..len).map(|_| rng.gen()).collect())
                 .collect();
@@ -384,6 +570,19 @@ mod tests {
                 let [[a, b]] = pair_sums_avx2(simd, &q, |j| [pair_chunk(&codes[0], &codes[1], j)]);
                 assert_eq!(a, q.sums(|w| word_at(&codes[0], w)), "dim {dim}");
                 assert_eq!(b, q.sums(|w| word_at(&codes[1], w)), "dim {dim}");
+                let block = simd.vectorize(
+                    #[inline(always)]
+                    || block_sums_avx2(simd, &q, |i, c| chunk_at(&codes[i], c)),
+                );
+                for (i, code) in codes.iter().enumerate() {
+                    let want = q.sums(|w| word_at(code, w));
+                    let got = (block.weighted[i / 8][i % 8], block.count[i / 8][i % 8]);
+                    assert_eq!(
+                        got,
+                        (want.weighted as f32, want.count as f32),
+                        "dim {dim} code {i}"
+                    );
+                }
             }
         }
     }
