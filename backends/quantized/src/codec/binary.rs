@@ -211,6 +211,23 @@ fn spread_pair(simd: pulp::x86::V3, a: &[u8], b: &[u8], j: usize) -> core::arch:
         ._mm256_shuffle_epi8(pulp::cast(SPREAD_TWICE), index)
 }
 
+/// `lo · count + step · Σ k` for eight codes (`sums`: their counts and
+/// `Σ k`), the operations of `QueryPlanes::weight`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_weight(
+    simd: pulp::x86::V3,
+    lo: pulp::f32x8,
+    step: pulp::f32x8,
+    sums: ([f32; 8], [f32; 8]),
+) -> pulp::f32x8 {
+    use pulp::Simd;
+    simd.add_f32s(
+        simd.mul_f32s(lo, pulp::cast(sums.0)),
+        simd.mul_f32s(step, pulp::cast(sums.1)),
+    )
+}
+
 /// [`Binary::score_batch`]'s AVX2 body: for 1 bit 32 codes per kernel
 /// pass ([`block_sums_avx2`]), then (and for 1.5 and 2 bits) two. A
 /// named [`pulp::NullaryFnOnce`] rather than a closure, so the whole body
@@ -240,24 +257,13 @@ impl<B: BitsPerDim> pulp::NullaryFnOnce for PairBatch<'_, B> {
             out,
         } = self;
         let len = codec.code_len();
-        let (mut codes, mut out) = (codes, out);
-        if B::HALF_BITS == 2 {
-            // One bit vector per code: 32 codes a step.
-            let nb = codec.plane_len();
-            let mut blocks = codes.chunks_exact(BLOCK * len);
-            let mut outs = out.chunks_exact_mut(BLOCK);
-            for (block, o) in (&mut blocks).zip(&mut outs) {
-                let sums = block_sums_avx2(
-                    simd,
-                    &q.planes,
-                    #[inline(always)]
-                    |i, c| chunk_at(&block[i * len..i * len + nb], c),
-                );
-                codec.finish_block(simd, q, block, &sums, o);
-            }
-            codes = blocks.remainder();
-            out = outs.into_remainder();
+        // 32 codes a step, then pairs.
+        let mut blocks = codes.chunks_exact(BLOCK * len);
+        let mut outs = out.chunks_exact_mut(BLOCK);
+        for (block, o) in (&mut blocks).zip(&mut outs) {
+            codec.score_block(simd, q, block, o);
         }
+        let (codes, out) = (blocks.remainder(), outs.into_remainder());
         let mut pairs = codes.chunks_exact(2 * len);
         let mut outs = out.chunks_exact_mut(2);
         for (pair, o) in (&mut pairs).zip(&mut outs) {
@@ -407,10 +413,78 @@ impl<B: BitsPerDim> Binary<B> {
         }
     }
 
-    /// The scores of a block of 32 one-bit codes from their sums: the
-    /// float work of [`finish`](Self::finish), eight codes per
-    /// instruction (the same operations in the same order, so the same
-    /// bits; euclid's square root stays per code).
+    /// The scores of 32 codes: their rows transposed 16 bytes at a time
+    /// ([`block_sums_avx2`]; for 1.5 bits the pair bits spread to one per
+    /// dimension column by column), then [`finish_block`](Self::finish_block).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn score_block(&self, simd: pulp::x86::V3, q: &BinaryQuery, block: &[u8], out: &mut [f32]) {
+        use super::bit_planes::transpose_rows;
+        let (len, nb, planes) = (self.code_len(), self.plane_len(), self.planes_len());
+        let code = |i: usize| &block[i * len..(i + 1) * len];
+        if B::HALF_BITS == 2 {
+            let [s] = block_sums_avx2(
+                simd,
+                &q.planes,
+                #[inline(always)]
+                |c| [transpose_rows(simd, |i| chunk_at(&code(i)[..nb], c))],
+            );
+            return self.finish_block(simd, q, block, &[s; 3], out);
+        }
+        let avx2 = simd.avx2;
+        let sums = block_sums_avx2(
+            simd,
+            &q.planes,
+            #[inline(always)]
+            |c| {
+                let s = transpose_rows(simd, |i| chunk_at(&code(i)[..nb], c));
+                let mut m = s;
+                if B::HALF_BITS == 3 {
+                    // Pair bytes 8c .. 8c + 8: column t holds the pair
+                    // bits of sign columns 2t (low nibble) and 2t + 1.
+                    let pairs = transpose_rows(
+                        simd,
+                        #[inline(always)]
+                        |i| {
+                            let mut row = [0u8; 16];
+                            row[..8]
+                                .copy_from_slice(&word_at(&code(i)[nb..planes], c).to_le_bytes());
+                            row
+                        },
+                    );
+                    let nibble = simd.avx._mm256_set1_epi8(0x0F);
+                    let spread: core::arch::x86_64::__m256i = pulp::cast(SPREAD_TWICE);
+                    for (j, m) in m.iter_mut().enumerate() {
+                        let p = pairs[j / 2];
+                        let half = if j % 2 == 0 {
+                            avx2._mm256_and_si256(p, nibble)
+                        } else {
+                            avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(p), nibble)
+                        };
+                        *m = avx2._mm256_shuffle_epi8(spread, half);
+                    }
+                } else {
+                    m = transpose_rows(
+                        simd,
+                        #[inline(always)]
+                        |i| chunk_at(&code(i)[nb..planes], c),
+                    );
+                }
+                let mut both = s;
+                for (b, m) in both.iter_mut().zip(&m) {
+                    *b = avx2._mm256_and_si256(*b, *m);
+                }
+                [s, m, both]
+            },
+        );
+        self.finish_block(simd, q, block, &sums, out);
+    }
+
+    /// The scores of a block of 32 codes from their sums (signs,
+    /// magnitudes, both; 1 bit uses the first): the float work of
+    /// [`finish`](Self::finish), eight codes per instruction (the same
+    /// operations in the same order, so the same bits; euclid's square
+    /// root stays per code).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn finish_block(
@@ -418,7 +492,7 @@ impl<B: BitsPerDim> Binary<B> {
         simd: pulp::x86::V3,
         q: &BinaryQuery,
         block: &[u8],
-        sums: &BlockSums,
+        sums: &[BlockSums; 3],
         out: &mut [f32],
     ) {
         use pulp::Simd;
@@ -427,6 +501,11 @@ impl<B: BitsPerDim> Binary<B> {
         let (lo, step) = (simd.splat_f32s(p.lo()), simd.splat_f32s(p.step()));
         let (two, total) = (simd.splat_f32s(2.0), simd.splat_f32s(p.total()));
         let mean_dot = simd.splat_f32s(q.mean_dot);
+        let (inner, outer_step) = (
+            simd.splat_f32s(self.inner),
+            simd.splat_f32s(self.outer - self.inner),
+        );
+        let [signs, magnitudes, both] = sums;
         for (g, (codes, o)) in block
             .chunks_exact(8 * len)
             .zip(out.chunks_exact_mut(8))
@@ -438,14 +517,29 @@ impl<B: BitsPerDim> Binary<B> {
                 offset[e] = f32_at(code, planes + 4);
                 scale[e] = f32_at(code, planes + 8);
             }
-            let weight = simd.add_f32s(
-                simd.mul_f32s(lo, pulp::cast(sums.count[g])),
-                simd.mul_f32s(step, pulp::cast(sums.weighted[g])),
+            // `lo · count + step · Σ k` of group g, as `QueryPlanes::weight`.
+            let [w_signs, w_magnitudes, w_both] = [signs, magnitudes, both].map(|s| {
+                let (count, weighted): ([f32; 8], [f32; 8]) = (s.count[g], s.weighted[g]);
+                (count, weighted)
+            });
+            let signed = simd.sub_f32s(
+                simd.mul_f32s(two, block_weight(simd, lo, step, w_signs)),
+                total,
             );
-            let centred = simd.mul_f32s(
-                pulp::cast(scale),
-                simd.sub_f32s(simd.mul_f32s(two, weight), total),
-            );
+            let centred = if B::HALF_BITS == 2 {
+                simd.mul_f32s(pulp::cast(scale), signed)
+            } else {
+                simd.add_f32s(
+                    simd.mul_f32s(inner, signed),
+                    simd.mul_f32s(
+                        outer_step,
+                        simd.sub_f32s(
+                            simd.mul_f32s(two, block_weight(simd, lo, step, w_both)),
+                            block_weight(simd, lo, step, w_magnitudes),
+                        ),
+                    ),
+                )
+            };
             let dot = simd.add_f32s(simd.add_f32s(mean_dot, pulp::cast(offset)), centred);
             o.copy_from_slice(&pulp::cast::<_, [f32; 8]>(dot));
         }

@@ -359,7 +359,7 @@ pub const BLOCK: usize = 32;
 
 /// [`BitSums`] of a block of [`BLOCK`] codes as f32 (exact), eight codes
 /// per group in code order, ready for eight-lane float arithmetic.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct BlockSums {
     /// `Σ k_i` over the set bits, code `8 g + e` at `[g][e]`.
     pub weighted: [[f32; 8]; 4],
@@ -367,97 +367,123 @@ pub struct BlockSums {
     pub count: [[f32; 8]; 4],
 }
 
-/// The sums of 32 codes' bit vectors at once (`row(i, c)`: bytes `16 c ..`
-/// of code `i`'s vector, zero past its end), FAISS's fast scan without its
-/// file layout: per 16-byte chunk the 32 rows are transposed in registers
-/// ([`transpose_lanes`]), so one register holds byte `j` of every code,
-/// and byte `j`'s nibbles are looked up with `vpshufb` in 16-entry tables
-/// of the query (`Σ k` and the bit count of each nibble value): two
-/// look-ups per byte position shared by 32 codes, where
-/// [`pair_sums_avx2`] runs five planes per two codes. The sums are the
-/// same integers. Call inside `V3::vectorize`.
+/// The sums of 32 codes' `N` bit vectors at once, FAISS's fast scan
+/// without its file layout: `columns(c)` gives, per vector, the 16 byte
+/// positions `16 c ..` of the 32 codes transposed in registers (column
+/// `j` holds byte `16 c + j` of codes 0..16 in its low lane and 16..32 in
+/// its high lane; [`transpose_rows`]), and each column's nibbles are
+/// looked up with `vpshufb` in 16-entry tables of the query (`Σ k` and
+/// the bit count of each nibble value): two look-ups per byte position
+/// shared by 32 codes, where [`pair_sums_avx2`] runs five planes per two
+/// codes. The sums are the same integers. Call inside `V3::vectorize`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub fn block_sums_avx2(
+pub fn block_sums_avx2<const N: usize>(
     simd: pulp::x86::V3,
     q: &QueryPlanes,
-    row: impl Fn(usize, usize) -> [u8; CHUNK],
-) -> BlockSums {
+    columns: impl Fn(usize) -> [[core::arch::x86_64::__m256i; CHUNK]; N],
+) -> [BlockSums; N] {
     use core::arch::x86_64::__m256i;
     let avx2 = simd.avx2;
     let zero = simd.avx._mm256_setzero_si256();
     let nibble = simd.avx._mm256_set1_epi8(0x0F);
-    // u32 sums; register r, element e holds code
+    // u32 sums per vector; register r, element e holds code
     // `4 r + e % 4 + 16 (e / 4)` (see the widening below).
-    let (mut weighted, mut count) = ([zero; 4], [zero; 4]);
+    let (mut weighted, mut count) = ([[zero; 4]; N], [[zero; 4]; N]);
     for c in 0..q.chunks() {
-        let mut rows = [zero; CHUNK];
-        for (i, r) in rows.iter_mut().enumerate() {
-            *r = pulp::cast([row(i, c), row(i + CHUNK, c)]);
-        }
-        let columns = transpose_lanes(simd, rows);
-        // u16 sums of this chunk: [0] codes 0..8 | 16..24, [1] 8..16 | 24..32
-        // (at most 16 · 248 each).
-        let (mut k16, mut n8) = ([zero; 2], zero);
-        for (j, column) in columns.iter().enumerate() {
-            let Some(tables) = q.columns.get(4 * (CHUNK * c + j)..4 * (CHUNK * c + j) + 4) else {
-                break;
-            };
+        let sets = columns(c);
+        // u16 sums of this chunk: [0] codes 0..8 | 16..24, [1] 8..16 |
+        // 24..32 (at most 16 · 248 each); counts in bytes (at most 128).
+        let (mut k16, mut n8) = ([[zero; 2]; N], [zero; N]);
+        // The chunk's byte positions that exist, with their four tables.
+        let positions = q.columns[4 * CHUNK * c..].chunks_exact(4).take(CHUNK);
+        for (j, tables) in positions.enumerate() {
             let (k_low, k_high, n_low, n_high): (__m256i, __m256i, __m256i, __m256i) = (
                 pulp::cast(tables[0]),
                 pulp::cast(tables[1]),
                 pulp::cast(tables[2]),
                 pulp::cast(tables[3]),
             );
-            let low = avx2._mm256_and_si256(*column, nibble);
-            let high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(*column), nibble);
-            let k = avx2._mm256_add_epi8(
-                avx2._mm256_shuffle_epi8(k_low, low),
-                avx2._mm256_shuffle_epi8(k_high, high),
-            );
-            k16[0] = avx2._mm256_add_epi16(k16[0], avx2._mm256_unpacklo_epi8(k, zero));
-            k16[1] = avx2._mm256_add_epi16(k16[1], avx2._mm256_unpackhi_epi8(k, zero));
-            n8 = avx2._mm256_add_epi8(
-                n8,
-                avx2._mm256_add_epi8(
-                    avx2._mm256_shuffle_epi8(n_low, low),
-                    avx2._mm256_shuffle_epi8(n_high, high),
-                ),
-            );
+            for v in 0..N {
+                let column = sets[v][j];
+                let low = avx2._mm256_and_si256(column, nibble);
+                let high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(column), nibble);
+                let k = avx2._mm256_add_epi8(
+                    avx2._mm256_shuffle_epi8(k_low, low),
+                    avx2._mm256_shuffle_epi8(k_high, high),
+                );
+                k16[v][0] = avx2._mm256_add_epi16(k16[v][0], avx2._mm256_unpacklo_epi8(k, zero));
+                k16[v][1] = avx2._mm256_add_epi16(k16[v][1], avx2._mm256_unpackhi_epi8(k, zero));
+                n8[v] = avx2._mm256_add_epi8(
+                    n8[v],
+                    avx2._mm256_add_epi8(
+                        avx2._mm256_shuffle_epi8(n_low, low),
+                        avx2._mm256_shuffle_epi8(n_high, high),
+                    ),
+                );
+            }
         }
-        let n16 = [
-            avx2._mm256_unpacklo_epi8(n8, zero),
-            avx2._mm256_unpackhi_epi8(n8, zero),
-        ];
-        for h in 0..2 {
-            weighted[2 * h] =
-                avx2._mm256_add_epi32(weighted[2 * h], avx2._mm256_unpacklo_epi16(k16[h], zero));
-            weighted[2 * h + 1] = avx2._mm256_add_epi32(
-                weighted[2 * h + 1],
-                avx2._mm256_unpackhi_epi16(k16[h], zero),
-            );
-            count[2 * h] =
-                avx2._mm256_add_epi32(count[2 * h], avx2._mm256_unpacklo_epi16(n16[h], zero));
-            count[2 * h + 1] =
-                avx2._mm256_add_epi32(count[2 * h + 1], avx2._mm256_unpackhi_epi16(n16[h], zero));
+        for v in 0..N {
+            let n16 = [
+                avx2._mm256_unpacklo_epi8(n8[v], zero),
+                avx2._mm256_unpackhi_epi8(n8[v], zero),
+            ];
+            for h in 0..2 {
+                let (w, n) = (&mut weighted[v], &mut count[v]);
+                w[2 * h] =
+                    avx2._mm256_add_epi32(w[2 * h], avx2._mm256_unpacklo_epi16(k16[v][h], zero));
+                w[2 * h + 1] = avx2
+                    ._mm256_add_epi32(w[2 * h + 1], avx2._mm256_unpackhi_epi16(k16[v][h], zero));
+                n[2 * h] =
+                    avx2._mm256_add_epi32(n[2 * h], avx2._mm256_unpacklo_epi16(n16[h], zero));
+                n[2 * h + 1] =
+                    avx2._mm256_add_epi32(n[2 * h + 1], avx2._mm256_unpackhi_epi16(n16[h], zero));
+            }
         }
     }
-    // Register r, element e holds code 4r + e % 4 + 16 (e / 4): put the
-    // halves in code order (codes 8g .. 8g + 8 in group g), then convert
-    // (exact: the sums are far below 2^24).
-    let in_order = |x: [__m256i; 4]| -> [[f32; 8]; 4] {
-        [
-            avx2._mm256_permute2x128_si256::<0x20>(x[0], x[1]),
-            avx2._mm256_permute2x128_si256::<0x20>(x[2], x[3]),
-            avx2._mm256_permute2x128_si256::<0x31>(x[0], x[1]),
-            avx2._mm256_permute2x128_si256::<0x31>(x[2], x[3]),
-        ]
-        .map(|v| pulp::cast(simd.avx._mm256_cvtepi32_ps(v)))
-    };
-    BlockSums {
-        weighted: in_order(weighted),
-        count: in_order(count),
+    let mut out = [BlockSums::default(); N];
+    for v in 0..N {
+        out[v] = BlockSums {
+            weighted: in_code_order(simd, weighted[v]),
+            count: in_code_order(simd, count[v]),
+        };
     }
+    out
+}
+
+/// u32 sums where register `r`, element `e` holds code
+/// `4 r + e % 4 + 16 (e / 4)`, as f32 in code order (codes `8 g .. 8 g + 8`
+/// in group `g`; exact, the sums being far below 2^24).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn in_code_order(simd: pulp::x86::V3, x: [core::arch::x86_64::__m256i; 4]) -> [[f32; 8]; 4] {
+    let avx2 = simd.avx2;
+    let groups = [
+        avx2._mm256_permute2x128_si256::<0x20>(x[0], x[1]),
+        avx2._mm256_permute2x128_si256::<0x20>(x[2], x[3]),
+        avx2._mm256_permute2x128_si256::<0x31>(x[0], x[1]),
+        avx2._mm256_permute2x128_si256::<0x31>(x[2], x[3]),
+    ];
+    let mut out = [[0.0f32; 8]; 4];
+    for (o, g) in out.iter_mut().zip(groups) {
+        *o = pulp::cast(simd.avx._mm256_cvtepi32_ps(g));
+    }
+    out
+}
+
+/// The 32 rows `row(i)` (16 bytes each) transposed: column `j` holds byte
+/// `j` of rows 0..16 in its low lane and of rows 16..32 in its high lane.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn transpose_rows(
+    simd: pulp::x86::V3,
+    row: impl Fn(usize) -> [u8; CHUNK],
+) -> [core::arch::x86_64::__m256i; CHUNK] {
+    let mut rows = [simd.avx._mm256_setzero_si256(); CHUNK];
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = pulp::cast([row(i), row(i + CHUNK)]);
+    }
+    transpose_lanes(simd, rows)
 }
 
 /// Transpose, in each 128-bit lane, the 16 × 16 bytes of `rows`: output
@@ -570,9 +596,13 @@ mod tests {
                 let [[a, b]] = pair_sums_avx2(simd, &q, |j| [pair_chunk(&codes[0], &codes[1], j)]);
                 assert_eq!(a, q.sums(|w| word_at(&codes[0], w)), "dim {dim}");
                 assert_eq!(b, q.sums(|w| word_at(&codes[1], w)), "dim {dim}");
-                let block = simd.vectorize(
+                let [block] = simd.vectorize(
                     #[inline(always)]
-                    || block_sums_avx2(simd, &q, |i, c| chunk_at(&codes[i], c)),
+                    || {
+                        block_sums_avx2(simd, &q, |c| {
+                            [transpose_rows(simd, |i| chunk_at(&codes[i], c))]
+                        })
+                    },
                 );
                 for (i, code) in codes.iter().enumerate() {
                     let want = q.sums(|w| word_at(code, w));
