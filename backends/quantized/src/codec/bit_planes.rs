@@ -13,17 +13,21 @@
 //!
 //! ([`BitSums`] holds the two integers, [`QueryPlanes::weight`] the
 //! estimate; the rounding error is at most `step / 2` per set bit). The
-//! sums are exact integers, so the portable path ([`QueryPlanes::sums`],
-//! `u64` popcounts) and the AVX2 path ([`pair_sums_avx2`]) give the same
-//! scores bit for bit.
+//! sums are exact integers, and three kernels compute the same ones, so
+//! every path gives the same scores bit for bit:
 //!
-//! The AVX2 kernel scores two codes at once, one per 128-bit lane, 16 code
-//! bytes a step: it splits the code bytes into nibbles, masks them with the
-//! query planes' nibbles, and looks the popcounts up with `vpshufb` in
-//! tables already scaled by `2^p`. Per byte the five planes add at most
-//! `8 · 31 = 248`, so the step's sums fit in bytes; `vpsadbw` then adds the
-//! bytes of each lane. That is about one instruction per code byte, where
-//! a 256-entry table per code byte took eight.
+//! * [`block_sums_avx2`]: 32 codes a step. Their rows are transposed in
+//!   registers 16 bytes at a time ([`transpose_rows`]), so a register
+//!   holds one byte position of all 32 codes, and each position's nibbles
+//!   are looked up with `vpshufb` in 16-entry tables of the query (`Σ k`
+//!   and the bit count of every nibble value): FAISS's fast scan, without
+//!   storing the codes transposed.
+//! * [`pair_sums_avx2`]: two codes a step (the rest of a block), one per
+//!   128-bit lane: the nibbles masked with the planes' nibbles and their
+//!   popcounts looked up in tables scaled by `2^p` (five planes add at
+//!   most `8 · 31 = 248` per byte), then `vpsadbw`.
+//! * [`QueryPlanes::sums`]: `u64` popcounts, for single scores and CPUs
+//!   without AVX2.
 
 /// Bits per query weight: per byte of code the weighted popcounts add up
 /// to at most `8 · (2^BITS − 1)`, which must fit a byte.
@@ -233,7 +237,7 @@ impl QueryPlanes {
         sums
     }
 
-    /// Number of 16-byte steps [`pair_sums_avx2`] takes.
+    /// Number of 16-byte steps the AVX2 kernels take.
     pub fn chunks(&self) -> usize {
         self.len.div_ceil(CHUNK)
     }

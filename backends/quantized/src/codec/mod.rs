@@ -4,7 +4,7 @@
 //! |--------------|-------|
 //! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
 //! | `binary.rs`  | [`Binary`]: 1, 1.5 or 2 bits per component around the trained mean |
-//! | `bit_planes.rs` | the query as 5-bit planes and the popcount kernel that scores binary codes with them |
+//! | `bit_planes.rs` | the query rounded to 5 bits (bit planes, per-byte tables) and the kernels that sum it over binary codes' bits |
 //! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
 //!
 //! A codec is trained once on a sample of stored-form vectors (normalised
