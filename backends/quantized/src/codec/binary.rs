@@ -228,56 +228,34 @@ fn block_weight(
     )
 }
 
-/// [`Binary::score_batch`]'s AVX2 body: for 1 bit 32 codes per kernel
-/// pass ([`block_sums_avx2`]), then (and for 1.5 and 2 bits) two. A
-/// named [`pulp::NullaryFnOnce`] rather than a closure, so the whole body
-/// is inlined into pulp's AVX2-enabled function (a closure's `call_once`
-/// shim was sometimes left out of line, compiled without AVX2, calling
-/// every intrinsic as a function).
+/// [`Binary::score_batch`]'s AVX2 body: 32 codes per kernel pass
+/// ([`block_sums_avx2`]), then two ([`pair_sums_avx2`](super::bit_planes::pair_sums_avx2)), then one.
 #[cfg(target_arch = "x86_64")]
-struct PairBatch<'a, B: BitsPerDim> {
-    simd: pulp::x86::V3,
-    codec: &'a Binary<B>,
-    query: &'a BinaryQuery,
-    codes: &'a [u8],
-    out: &'a mut [f32],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl<B: BitsPerDim> pulp::NullaryFnOnce for PairBatch<'_, B> {
-    type Output = ();
-
+impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
     #[inline(always)]
-    fn call(self) {
-        let PairBatch {
-            simd,
-            codec,
-            query: q,
-            codes,
-            out,
-        } = self;
-        let len = codec.code_len();
+    fn batch_avx2(&self, simd: pulp::x86::V3, q: &BinaryQuery, codes: &[u8], out: &mut [f32]) {
+        let len = self.code_len();
         // 32 codes a step, then pairs.
         let mut blocks = codes.chunks_exact(BLOCK * len);
         let mut outs = out.chunks_exact_mut(BLOCK);
         for (block, o) in (&mut blocks).zip(&mut outs) {
-            codec.score_block(simd, q, block, o);
+            self.score_block(simd, q, block, o);
         }
         let (codes, out) = (blocks.remainder(), outs.into_remainder());
         let mut pairs = codes.chunks_exact(2 * len);
         let mut outs = out.chunks_exact_mut(2);
         for (pair, o) in (&mut pairs).zip(&mut outs) {
             let (a, b) = pair.split_at(len);
-            let [sa, sb] = codec.pair_sums(simd, &q.planes, a, b);
-            o[0] = codec.finish(q, a, sa);
-            o[1] = codec.finish(q, b, sb);
+            let [sa, sb] = self.pair_sums(simd, &q.planes, a, b);
+            o[0] = self.finish(q, a, sa);
+            o[1] = self.finish(q, b, sb);
         }
         for (code, o) in pairs
             .remainder()
             .chunks_exact(len)
             .zip(outs.into_remainder())
         {
-            *o = codec.finish(q, code, codec.code_sums(&q.planes, code));
+            *o = self.finish(q, code, self.code_sums(&q.planes, code));
         }
     }
 }
@@ -769,14 +747,8 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let n = (codes.len() / len).min(out.len());
         let (codes, out) = (&codes[..n * len], &mut out[..n]);
         #[cfg(target_arch = "x86_64")]
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            return simd.vectorize(PairBatch {
-                simd,
-                codec: self,
-                query: q,
-                codes,
-                out,
-            });
+        if super::try_batch_avx2(self, q, codes, out) {
+            return;
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.finish(q, code, self.code_sums(&q.planes, code));

@@ -85,6 +85,64 @@ pub trait Codec: Sized + Send + Sync + 'static {
     ) -> std::result::Result<Self, String>;
 }
 
+/// Codecs with an AVX2 kernel for [`Codec::score_batch`], run by
+/// [`try_batch_avx2`].
+#[cfg(target_arch = "x86_64")]
+pub(crate) trait BatchAvx2: Codec {
+    /// Scores of `query` against `codes` into `out` (as many as there are
+    /// whole codes), AVX2 enabled. Implementations are `#[inline(always)]`.
+    fn batch_avx2(&self, simd: pulp::x86::V3, query: &Self::Query, codes: &[u8], out: &mut [f32]);
+}
+
+/// Run `codec`'s AVX2 batch kernel if the CPU has AVX2 (checked at run
+/// time by `pulp`, which holds the `unsafe` of enabling the features);
+/// `false` when it has not, and the caller scores another way.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn try_batch_avx2<Q: BatchAvx2>(
+    codec: &Q,
+    query: &Q::Query,
+    codes: &[u8],
+    out: &mut [f32],
+) -> bool {
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        return false;
+    };
+    simd.vectorize(Avx2Batch {
+        simd,
+        codec,
+        query,
+        codes,
+        out,
+    });
+    true
+}
+
+/// The body [`try_batch_avx2`] hands to `pulp`: a named
+/// [`pulp::NullaryFnOnce`], not a closure, so the kernel is inlined into
+/// pulp's AVX2-enabled function (a closure's `call_once` shim was once
+/// left out of line, compiled without AVX2, calling every intrinsic as a
+/// function; see `docs/design-decisions.md`).
+#[cfg(target_arch = "x86_64")]
+struct Avx2Batch<'a, Q: Codec> {
+    simd: pulp::x86::V3,
+    codec: &'a Q,
+    query: &'a Q::Query,
+    codes: &'a [u8],
+    out: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<Q: BatchAvx2> pulp::NullaryFnOnce for Avx2Batch<'_, Q> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        self.codec
+            .batch_avx2(self.simd, self.query, self.codes, self.out);
+    }
+}
+
 /// Little-endian reader of parameter bytes, with errors instead of panics.
 #[derive(Debug)]
 pub struct ParamReader<'a> {

@@ -162,30 +162,12 @@ fn dot_u8_avx2(simd: pulp::x86::V3, a: &[u8], b: &[u8]) -> u32 {
     lanes.iter().sum::<u32>() + rest
 }
 
-/// [`ScalarU8::score_batch`]'s AVX2 body, a named [`pulp::NullaryFnOnce`]
-/// so that it is inlined into pulp's AVX2-enabled function (a closure's
-/// `call_once` shim can be left out of line, compiled without AVX2; see
-/// `docs/design-decisions.md`).
 #[cfg(target_arch = "x86_64")]
-struct ScalarBatch<'a> {
-    simd: pulp::x86::V3,
-    codec: &'a ScalarU8,
-    query: &'a ScalarQuery,
-    codes: &'a [u8],
-    out: &'a mut [f32],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl pulp::NullaryFnOnce for ScalarBatch<'_> {
-    type Output = ();
-
+impl super::BatchAvx2 for ScalarU8 {
     #[inline(always)]
-    fn call(self) {
-        let len = self.codec.code_len();
-        for (code, o) in self.codes.chunks_exact(len).zip(self.out) {
-            *o = self
-                .codec
-                .score_with(self.query, code, |a, b| dot_u8_avx2(self.simd, a, b));
+    fn batch_avx2(&self, simd: pulp::x86::V3, q: &ScalarQuery, codes: &[u8], out: &mut [f32]) {
+        for (code, o) in codes.chunks_exact(self.code_len()).zip(out) {
+            *o = self.score_with(q, code, |a, b| dot_u8_avx2(simd, a, b));
         }
     }
 }
@@ -306,14 +288,8 @@ impl Codec for ScalarU8 {
     fn score_batch(&self, q: &ScalarQuery, codes: &[u8], out: &mut [f32]) {
         let len = self.code_len();
         #[cfg(target_arch = "x86_64")]
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            return simd.vectorize(ScalarBatch {
-                simd,
-                codec: self,
-                query: q,
-                codes,
-                out,
-            });
+        if super::try_batch_avx2(self, q, codes, out) {
+            return;
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.score(q, code);
