@@ -55,7 +55,7 @@ pub struct QueryPlanes {
     step: f32,
     /// `Σ ẑ_i` over every dimension (`ẑ_i = lo + step · k_i`).
     total: f32,
-    /// Plane `p`, word `w` at `p · words + w` (little-endian bit order: bit
+    /// Plane `p`, word `w` at `p · words_per_plane + w` (little-endian: bit
     /// `i % 64` of word `i / 64` is dimension `i`).
     words: Vec<u64>,
     words_per_plane: usize,
