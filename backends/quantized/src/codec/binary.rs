@@ -188,29 +188,6 @@ const SPREAD_TWICE: [u8; 32] = {
     t
 };
 
-/// Chunk `j` of two codes' 1.5-bit magnitudes spread to one bit per
-/// dimension: pair bytes `8 j ..` of `a` (low lane) and `b` (high lane)
-/// split into nibbles, interleaved, and looked up in [`SPREAD`].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn spread_pair(simd: pulp::x86::V3, a: &[u8], b: &[u8], j: usize) -> core::arch::x86_64::__m256i {
-    let half = |x: &[u8]| {
-        let bytes = word_at(x, j).to_le_bytes();
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&bytes);
-        out
-    };
-    let raw: core::arch::x86_64::__m256i = pulp::cast([half(a), half(b)]);
-    let nibble = simd.avx._mm256_set1_epi8(0x0F);
-    let low = simd.avx2._mm256_and_si256(raw, nibble);
-    let high = simd
-        .avx2
-        ._mm256_and_si256(simd.avx2._mm256_srli_epi16::<4>(raw), nibble);
-    let index = simd.avx2._mm256_unpacklo_epi8(low, high);
-    simd.avx2
-        ._mm256_shuffle_epi8(pulp::cast(SPREAD_TWICE), index)
-}
-
 /// `lo · count + step · Σ k` for eight codes (`sums`: their counts and
 /// `Σ k`), the operations of `QueryPlanes::weight`.
 #[cfg(target_arch = "x86_64")]
@@ -229,32 +206,20 @@ fn block_weight(
 }
 
 /// [`Binary::score_batch`]'s AVX2 body: 32 codes per kernel pass
-/// ([`block_sums_avx2`]), then two ([`pair_sums_avx2`](super::bit_planes::pair_sums_avx2)), then one.
+/// ([`block_sums_avx2`]), then the rest one at a time.
 #[cfg(target_arch = "x86_64")]
 impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
     #[inline(always)]
     fn batch_avx2(&self, simd: pulp::x86::V3, q: &BinaryQuery, codes: &[u8], out: &mut [f32]) {
         let len = self.code_len();
-        // 32 codes a step, then pairs.
         let mut blocks = codes.chunks_exact(BLOCK * len);
         let mut outs = out.chunks_exact_mut(BLOCK);
         for (block, o) in (&mut blocks).zip(&mut outs) {
             self.score_block(simd, q, block, o);
         }
+        // The rest, one at a time (popcounts compiled with `popcnt`).
         let (codes, out) = (blocks.remainder(), outs.into_remainder());
-        let mut pairs = codes.chunks_exact(2 * len);
-        let mut outs = out.chunks_exact_mut(2);
-        for (pair, o) in (&mut pairs).zip(&mut outs) {
-            let (a, b) = pair.split_at(len);
-            let [sa, sb] = self.pair_sums(simd, &q.planes, a, b);
-            o[0] = self.finish(q, a, sa);
-            o[1] = self.finish(q, b, sb);
-        }
-        for (code, o) in pairs
-            .remainder()
-            .chunks_exact(len)
-            .zip(outs.into_remainder())
-        {
+        for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.finish(q, code, self.code_sums(&q.planes, code));
         }
     }
@@ -316,59 +281,6 @@ impl<B: BitsPerDim> Binary<B> {
             both: q.sums(|w| word_at(signs, w) & magnitude(w)),
             ..sums
         }
-    }
-
-    /// The sums of codes `a` and `b` at once (AVX2).
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn pair_sums(&self, simd: pulp::x86::V3, q: &QueryPlanes, a: &[u8], b: &[u8]) -> [CodeSums; 2] {
-        use super::bit_planes::{pair_chunk, pair_sums_avx2};
-        let nb = self.plane_len();
-        let (signs_a, signs_b) = (&a[..nb], &b[..nb]);
-        if B::HALF_BITS == 2 {
-            let [[sa, sb]] = pair_sums_avx2(
-                simd,
-                q,
-                #[inline(always)]
-                |j| [pair_chunk(signs_a, signs_b, j)],
-            );
-            return [sa, sb].map(|signs| CodeSums {
-                signs,
-                ..CodeSums::default()
-            });
-        }
-        let planes = self.planes_len();
-        let (mags_a, mags_b) = (&a[nb..planes], &b[nb..planes]);
-        let [[sa, sb], [ma, mb], [ba, bb]] = pair_sums_avx2(
-            simd,
-            q,
-            #[inline(always)]
-            |j| {
-                let signs = pair_chunk(signs_a, signs_b, j);
-                let magnitudes = if B::HALF_BITS == 3 {
-                    spread_pair(simd, mags_a, mags_b, j)
-                } else {
-                    pair_chunk(mags_a, mags_b, j)
-                };
-                [
-                    signs,
-                    magnitudes,
-                    simd.avx2._mm256_and_si256(signs, magnitudes),
-                ]
-            },
-        );
-        [
-            CodeSums {
-                signs: sa,
-                magnitudes: ma,
-                both: ba,
-            },
-            CodeSums {
-                signs: sb,
-                magnitudes: mb,
-                both: bb,
-            },
-        ]
     }
 
     /// The score of `code` from its bit sums.

@@ -13,7 +13,7 @@
 //!
 //! ([`BitSums`] holds the two integers, [`QueryPlanes::weight`] the
 //! estimate; the rounding error is at most `step / 2` per set bit). The
-//! sums are exact integers, and three kernels compute the same ones, so
+//! sums are exact integers, and both kernels compute the same ones, so
 //! every path gives the same scores bit for bit:
 //!
 //! * [`block_sums_avx2`]: 32 codes a step. Their rows are transposed in
@@ -22,12 +22,9 @@
 //!   are looked up with `vpshufb` in 16-entry tables of the query (`Σ k`
 //!   and the bit count of every nibble value): FAISS's fast scan, without
 //!   storing the codes transposed.
-//! * [`pair_sums_avx2`]: two codes a step (the rest of a block), one per
-//!   128-bit lane: the nibbles masked with the planes' nibbles and their
-//!   popcounts looked up in tables scaled by `2^p` (five planes add at
-//!   most `8 · 31 = 248` per byte), then `vpsadbw`.
-//! * [`QueryPlanes::sums`]: `u64` popcounts, for single scores and CPUs
-//!   without AVX2.
+//! * [`QueryPlanes::sums`]: `u64` popcounts of the planes
+//!   `Σ_p 2^p · popcount(K_p & x)`, for the codes after the last whole
+//!   block, single scores and CPUs without AVX2.
 
 /// Bits per query weight: per byte of code the weighted popcounts add up
 /// to at most `8 · (2^BITS − 1)`, which must fit a byte.
@@ -59,14 +56,9 @@ pub struct QueryPlanes {
     /// `i % 64` of word `i / 64` is dimension `i`).
     words: Vec<u64>,
     words_per_plane: usize,
-    /// Per 16-byte chunk `j` and plane `p`: the plane's low nibbles at
-    /// `2 · (j · BITS + p)`, its high nibbles (shifted down) right after;
-    /// the 16 bytes twice over, once per 128-bit lane.
-    nibbles: Vec<[u8; 32]>,
     /// Bits of the dimensions that exist (a code's padding bits never
-    /// count), as words and as chunks in both lanes.
+    /// count).
     valid_words: Vec<u64>,
-    valid_chunks: Vec<[u8; 32]>,
     /// Per code byte `j`, four 16-entry tables (each twice, once per
     /// 128-bit lane) for [`block_sums_avx2`]: `Σ k_i` over the set bits of
     /// the byte's low nibble, of its high nibble, and the number of those
@@ -99,8 +91,7 @@ impl QueryPlanes {
             })
             .collect();
         let k_sum: u64 = k.iter().map(|&k| u64::from(k)).sum();
-        let chunks = len.div_ceil(CHUNK);
-        let padded = chunks * CHUNK;
+        let padded = len.div_ceil(8) * 8;
         let mut planes = vec![0u8; BITS * padded];
         for (i, &k) in k.iter().enumerate() {
             for p in 0..BITS {
@@ -122,30 +113,6 @@ impl QueryPlanes {
             valid[i / 8] |= 1 << (i % 8);
         }
         let valid_words = to_words(&valid);
-        let valid_chunks = valid
-            .chunks_exact(CHUNK)
-            .map(|c| {
-                let mut both = [0u8; 32];
-                both[..CHUNK].copy_from_slice(c);
-                both[CHUNK..].copy_from_slice(c);
-                both
-            })
-            .collect();
-        let mut nibbles = Vec::with_capacity(chunks * BITS * 2);
-        for j in 0..chunks {
-            for p in 0..BITS {
-                let bytes = &planes[p * padded + j * CHUNK..][..CHUNK];
-                let (mut low, mut high) = ([0u8; 32], [0u8; 32]);
-                for (b, &x) in bytes.iter().enumerate() {
-                    low[b] = x & 0x0F;
-                    low[b + CHUNK] = x & 0x0F;
-                    high[b] = x >> 4;
-                    high[b + CHUNK] = x >> 4;
-                }
-                nibbles.push(low);
-                nibbles.push(high);
-            }
-        }
         let mut columns = Vec::with_capacity(4 * len);
         for j in 0..len {
             let (mut k_low, mut k_high, mut n_low, mut n_high) =
@@ -174,9 +141,7 @@ impl QueryPlanes {
             total: z.len() as f32 * lo + step * k_sum as f32,
             words,
             words_per_plane,
-            nibbles,
             valid_words,
-            valid_chunks,
             columns,
         }
     }
@@ -237,7 +202,7 @@ impl QueryPlanes {
         sums
     }
 
-    /// Number of 16-byte steps the AVX2 kernels take.
+    /// Number of 16-byte steps the AVX2 kernel takes.
     pub fn chunks(&self) -> usize {
         self.len.div_ceil(CHUNK)
     }
@@ -272,92 +237,6 @@ pub fn chunk_at(bytes: &[u8], j: usize) -> [u8; 16] {
     }
 }
 
-/// Popcount of a nibble times `2^p`, per plane `p`, in both lanes.
-#[cfg(target_arch = "x86_64")]
-const POPCOUNTS: [[u8; 32]; BITS] = {
-    let mut t = [[0u8; 32]; BITS];
-    let mut p = 0;
-    while p < BITS {
-        let mut n = 0;
-        while n < 32 {
-            t[p][n] = ((n % 16) as u32).count_ones() as u8 * (1 << p);
-            n += 1;
-        }
-        p += 1;
-    }
-    t
-};
-
-/// The sums of two codes' `N` bit vectors at once (for binary codes:
-/// signs; or signs, magnitudes and both), code `a` in the low lane and
-/// `b` in the high lane of each of `chunk(j)`'s registers, which hold
-/// bytes `16 j ..` of the vectors (bits past the last dimension are
-/// ignored). The query planes are loaded once per step for all `N`.
-/// Call inside `V3::vectorize`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn pair_sums_avx2<const N: usize>(
-    simd: pulp::x86::V3,
-    q: &QueryPlanes,
-    chunk: impl Fn(usize) -> [core::arch::x86_64::__m256i; N],
-) -> [[BitSums; 2]; N] {
-    use core::arch::x86_64::__m256i;
-    let avx2 = simd.avx2;
-    let nibble = simd.avx._mm256_set1_epi8(0x0F);
-    let zero = simd.avx._mm256_setzero_si256();
-    let tables: [__m256i; BITS] = POPCOUNTS.map(pulp::cast);
-    let (mut weighted, mut count) = ([zero; N], [zero; N]);
-    for (j, (masks, valid)) in q
-        .nibbles
-        .chunks_exact(2 * BITS)
-        .zip(&q.valid_chunks)
-        .enumerate()
-    {
-        let vectors = chunk(j);
-        let valid: __m256i = pulp::cast(*valid);
-        let (mut low, mut high) = ([zero; N], [zero; N]);
-        for i in 0..N {
-            let c = avx2._mm256_and_si256(vectors[i], valid);
-            low[i] = avx2._mm256_and_si256(c, nibble);
-            high[i] = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(c), nibble);
-        }
-        let mut acc = [zero; N];
-        for (p, table) in tables.iter().enumerate() {
-            let (mask_low, mask_high): (__m256i, __m256i) =
-                (pulp::cast(masks[2 * p]), pulp::cast(masks[2 * p + 1]));
-            for i in 0..N {
-                let l = avx2._mm256_shuffle_epi8(*table, avx2._mm256_and_si256(mask_low, low[i]));
-                let h = avx2._mm256_shuffle_epi8(*table, avx2._mm256_and_si256(mask_high, high[i]));
-                acc[i] = avx2._mm256_add_epi8(acc[i], avx2._mm256_add_epi8(l, h));
-            }
-        }
-        for i in 0..N {
-            weighted[i] = avx2._mm256_add_epi64(weighted[i], avx2._mm256_sad_epu8(acc[i], zero));
-            let bits = avx2._mm256_add_epi8(
-                avx2._mm256_shuffle_epi8(tables[0], low[i]),
-                avx2._mm256_shuffle_epi8(tables[0], high[i]),
-            );
-            count[i] = avx2._mm256_add_epi64(count[i], avx2._mm256_sad_epu8(bits, zero));
-        }
-    }
-    let mut out = [[BitSums::default(); 2]; N];
-    for i in 0..N {
-        let w: [u64; 4] = pulp::cast(weighted[i]);
-        let n: [u64; 4] = pulp::cast(count[i]);
-        out[i] = [
-            BitSums {
-                weighted: w[0] + w[1],
-                count: n[0] + n[1],
-            },
-            BitSums {
-                weighted: w[2] + w[3],
-                count: n[2] + n[3],
-            },
-        ];
-    }
-    out
-}
-
 /// Codes [`block_sums_avx2`] scores at once.
 pub const BLOCK: usize = 32;
 
@@ -378,8 +257,8 @@ pub struct BlockSums {
 /// its high lane; [`transpose_rows`]), and each column's nibbles are
 /// looked up with `vpshufb` in 16-entry tables of the query (`Σ k` and
 /// the bit count of each nibble value): two look-ups per byte position
-/// shared by 32 codes, where [`pair_sums_avx2`] runs five planes per two
-/// codes. The sums are the same integers. Call inside `V3::vectorize`.
+/// shared by 32 codes. The sums are those of [`QueryPlanes::sums`]. Call
+/// inside `V3::vectorize`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn block_sums_avx2<const N: usize>(
@@ -533,13 +412,6 @@ fn transpose_lanes(
     d
 }
 
-/// Bytes `16 j ..` of `a` in the low lane and of `b` in the high lane.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn pair_chunk(a: &[u8], b: &[u8], j: usize) -> core::arch::x86_64::__m256i {
-    pulp::cast([chunk_at(a, j), chunk_at(b, j)])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,9 +469,6 @@ mod tests {
             }
             #[cfg(target_arch = "x86_64")]
             if let Some(simd) = pulp::x86::V3::try_new() {
-                let [[a, b]] = pair_sums_avx2(simd, &q, |j| [pair_chunk(&codes[0], &codes[1], j)]);
-                assert_eq!(a, q.sums(|w| word_at(&codes[0], w)), "dim {dim}");
-                assert_eq!(b, q.sums(|w| word_at(&codes[1], w)), "dim {dim}");
                 let [block] = simd.vectorize(
                     #[inline(always)]
                     || {
