@@ -651,8 +651,13 @@ fn format_1_interrupted_drops_and_upgrades_keep_every_drop() {
         id_map::IDS_EXTERNAL_FILE,
         id_map::IDS_PHF_FILE,
     ] {
-        for name in [id_map::IDS_SLOTS_FILE, id_map::IDS_UUIDS_FILE] {
-            fs::copy(v2.join(name), ids.join(name)).unwrap();
+        // Format-2 tables beside the drops already in ids_deleted.dat
+        // (written first by the format-1 upgrade).
+        for e in fs::read_dir(&v2).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != id_map::IDS_DELETED_FILE {
+                fs::copy(e.path(), ids.join(e.file_name())).unwrap();
+            }
         }
         for (name, bytes) in &v1_state {
             if name == id_map::IDS_FLAGS_FILE || name == restore {
@@ -716,17 +721,26 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     assert!(!ids.join(id_map::IDS_SLOTS_FILE).exists());
     assert_eq!(header_version(&ids.join(id_map::IDS_NUM_FILE)), 3);
     assert_eq!(header_version(&ids.join(id_map::IDS_UUIDS_FILE)), 3);
+    assert_eq!(
+        header_version(&ids.join(id_map::IDS_PHF_FILE)),
+        id_map::PHF_FORMAT_VERSION
+    );
     let upgraded = dir_state(ids);
     let m = MmapIdMapper::open(ids).unwrap();
     check_against_expected(&m, &expected, None);
     drop(m);
 
     // Killed after writing the records (UUIDs still format 2), or after
-    // converting the UUIDs too: the slots file is still there, the next
-    // open finishes with the same files.
+    // converting the UUIDs too: the slots file is still there (and the
+    // format-3 upgrade, which follows, has not run), the next open
+    // finishes with the same files.
     for restore in [
-        vec![id_map::IDS_SLOTS_FILE, id_map::IDS_UUIDS_FILE],
-        vec![id_map::IDS_SLOTS_FILE],
+        vec![
+            id_map::IDS_SLOTS_FILE,
+            id_map::IDS_UUIDS_FILE,
+            id_map::IDS_PHF_FILE,
+        ],
+        vec![id_map::IDS_SLOTS_FILE, id_map::IDS_PHF_FILE],
     ] {
         for name in restore {
             fs::write(ids.join(name), &v2_state[name]).unwrap();
@@ -746,6 +760,92 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     slots[n - 2] ^= 0x40;
     fs::write(ids.join(id_map::IDS_SLOTS_FILE), &slots).unwrap();
     assert_names_file(MmapIdMapper::open(ids).unwrap_err(), id_map::IDS_SLOTS_FILE);
+}
+
+// ------------------------------------------------------- format 3 upgrade
+
+/// A copy of `tests/fixtures/mmap_v3/ids` (the format-1 fixture's id map
+/// as format 3 wrote it: `ph` 0.8 FMPH functions, records in their slot
+/// order) and the format-1 fixture's `expected.json`.
+fn v3_fixture() -> (tempfile::TempDir, serde_json::Value) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tmp();
+    for e in fs::read_dir(fixtures.join("mmap_v3/ids")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let expected =
+        serde_json::from_slice(&fs::read(fixtures.join("mmap_v1/expected.json")).unwrap()).unwrap();
+    (dir, expected)
+}
+
+#[test]
+fn format_3_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
+    let (dir, expected) = v3_fixture();
+    let ids = dir.path();
+    let v3_state = dir_state(ids);
+    assert_eq!(header_version(&ids.join(id_map::IDS_PHF_FILE)), 2);
+
+    let m = MmapIdMapper::open(ids).unwrap();
+    check_against_expected(&m, &expected, None);
+    drop(m);
+    assert_eq!(
+        header_version(&ids.join(id_map::IDS_PHF_FILE)),
+        id_map::PHF_FORMAT_VERSION
+    );
+    // The slot-ordered tables were rewritten, the others kept.
+    let upgraded = dir_state(ids);
+    for name in [id_map::IDS_NUM_FILE, id_map::IDS_PHF_FILE] {
+        assert_ne!(upgraded[name], v3_state[name], "{name}");
+    }
+    for name in [id_map::IDS_ORDER_FILE, id_map::IDS_VERSIONS_FILE] {
+        assert_eq!(upgraded[name], v3_state[name], "{name}");
+    }
+    let m = MmapIdMapper::open(ids).unwrap();
+    check_against_expected(&m, &expected, None);
+    drop(m);
+
+    // Killed before the function was written, with any of the rewritten
+    // tables already replaced: the old function's header is still there
+    // and the next open finishes, whichever tables are old or new.
+    let rewritten = [
+        id_map::IDS_NUM_FILE,
+        id_map::IDS_UUIDS_FILE,
+        id_map::IDS_EXTERNAL_FILE,
+    ];
+    for mask in 0..(1 << rewritten.len()) {
+        fs::write(
+            ids.join(id_map::IDS_PHF_FILE),
+            &v3_state[id_map::IDS_PHF_FILE],
+        )
+        .unwrap();
+        for (i, name) in rewritten.iter().enumerate() {
+            let state = if mask & (1 << i) != 0 {
+                &upgraded
+            } else {
+                &v3_state
+            };
+            fs::write(ids.join(name), &state[*name]).unwrap();
+        }
+        let m = MmapIdMapper::open(ids).unwrap();
+        check_against_expected(&m, &expected, None);
+        drop(m);
+        assert_eq!(
+            header_version(&ids.join(id_map::IDS_PHF_FILE)),
+            id_map::PHF_FORMAT_VERSION
+        );
+    }
+
+    // A damaged format-3 record table fails the upgrade with an error
+    // naming it; the old function stays, so nothing was half-upgraded.
+    for (name, state) in &v3_state {
+        fs::write(ids.join(name), state).unwrap();
+    }
+    let mut records = v3_state[id_map::IDS_NUM_FILE].clone();
+    records[4096 + 3] ^= 0x10;
+    fs::write(ids.join(id_map::IDS_NUM_FILE), &records).unwrap();
+    assert_names_file(MmapIdMapper::open(ids).unwrap_err(), id_map::IDS_NUM_FILE);
+    assert_eq!(header_version(&ids.join(id_map::IDS_PHF_FILE)), 2);
 }
 
 #[test]

@@ -227,6 +227,7 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
         let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         write_phf_file(
             dir,
+            TABLE_FORMAT_VERSION,
             count(h.num_keys),
             count(h.uuid_keys),
             h.num_phf_bytes as usize,

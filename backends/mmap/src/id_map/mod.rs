@@ -1,17 +1,18 @@
-//! [`MmapIdMapper`]: immutable id map over memory-mapped arrays with a
-//! minimal perfect hash function (fingerprint-based `ph::fmph::Function`).
+//! [`MmapIdMapper`]: immutable id map over memory-mapped arrays with
+//! minimal perfect hash functions (`ph`'s PHast for numeric ids, FMPH for
+//! UUIDs; `phf.rs`).
 //!
 //! ## Layout and lookups
 //!
 //! Numeric ids and UUIDs get separate perfect hash functions (PHFs), so a
 //! numeric id and a UUID with the same bits never collide and each kind is
 //! hashed as its natural integer (`u64` / `u128`). The PHFs are loaded into
-//! RAM at open (about 2.8 bits per key), the deleted bitmap is held in RAM,
+//! RAM at open (under 3 bits per key), the deleted bitmap is held in RAM,
 //! everything else is mapped read-only:
 //!
 //! | file                | entry (per)            | role                                    |
 //! |---------------------|------------------------|-----------------------------------------|
-//! | `ids_phf.bin`       | ~2.8 bits (id)         | the two PHFs (`num`, `uuid`)            |
+//! | `ids_phf.bin`       | < 3 bits (id)          | the two PHFs (`num`, `uuid`)            |
 //! | `ids_num.dat`       | 12 B (numeric id)      | PHF slot → {id, offset}                 |
 //! | `ids_uuids.dat`     | 20 B (UUID id)         | PHF slot → {uuid, offset}               |
 //! | `ids_external.dat`  | `u64` (offset)         | offset → numeric id, or UUID slot index |
@@ -20,7 +21,8 @@
 //! | `ids_versions.dat`  | `u64` (offset)         | version slot ([`vecseg_traits::version_slot`], 0 = none) |
 //! | `ids_order.dat`     | `u32` (mapped id)      | offsets sorted by external id           |
 //!
-//! * **numeric id → offset**: `s = phf_num(id)`; the record `nums[s]` holds
+//! * **numeric id → offset**: `s = phf_num(id)` (one hash and one byte of
+//!   PHast seeds for almost every id); the record `nums[s]` holds
 //!   the id itself (the membership check: a PHF maps unknown keys to some
 //!   slot too) and its offset; the id is present iff the stored id equals
 //!   it and the offset is not deleted. The record tables are laid out in
@@ -41,6 +43,13 @@
 //! pages are faulted in only while iterating in id order and never by
 //! lookups. Versions (8 B) are excluded from the budget by definition. A
 //! UUID point costs 20 B (record) + 8 B (external) + bits + PHF.
+//!
+//! ## Files of this module
+//!
+//! `phf.rs` the hash functions and their hashing of ids; `slots.rs` hashes
+//! mappings into slot-ordered record tables (build and upgrade);
+//! `records.rs` the record tables' block layout; `format_v1.rs`,
+//! `format_v2.rs`, `format_v3.rs` the upgrades of older formats.
 //!
 //! ## Integrity
 //!
@@ -64,9 +73,11 @@
 //! Older formats are upgraded at open: format 1 (dropped bits inside the
 //! slot tables, a plain `ids_flags.dat`, no table checksums) to format 2 by
 //! `format_v1.rs`, format 2 (a `u32` slot → offset table `ids_slots.dat`,
-//! 24-byte UUID records) to format 3 by `format_v2.rs`. Each file carries
-//! its own format version: the record tables are at 3, the other tables
-//! kept their format-2 layout and header.
+//! 24-byte UUID records) to format 3 by `format_v2.rs`, format 3 (`ph`
+//! 0.8 FMPHs) to format 4 by `format_v3.rs`, which rebuilds the functions
+//! and the slot-ordered tables from the records. Each file carries
+//! its own format version: `ids_phf.bin` and the record tables are at 3,
+//! the other tables kept their format-2 layout and header.
 //!
 //! Offsets must be below 2^31. Every file is validated at open (magic,
 //! version, lengths against the headers, checksums, bits past the end, the
@@ -77,7 +88,10 @@
 
 mod format_v1;
 mod format_v2;
+mod format_v3;
+mod phf;
 mod records;
+mod slots;
 
 pub use records::{NumRecord, UuidRecord, BLOCK_BYTES, RECORDS_FORMAT_VERSION};
 
@@ -87,7 +101,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
-use ph::fmph;
 use rayon::prelude::*;
 use vecseg_traits::version_slot;
 use vecseg_traits::{
@@ -98,6 +111,7 @@ use crate::advice::{Advice, AdviceSetting};
 use crate::checked_bitmap::{bit, bitmap_words, count_ones, has_bits_past, set_bit, CheckedBitmap};
 use crate::file::{write_new_file, MmapFile, MmapFileMut};
 use crate::header::{cast_slice, cast_slice_mut, read_header, FilePrefix};
+use phf::{NumPhf, UuidPhf};
 use records::{write_record_table, RecordTable};
 
 /// File holding the two perfect hash functions.
@@ -123,13 +137,18 @@ pub const IDS_VERSIONS_FILE: &str = "ids_versions.dat";
 /// File of offsets in external-id order.
 pub const IDS_ORDER_FILE: &str = "ids_order.dat";
 
-/// Format version of the id map as a whole (format 3: one-page record
-/// lookups). Formats 1 and 2 are upgraded at open.
-pub const IDS_FORMAT_VERSION: u32 = 3;
+/// Format version of the id map as a whole (format 4: PHast for numeric
+/// ids; format 3 brought one-page record lookups). Formats 1 to 3 are
+/// upgraded at open.
+pub const IDS_FORMAT_VERSION: u32 = 4;
 
-/// Header version of the tables whose layout format 3 kept from format 2
-/// (`ids_phf.bin`, external, kinds, order); the record tables are at
-/// [`RECORDS_FORMAT_VERSION`].
+/// Header version of `ids_phf.bin`: 3 = the functions of `phf.rs`; 2 =
+/// `ph` 0.8's FMPH (formats 2 and 3, upgraded at open by `format_v3.rs`).
+pub const PHF_FORMAT_VERSION: u32 = 3;
+
+/// Header version of the tables whose layout formats 3 and 4 kept from
+/// format 2 (external, kinds, order); the record tables are at
+/// [`RECORDS_FORMAT_VERSION`], `ids_phf.bin` at [`PHF_FORMAT_VERSION`].
 pub const TABLE_FORMAT_VERSION: u32 = 2;
 
 const PHF_MAGIC: [u8; 8] = *b"VSIDPHF_";
@@ -160,9 +179,24 @@ struct PhfHeader {
     uuid_keys: u64,
     num_phf_bytes: u64,
     uuid_phf_bytes: u64,
-    /// CRC-32C of both serialized functions.
+    /// CRC-32C of the four counts above (32 bytes, little-endian) followed
+    /// by both serialized functions (version 2: of the functions only).
     body_crc: u32,
     reserved: u32,
+}
+
+impl PhfHeader {
+    /// The checksum `body_crc` should hold for `body` (header version 3).
+    fn checksum(&self, body: &[u8]) -> u32 {
+        let counts = [
+            self.num_keys,
+            self.uuid_keys,
+            self.num_phf_bytes,
+            self.uuid_phf_bytes,
+        ];
+        let bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        crc32c::crc32c_append(crc32c::crc32c(&bytes), body)
+    }
 }
 
 /// Header of `ids_versions.dat` (24 bytes).
@@ -189,8 +223,6 @@ struct TableHeader {
 const COUNT_START: usize = std::mem::size_of::<CountHeader>();
 const TABLE_START: usize = std::mem::size_of::<TableHeader>();
 
-type Phf = fmph::Function;
-
 /// Figures recorded by [`MmapIdMapper::build_with_stats`].
 #[derive(Debug, Clone, Default)]
 pub struct IdMapBuildStats {
@@ -200,12 +232,15 @@ pub struct IdMapBuildStats {
     pub total_time: Duration,
     /// Wall time reading the source (mappings in id order, checks).
     pub collect_time: Duration,
-    /// Wall time spent constructing the perfect hash functions.
+    /// Wall time spent constructing the perfect hash functions (on their
+    /// own thread, while the versions are read).
     pub phf_time: Duration,
-    /// Wall time filling the tables in RAM (records, external ids,
-    /// versions, order).
+    /// Wall time filling the record and external tables once the
+    /// functions are built.
     pub fill_time: Duration,
-    /// Wall time writing and fsyncing the files.
+    /// Wall time waiting for the files to be written and fsynced once the
+    /// tables are filled (the bitmaps, versions and order are written
+    /// while the functions build).
     pub write_time: Duration,
     /// Wall time of the final open (checksums, sample check).
     pub open_time: Duration,
@@ -244,8 +279,8 @@ pub struct IdMapSizes {
 /// ```
 pub struct MmapIdMapper {
     dir: PathBuf,
-    num_phf: Option<Phf>,
-    uuid_phf: Option<Phf>,
+    num_phf: Option<NumPhf>,
+    uuid_phf: Option<UuidPhf>,
     phf_bytes: usize,
     nums: RecordTable<NumRecord>,
     uuids: RecordTable<UuidRecord>,
@@ -278,87 +313,26 @@ fn corrupted(path: &Path, reason: impl Into<String>) -> StorageError {
     StorageError::corrupted(path, reason)
 }
 
-fn build_phf<K: std::hash::Hash + Sync + Send>(keys: Vec<K>, what: &str) -> Result<Option<Phf>> {
-    if keys.is_empty() {
-        return Ok(None);
+/// Read one serialized function of `ids_phf.bin` (`None` for zero keys),
+/// mapping a decoding failure to [`StorageError::Corrupted`] naming `path`.
+fn parse_phf<F>(
+    path: &Path,
+    bytes: &[u8],
+    keys: usize,
+    what: &str,
+    read: impl FnOnce(&[u8]) -> std::io::Result<F>,
+) -> Result<Option<F>> {
+    match (keys, bytes.is_empty()) {
+        (0, true) => Ok(None),
+        (0, false) => Err(corrupted(path, format!("{what} PHF present for zero keys"))),
+        (_, true) => Err(corrupted(
+            path,
+            format!("{what} PHF missing for {keys} keys"),
+        )),
+        _ => read(bytes)
+            .map(Some)
+            .map_err(|e| corrupted(path, format!("{what} PHF: {e}"))),
     }
-    Phf::try_with_conf_stats(keys, fmph::BuildConf::default(), &mut ())
-        .map(Some)
-        .ok_or_else(|| {
-            StorageError::InvalidArgument(format!(
-                "perfect hash construction over {what} ids failed (duplicate ids?)"
-            ))
-        })
-}
-
-fn phf_to_bytes(phf: &Option<Phf>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(f) = phf {
-        out.reserve(f.write_bytes());
-        // Writing to a Vec cannot fail.
-        let _ = f.write(&mut out);
-    }
-    out
-}
-
-/// Decode one VByte (as written by `binout`, which `ph` uses) from `bytes`
-/// at `*pos`.
-fn read_vbyte(bytes: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut result = 0u64;
-    let mut shift = 0u32;
-    while shift < 56 {
-        let b = *bytes.get(*pos)?;
-        *pos += 1;
-        result |= ((b & 0x7F) as u64) << shift;
-        if b < 128 {
-            return Some(result);
-        }
-        shift += 7;
-    }
-    let b = *bytes.get(*pos)?;
-    *pos += 1;
-    Some(result | ((b as u64) << shift))
-}
-
-/// Parse a serialized PHF over `keys` keys, checking its structure first so
-/// a damaged file cannot make `ph` allocate absurd amounts or misbehave.
-fn parse_phf(path: &Path, bytes: &[u8], keys: usize, what: &str) -> Result<Option<Phf>> {
-    if keys == 0 {
-        if !bytes.is_empty() {
-            return Err(corrupted(path, format!("{what} PHF present for zero keys")));
-        }
-        return Ok(None);
-    }
-    let bad = |reason: String| corrupted(path, format!("{what} PHF: {reason}"));
-    let mut pos = 0usize;
-    let levels = read_vbyte(bytes, &mut pos).ok_or_else(|| bad("truncated".into()))?;
-    if levels == 0 || levels > 256 {
-        return Err(bad(format!("{levels} levels")));
-    }
-    let mut words = 0u64;
-    for _ in 0..levels {
-        let size = read_vbyte(bytes, &mut pos).ok_or_else(|| bad("truncated".into()))?;
-        if size == 0 {
-            return Err(bad("empty level".into()));
-        }
-        words = words
-            .checked_add(size)
-            .filter(|w| *w <= (bytes.len() / 8) as u64)
-            .ok_or_else(|| bad("level sizes exceed the file".into()))?;
-    }
-    if (bytes.len() - pos) as u64 != words * 8 {
-        return Err(bad(format!(
-            "{} bytes of bit array, levels need {}",
-            bytes.len() - pos,
-            words * 8
-        )));
-    }
-    let mut input = bytes;
-    let f = Phf::read(&mut input).map_err(|e| bad(e.to_string()))?;
-    if f.len() != keys {
-        return Err(bad(format!("encodes {} keys, header says {keys}", f.len())));
-    }
-    Ok(Some(f))
 }
 
 /// The format version in a file's prefix, if the file is long enough.
@@ -473,27 +447,49 @@ fn write_bitmaps(dir: &Path, total: usize, deleted: &[u64], kinds: &[u64]) -> Re
     )
 }
 
-/// Write `ids_phf.bin`: header (with the CRC-32C of `body`) and `body`, the
-/// numeric function's `num_phf_bytes` bytes followed by the UUID one's.
+/// Write `ids_phf.bin` at header version `version`: header (with the
+/// CRC-32C of `body`) and `body`, the numeric function's `num_phf_bytes`
+/// bytes followed by the UUID one's.
 fn write_phf_file(
     dir: &Path,
+    version: u32,
     num_keys: usize,
     uuid_keys: usize,
     num_phf_bytes: usize,
     body: &[u8],
 ) -> Result<()> {
-    let header = PhfHeader {
-        prefix: FilePrefix::new::<PhfHeader>(PHF_MAGIC, TABLE_FORMAT_VERSION),
+    let mut header = PhfHeader {
+        prefix: FilePrefix::new::<PhfHeader>(PHF_MAGIC, version),
         num_keys: num_keys as u64,
         uuid_keys: uuid_keys as u64,
         num_phf_bytes: num_phf_bytes as u64,
         uuid_phf_bytes: (body.len() - num_phf_bytes) as u64,
-        body_crc: crc32c::crc32c(body),
+        body_crc: 0,
         reserved: 0,
     };
+    header.body_crc = header.checksum(body);
     write_new_file(&dir.join(IDS_PHF_FILE), |w| {
         w.write_all(bytemuck::bytes_of(&header))?;
         w.write_all(body)
+    })
+}
+
+/// Join a scoped thread, resuming its panic if it panicked.
+fn join_scoped<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Write `ids_versions.dat` holding the encoded version slots `versions`.
+fn write_versions(dir: &Path, versions: &[u64]) -> Result<()> {
+    write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
+        let header = CountHeader {
+            prefix: FilePrefix::new::<CountHeader>(VERSIONS_MAGIC, IDS_VERSIONS_FORMAT_VERSION),
+            count: versions.len() as u64,
+        };
+        w.write_all(bytemuck::bytes_of(&header))?;
+        w.write_all(bytemuck::cast_slice(versions))
     })
 }
 
@@ -524,19 +520,9 @@ impl MmapIdMapper {
         }
         fs::create_dir_all(dir).at(dir)?;
 
-        // Mapped points in external-id order (the source's iteration order;
-        // sorted here if a source does not keep its promise).
-        let mut pairs: Vec<(PointId, PointOffset)> =
-            source.iter_from(None).collect::<Result<_>>()?;
-        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
-            pairs.sort_unstable_by_key(|p| p.0);
-            if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(StorageError::InvalidArgument(format!(
-                    "source maps id {} twice",
-                    w[0].0
-                )));
-            }
-        }
+        // Mapped points, split by kind, streamed from the source in its
+        // iteration order (external-id order; sorted here if a source does
+        // not keep its promise).
         let mut deleted = vec![u64::MAX; bitmap_words(total)];
         if total & 63 != 0 {
             if let Some(last) = deleted.last_mut() {
@@ -544,9 +530,14 @@ impl MmapIdMapper {
             }
         }
         let mut kinds = vec![0u64; bitmap_words(total)];
-        let mut num_ids: Vec<u64> = Vec::new();
-        let mut uuid_ids: Vec<u128> = Vec::new();
-        for &(id, o) in &pairs {
+        let mut nums: Vec<(u64, PointOffset)> = Vec::with_capacity(source.available_count());
+        let mut uuids: Vec<(u128, PointOffset)> = Vec::new();
+        let mut in_order = true;
+        let mut previous: Option<PointId> = None;
+        for item in source.iter_from(None) {
+            let (id, o) = item?;
+            in_order &= previous.is_none_or(|p| p < id);
+            previous = Some(id);
             if o as usize >= total {
                 return Err(StorageError::InvalidArgument(format!(
                     "source maps {id} to offset {o}, past its total {total}"
@@ -559,121 +550,117 @@ impl MmapIdMapper {
             }
             deleted[o as usize / 64] &= !(1u64 << (o % 64));
             match id {
-                PointId::Num(n) => num_ids.push(n),
+                PointId::Num(n) => nums.push((n, o)),
                 PointId::Uuid(u) => {
                     set_bit(&mut kinds, o as usize);
-                    uuid_ids.push(u.as_u128());
+                    uuids.push((u.as_u128(), o));
                 }
             }
         }
-        let num_keys = num_ids.len();
-        let uuid_keys = uuid_ids.len();
+        if !in_order {
+            nums.par_sort_unstable();
+            uuids.par_sort_unstable();
+            let twice =
+                |id: PointId| StorageError::InvalidArgument(format!("source maps id {id} twice"));
+            if let Some(w) = nums.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(twice(PointId::Num(w[0].0)));
+            }
+            if let Some(w) = uuids.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(twice(PointId::Uuid(uuid::Uuid::from_u128(w[0].0))));
+            }
+        }
+        let num_keys = nums.len();
+        let uuid_keys = uuids.len();
         let collect_time = started.elapsed();
 
-        let phf_started = Instant::now();
-        let num_phf = build_phf(num_ids, "numeric")?;
-        let uuid_phf = build_phf(uuid_ids, "UUID")?;
-        let phf_time = phf_started.elapsed();
-        let fill_started = Instant::now();
-
-        let mut nums = vec![NumRecord::zeroed(); num_keys];
-        let mut records = vec![UuidRecord::zeroed(); uuid_keys];
-        let mut external = vec![0u64; total];
-        let slot_err = |id: PointId| {
-            StorageError::InvalidArgument(format!("perfect hash has no slot for {id}"))
-        };
-        // Hashing is read-only and independent per id: in parallel; the
-        // scatter into the tables below is sequential.
-        let slots: Vec<Option<u64>> = pairs
-            .par_iter()
-            .map(|(id, _)| match id {
-                PointId::Num(n) => num_phf.as_ref()?.get(n),
-                PointId::Uuid(u) => uuid_phf.as_ref()?.get(&u.as_u128()),
-            })
+        // External-id order: numeric ids before UUIDs, as `PointId` sorts.
+        let order: Vec<u32> = nums
+            .iter()
+            .map(|p| p.1)
+            .chain(uuids.iter().map(|p| p.1))
             .collect();
-        for (&(id, o), slot) in pairs.iter().zip(slots) {
-            match id {
-                PointId::Num(n) => {
-                    let s = slot
-                        .filter(|s| (*s as usize) < num_keys)
-                        .ok_or_else(|| slot_err(id))? as usize;
-                    nums[s] = NumRecord::new(n, o);
-                    external[o as usize] = n;
-                }
-                PointId::Uuid(u) => {
-                    let s = slot
-                        .filter(|s| (*s as usize) < uuid_keys)
-                        .ok_or_else(|| slot_err(id))? as usize;
-                    records[s] = UuidRecord {
-                        uuid: *u.as_bytes(),
-                        offset: o,
-                    };
-                    external[o as usize] = s as u64;
-                }
+
+        // The functions build (on the rayon pool) while the versions are
+        // read. Every file is then written (and fsynced) on its own thread
+        // as soon as its contents are ready, so writebacks overlap the
+        // hashing; nothing is written before the source has been read
+        // whole. Writers never use the pool, so a build running on a rayon
+        // worker cannot deadlock waiting for them.
+        let (phf_time, fill_time, write_time) = std::thread::scope(|scope| -> Result<_> {
+            let (built, early) = rayon::join(
+                || {
+                    let phf_started = Instant::now();
+                    slots::build_phfs(&nums, &uuids).map(|f| (f, phf_started.elapsed()))
+                },
+                || -> Result<_> {
+                    let versions = (0..total)
+                        .map(|o| match source.version(o as PointOffset)? {
+                            Some(v) => version_slot::encode(o as PointOffset, v),
+                            None => Ok(0),
+                        })
+                        .collect::<Result<Vec<u64>>>()?;
+                    let writers = vec![
+                        scope.spawn(|| write_bitmaps(dir, total, &deleted, &kinds)),
+                        scope.spawn(move || write_versions(dir, &versions)),
+                        scope.spawn(move || {
+                            write_table(
+                                &dir.join(IDS_ORDER_FILE),
+                                ORDER_MAGIC,
+                                order.len(),
+                                bytemuck::cast_slice(&order),
+                            )
+                        }),
+                    ];
+                    // Numeric ids go to the external table as they are;
+                    // UUID offsets get their slots once the functions exist.
+                    let mut external = vec![0u64; total];
+                    let offset = |_, p: &(u64, PointOffset)| p.1 as usize;
+                    slots::par_scatter(&mut external, &nums, "offsets", offset, |p| p.0)?;
+                    Ok((writers, external))
+                },
+            );
+            let (mut writers, mut external) = early?;
+            let joined = built;
+            let (phfs, phf_time) = joined?;
+            let tables_started = Instant::now();
+            let records = slots::fill_records(&phfs, &nums, &uuids)?;
+            for (&(_, o), &s) in uuids.iter().zip(&records.uuid_slots) {
+                external[o as usize] = s;
             }
-        }
-        // Read sequentially (the source need not be `Sync`), encode (a
-        // checksum per slot) in parallel.
-        let raw_versions = (0..total)
-            .map(|o| source.version(o as PointOffset))
-            .collect::<Result<Vec<_>>>()?;
-        let versions = raw_versions
-            .into_par_iter()
-            .enumerate()
-            .map(|(o, v)| match v {
-                Some(v) => version_slot::encode(o as PointOffset, v),
-                None => Ok(0),
-            })
-            .collect::<Result<Vec<u64>>>()?;
-
-        let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        drop(pairs);
-        let fill_time = fill_started.elapsed();
-
-        let write_started = Instant::now();
-        let mut phf_bytes = phf_to_bytes(&num_phf);
-        let num_phf_bytes = phf_bytes.len();
-        phf_bytes.extend_from_slice(&phf_to_bytes(&uuid_phf));
-        // The files are independent: written (and fsynced) in parallel so
-        // that the copies into the page cache and the writebacks overlap.
-        type WriteJob<'a> = Box<dyn FnOnce() -> Result<()> + Send + 'a>;
-        let jobs: Vec<WriteJob<'_>> = vec![
-            Box::new(|| write_phf_file(dir, num_keys, uuid_keys, num_phf_bytes, &phf_bytes)),
-            Box::new(|| write_record_table(&dir.join(IDS_NUM_FILE), NUMS_MAGIC, &nums)),
-            Box::new(|| write_record_table(&dir.join(IDS_UUIDS_FILE), UUIDS_MAGIC, &records)),
-            Box::new(|| {
+            let mut phf_bytes = phf::num_to_bytes(&phfs.num);
+            let num_phf_bytes = phf_bytes.len();
+            phf_bytes.extend_from_slice(&phf::uuid_to_bytes(&phfs.uuid));
+            let slot_tables = (records.nums, records.uuids);
+            writers.push(scope.spawn(move || {
+                write_record_table(&dir.join(IDS_NUM_FILE), NUMS_MAGIC, &slot_tables.0)?;
+                write_record_table(&dir.join(IDS_UUIDS_FILE), UUIDS_MAGIC, &slot_tables.1)
+            }));
+            writers.push(scope.spawn(move || {
                 write_table(
                     &dir.join(IDS_EXTERNAL_FILE),
                     EXTERNAL_MAGIC,
                     total,
                     bytemuck::cast_slice(&external),
+                )?;
+                write_phf_file(
+                    dir,
+                    PHF_FORMAT_VERSION,
+                    num_keys,
+                    uuid_keys,
+                    num_phf_bytes,
+                    &phf_bytes,
                 )
-            }),
-            Box::new(|| write_bitmaps(dir, total, &deleted, &kinds)),
-            Box::new(|| {
-                write_new_file(&dir.join(IDS_VERSIONS_FILE), |w| {
-                    let header = CountHeader {
-                        prefix: FilePrefix::new::<CountHeader>(
-                            VERSIONS_MAGIC,
-                            IDS_VERSIONS_FORMAT_VERSION,
-                        ),
-                        count: total as u64,
-                    };
-                    w.write_all(bytemuck::bytes_of(&header))?;
-                    w.write_all(bytemuck::cast_slice(&versions))
-                })
-            }),
-            Box::new(|| {
-                write_table(
-                    &dir.join(IDS_ORDER_FILE),
-                    ORDER_MAGIC,
-                    order.len(),
-                    bytemuck::cast_slice(&order),
-                )
-            }),
-        ];
-        jobs.into_par_iter().try_for_each(|job| job())?;
-        drop((nums, records, external, versions, order, deleted, kinds));
+            }));
+            let fill_time = tables_started.elapsed();
+            let write_started = Instant::now();
+            // Every writer is joined; the first error is returned.
+            writers
+                .into_iter()
+                .map(join_scoped)
+                .fold(Ok(()), Result::and)?;
+            Ok((phf_time, fill_time, write_started.elapsed()))
+        })?;
+        drop((nums, uuids, deleted, kinds));
         // A directory that held an older mapper: its flags or slots file
         // would make open upgrade the new tables.
         for legacy in [IDS_FLAGS_FILE, IDS_SLOTS_FILE] {
@@ -682,8 +669,6 @@ impl MmapIdMapper {
                 fs::remove_file(&legacy).at(&legacy)?;
             }
         }
-
-        let write_time = write_started.elapsed();
 
         let open_started = Instant::now();
         let mapper = Self::open(dir)?;
@@ -721,8 +706,12 @@ impl MmapIdMapper {
         }
         // Perfect hash functions: read into RAM.
         let phf_path = dir.join(IDS_PHF_FILE);
-        let phf_file = fs::read(&phf_path).at(&phf_path)?;
-        let ph: PhfHeader = read_header(&phf_path, &phf_file, PHF_MAGIC, TABLE_FORMAT_VERSION)?;
+        let mut phf_file = fs::read(&phf_path).at(&phf_path)?;
+        if file_format_version(&phf_file) == Some(TABLE_FORMAT_VERSION) {
+            format_v3::upgrade(dir)?;
+            phf_file = fs::read(&phf_path).at(&phf_path)?;
+        }
+        let ph: PhfHeader = read_header(&phf_path, &phf_file, PHF_MAGIC, PHF_FORMAT_VERSION)?;
         let body = &phf_file[std::mem::size_of::<PhfHeader>()..];
         let (num_len, uuid_len) = (ph.num_phf_bytes, ph.uuid_phf_bytes);
         if num_len.checked_add(uuid_len) != Some(body.len() as u64) {
@@ -734,7 +723,7 @@ impl MmapIdMapper {
                 ),
             ));
         }
-        if ph.reserved != 0 || crc32c::crc32c(body) != ph.body_crc {
+        if ph.reserved != 0 || ph.checksum(body) != ph.body_crc {
             return Err(corrupted(&phf_path, "hash functions fail their checksum"));
         }
         let key_count = |n: u64| {
@@ -746,8 +735,8 @@ impl MmapIdMapper {
         let num_keys = key_count(ph.num_keys)?;
         let uuid_keys = key_count(ph.uuid_keys)?;
         let (num_body, uuid_body) = body.split_at(num_len as usize);
-        let num_phf = parse_phf(&phf_path, num_body, num_keys, "numeric")?;
-        let uuid_phf = parse_phf(&phf_path, uuid_body, uuid_keys, "UUID")?;
+        let num_phf = parse_phf(&phf_path, num_body, num_keys, "numeric", phf::read_num)?;
+        let uuid_phf = parse_phf(&phf_path, uuid_body, uuid_keys, "UUID", phf::read_uuid)?;
 
         let nums = RecordTable::open(&dir.join(IDS_NUM_FILE), NUMS_MAGIC, "records", advice)?;
         if nums.len() != num_keys {
@@ -957,7 +946,7 @@ impl MmapIdMapper {
     fn find(&self, id: PointId) -> Option<PointOffset> {
         match id {
             PointId::Num(n) => {
-                let s = self.num_phf.as_ref()?.get(&n)? as usize;
+                let s = self.num_phf.as_ref()?.get(&n);
                 let r = self.nums.get(s)?;
                 (r.id() == n).then_some(r.offset)
             }

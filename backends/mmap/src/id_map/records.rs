@@ -92,31 +92,36 @@ fn record_pos<R>(s: usize) -> usize {
     (s / per) * BLOCK_BYTES + (s % per) * std::mem::size_of::<R>()
 }
 
-/// The body of a table holding `records` (blocks padded with zeros).
-fn encode_body<R: Pod>(records: &[R]) -> Vec<u8> {
-    let mut body = vec![0u8; body_len::<R>(records.len())];
-    for (block, chunk) in records.chunks(per_block::<R>()).enumerate() {
-        let start = block * BLOCK_BYTES;
-        body[start..start + std::mem::size_of_val(chunk)]
-            .copy_from_slice(bytemuck::cast_slice(chunk));
-    }
-    body
+/// The body of a table holding `records`, as the pieces written in turn:
+/// each block's records, then, if the block is full, its zero padding (a
+/// last block that is not full ends with its last record).
+fn body_pieces<R: Pod>(records: &[R]) -> impl Iterator<Item = &[u8]> {
+    const ZEROS: [u8; BLOCK_BYTES] = [0; BLOCK_BYTES];
+    records.chunks(per_block::<R>()).flat_map(|chunk| {
+        let bytes: &[u8] = bytemuck::cast_slice(chunk);
+        let pad = if chunk.len() == per_block::<R>() {
+            &ZEROS[bytes.len()..]
+        } else {
+            &[][..]
+        };
+        [bytes, pad]
+    })
 }
 
 /// Write a record table of `records` at `path` (temp file + rename).
 pub fn write_record_table<R: Pod>(path: &Path, magic: [u8; 8], records: &[R]) -> Result<()> {
-    let body = encode_body(records);
+    let body_crc = body_pieces(records).fold(0, crc32c::crc32c_append);
     let header = TableHeader {
         prefix: FilePrefix::new::<TableHeader>(magic, RECORDS_FORMAT_VERSION),
         count: records.len() as u64,
-        body_crc: crc32c::crc32c(&body),
+        body_crc,
         reserved: 0,
     };
     let mut head = vec![0u8; BLOCK_BYTES];
     head[..std::mem::size_of::<TableHeader>()].copy_from_slice(bytemuck::bytes_of(&header));
     write_new_file(path, |w| {
         w.write_all(&head)?;
-        w.write_all(&body)
+        body_pieces(records).try_for_each(|piece| w.write_all(piece))
     })
 }
 
