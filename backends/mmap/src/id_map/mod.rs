@@ -580,47 +580,42 @@ impl MmapIdMapper {
             .chain(uuids.iter().map(|p| p.1))
             .collect();
 
-        // The functions build (on the rayon pool) while the versions are
-        // read. Every file is then written (and fsynced) on its own thread
-        // as soon as its contents are ready, so writebacks overlap the
-        // hashing; nothing is written before the source has been read
-        // whole. Writers never use the pool, so a build running on a rayon
-        // worker cannot deadlock waiting for them.
+        // The functions build (on the rayon pool) while a thread of its
+        // own reads the versions. Every file is then written (and fsynced)
+        // on its own thread as soon as its contents are ready, so
+        // writebacks overlap the hashing; nothing is written before the
+        // source has been read whole. The reader and the writers never use
+        // the pool, so a build running on a rayon worker cannot deadlock
+        // waiting for them.
         let (phf_time, fill_time, write_time) = std::thread::scope(|scope| -> Result<_> {
-            let (built, early) = rayon::join(
-                || {
-                    let phf_started = Instant::now();
-                    slots::build_phfs(&nums, &uuids).map(|f| (f, phf_started.elapsed()))
-                },
-                || -> Result<_> {
-                    let versions = (0..total)
-                        .map(|o| match source.version(o as PointOffset)? {
-                            Some(v) => version_slot::encode(o as PointOffset, v),
-                            None => Ok(0),
-                        })
-                        .collect::<Result<Vec<u64>>>()?;
-                    let writers = vec![
-                        scope.spawn(|| write_bitmaps(dir, total, &deleted, &kinds)),
-                        scope.spawn(move || write_versions(dir, &versions)),
-                        scope.spawn(move || {
-                            write_table(
-                                &dir.join(IDS_ORDER_FILE),
-                                ORDER_MAGIC,
-                                order.len(),
-                                bytemuck::cast_slice(&order),
-                            )
-                        }),
-                    ];
-                    // Numeric ids go to the external table as they are;
-                    // UUID offsets get their slots once the functions exist.
-                    let mut external = vec![0u64; total];
-                    let offset = |_, p: &(u64, PointOffset)| p.1 as usize;
-                    slots::par_scatter(&mut external, &nums, "offsets", offset, |p| p.0)?;
-                    Ok((writers, external))
-                },
-            );
-            let (mut writers, mut external) = early?;
-            let joined = built;
+            let early = scope.spawn(|| -> Result<_> {
+                let versions = (0..total)
+                    .map(|o| match source.version(o as PointOffset)? {
+                        Some(v) => version_slot::encode(o as PointOffset, v),
+                        None => Ok(0),
+                    })
+                    .collect::<Result<Vec<u64>>>()?;
+                Ok(vec![
+                    scope.spawn(|| write_bitmaps(dir, total, &deleted, &kinds)),
+                    scope.spawn(move || write_versions(dir, &versions)),
+                    scope.spawn(move || {
+                        write_table(
+                            &dir.join(IDS_ORDER_FILE),
+                            ORDER_MAGIC,
+                            order.len(),
+                            bytemuck::cast_slice(&order),
+                        )
+                    }),
+                ])
+            });
+            let phf_started = Instant::now();
+            let joined = slots::build_phfs(&nums, &uuids).map(|f| (f, phf_started.elapsed()));
+            let mut writers = join_scoped(early)?;
+            // Numeric ids go to the external table as they are; UUID
+            // offsets get their slots from the functions.
+            let mut external = vec![0u64; total];
+            let offset = |_, p: &(u64, PointOffset)| p.1 as usize;
+            slots::par_scatter(&mut external, &nums, "offsets", offset, |p| p.0)?;
             let (phfs, phf_time) = joined?;
             let tables_started = Instant::now();
             let records = slots::fill_records(&phfs, &nums, &uuids)?;
