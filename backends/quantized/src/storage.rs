@@ -362,12 +362,21 @@ where
                 for (piece, codes) in codes.chunks(SCAN_BLOCK * len.max(1)).enumerate() {
                     let scores = &mut scores[..codes.len() / len.max(1)];
                     self.codec.score_batch(&self.query, codes, scores);
-                    for (i, &s) in scores.iter().enumerate() {
-                        let i = piece * SCAN_BLOCK + i;
-                        let offset = first + i as PointOffset;
-                        let is_deleted = deleted.checked_shr(i as u32).unwrap_or(0) & 1 == 1;
-                        if !is_deleted && keep(offset) {
-                            f(offset, s);
+                    // The live slots of this piece as bits (deleted ones
+                    // cleared), visited lowest first.
+                    let base = piece * SCAN_BLOCK;
+                    let flags = if piece == 0 { deleted } else { 0 };
+                    let slots = match scores.len() {
+                        n if n >= 64 => u64::MAX,
+                        n => (1u64 << n) - 1,
+                    };
+                    let mut live = !flags & slots;
+                    while live != 0 {
+                        let i = live.trailing_zeros() as usize;
+                        live &= live - 1;
+                        let offset = first + (base + i) as PointOffset;
+                        if keep(offset) {
+                            f(offset, scores[i]);
                         }
                     }
                 }

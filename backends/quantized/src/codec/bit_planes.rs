@@ -364,7 +364,14 @@ pub fn transpose_rows(
 ) -> [core::arch::x86_64::__m256i; CHUNK] {
     let mut rows = [simd.avx._mm256_setzero_si256(); CHUNK];
     for (i, r) in rows.iter_mut().enumerate() {
-        *r = pulp::cast([row(i), row(i + CHUNK)]);
+        // Two 16-byte loads joined in registers: building the 32 bytes in
+        // memory first makes the 32-byte load wait for two 16-byte stores
+        // it cannot be forwarded from.
+        let (low, high): (core::arch::x86_64::__m128i, core::arch::x86_64::__m128i) =
+            (pulp::cast(row(i)), pulp::cast(row(i + CHUNK)));
+        *r = simd
+            .avx2
+            ._mm256_inserti128_si256::<1>(simd.avx._mm256_castsi128_si256(low), high);
     }
     transpose_lanes(simd, rows)
 }

@@ -167,7 +167,12 @@ impl super::BatchAvx2 for ScalarU8 {
     #[inline(always)]
     fn batch_avx2(&self, simd: pulp::x86::V3, q: &ScalarQuery, codes: &[u8], out: &mut [f32]) {
         for (code, o) in codes.chunks_exact(self.code_len()).zip(out) {
-            *o = self.score_with(q, code, |a, b| dot_u8_avx2(simd, a, b));
+            *o = self.score_with(
+                q,
+                code,
+                #[inline(always)]
+                |a, b| dot_u8_avx2(simd, a, b),
+            );
         }
     }
 }
