@@ -207,6 +207,73 @@ fn deleted_points_are_never_returned() {
     }
 }
 
+/// `score_live_above` hands `f` exactly the live slots `score_live` does
+/// whose score is above the bar, in offset order, and sees a bar raised
+/// by `f` (quantized scorer with deleted slots, and the default of the
+/// raw scorer).
+#[test]
+fn score_live_above_keeps_the_live_slots_above_the_bar() {
+    use std::cell::Cell;
+    use vecseg::{AppendableVectorStorage, QueryScorer, VectorStorage};
+    fn check(scorer: &impl QueryScorer, n: u32) {
+        let mut all = Vec::new();
+        scorer
+            .score_live(0..n, |o| o % 5 != 1, |o, s| all.push((o, s)))
+            .unwrap();
+        let mut sorted: Vec<f32> = all.iter().map(|p| p.1).collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        // A fixed bar: the slots above it, in order.
+        let bar = sorted[sorted.len() / 3];
+        let mut above = Vec::new();
+        scorer
+            .score_live_above(0..n, |o| o % 5 != 1, || bar, |o, s| above.push((o, s)))
+            .unwrap();
+        let want: Vec<(u32, f32)> = all.iter().copied().filter(|p| p.1 > bar).collect();
+        assert_eq!(above, want);
+        // A rising bar (the running best): every running best is seen.
+        let mut every = Vec::new();
+        scorer
+            .score_live(0..n, |_| true, |o, s| every.push((o, s)))
+            .unwrap();
+        let mut running = f32::NEG_INFINITY;
+        let mut want_seen = Vec::new();
+        for &(o, s) in &every {
+            if s > running {
+                running = s;
+                want_seen.push(o);
+            }
+        }
+        let best = Cell::new(f32::NEG_INFINITY);
+        let mut seen = Vec::new();
+        scorer
+            .score_live_above(
+                0..n,
+                |_| true,
+                || best.get(),
+                |o, s| {
+                    if s > best.get() {
+                        best.set(s);
+                        seen.push(o);
+                    }
+                },
+            )
+            .unwrap();
+        assert_eq!(best.get(), running);
+        assert_eq!(seen, want_seen);
+    }
+    let (points, _) = data(12);
+    let mut raw = MemoryVectorStorage::<f32>::new(DIM, Distance::Dot).unwrap();
+    for (i, p) in points.iter().enumerate() {
+        raw.insert(i as u32, p).unwrap();
+    }
+    for i in (0..N as u32).step_by(7) {
+        raw.delete(i).unwrap();
+    }
+    check(&raw.scorer(&points[3]).unwrap(), N as u32);
+    let q = Quantized::<_, Binary2, InRamCodes>::build_in_ram(raw, &Default::default()).unwrap();
+    check(&q.scorer(&points[3]).unwrap(), N as u32);
+}
+
 #[test]
 fn mmap_codes_reopen_bit_for_bit_and_damage_is_an_error() {
     let (points, _) = data(5);

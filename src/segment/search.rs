@@ -6,6 +6,7 @@
 //! codecs that need it) rescores them with the raw vectors, fetched with
 //! one `get_batch` call.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -304,16 +305,18 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
         let mut top = TopK::new(k);
         match filter {
             None => {
-                // A local copy of the admission threshold stays in a
-                // register; the heap is only touched when a score beats it.
-                let mut threshold = top.threshold;
-                scorer.score_live(
+                // A local copy of the admission threshold (the scorer's
+                // bar) stays out of the heap; the heap is only touched when
+                // a score beats it.
+                let threshold = Cell::new(top.threshold);
+                scorer.score_live_above(
                     range,
                     |_| true,
+                    || threshold.get(),
                     |offset, s| {
-                        if s > threshold {
+                        if s > threshold.get() {
                             top.push(s, offset);
-                            threshold = top.threshold;
+                            threshold.set(top.threshold);
                         }
                     },
                 )?;
@@ -324,9 +327,11 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                 // points never beat the threshold, so most payloads are
                 // never read (the check is the expensive part).
                 let mut failed = None;
-                scorer.score_live(
+                let threshold = Cell::new(top.threshold);
+                scorer.score_live_above(
                     range,
                     |_| true,
+                    || threshold.get(),
                     |offset, s| {
                         if s <= top.threshold || failed.is_some() {
                             return;
@@ -335,9 +340,16 @@ impl<V: VectorStorageRead, P: PayloadStorageRead, I: IdMapperRead> Segment<V, P,
                             .is_mapped(offset)
                             .and_then(|mapped| Ok(mapped && self.check(f, offset)?))
                         {
-                            Ok(true) => top.push(s, offset),
+                            Ok(true) => {
+                                top.push(s, offset);
+                                threshold.set(top.threshold);
+                            }
                             Ok(false) => {}
-                            Err(e) => failed = Some(e),
+                            Err(e) => {
+                                failed = Some(e);
+                                // Nothing more is wanted.
+                                threshold.set(f32::INFINITY);
+                            }
                         }
                     },
                 )?;

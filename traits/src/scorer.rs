@@ -48,6 +48,31 @@ pub trait QueryScorer: Sync {
     where
         K: FnMut(PointOffset) -> bool,
         F: FnMut(PointOffset, f32);
+
+    /// [`score_live`](Self::score_live) for a caller that only wants
+    /// scores above a moving bar (a top-k's admission threshold): `f` is
+    /// called for every kept live slot whose score is above `bar()`, and
+    /// may be skipped for the others. The scorer asks `bar()` at least
+    /// once per block of slots it scores together, so `f` may raise the
+    /// bar as it goes. The default checks every score against the bar.
+    fn score_live_above<K, B, F>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        keep: K,
+        mut bar: B,
+        mut f: F,
+    ) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        B: FnMut() -> f32,
+        F: FnMut(PointOffset, f32),
+    {
+        self.score_live(range, keep, |offset, s| {
+            if s > bar() {
+                f(offset, s);
+            }
+        })
+    }
 }
 
 /// The scorer of a raw storage: exact scores of its vectors.

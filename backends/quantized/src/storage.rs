@@ -338,20 +338,53 @@ where
         Ok(self.codec.score(&self.query, &code))
     }
 
-    fn score_live<K, F>(
-        &self,
-        range: std::ops::Range<PointOffset>,
-        mut keep: K,
-        mut f: F,
-    ) -> Result<()>
+    fn score_live<K, F>(&self, range: std::ops::Range<PointOffset>, keep: K, f: F) -> Result<()>
     where
         K: FnMut(PointOffset) -> bool,
         F: FnMut(PointOffset, f32),
     {
-        // The codes' deleted flags follow the raw storage's (every delete
-        // goes to both; opening mirrors what a crash left behind). A block
-        // of codes is scored in one call (deleted slots too, then dropped):
-        // a kernel that checks CPU features does so once per block.
+        self.scan(range, keep, |scores| slots(scores.len()), f)
+    }
+
+    fn score_live_above<K, B, F>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        keep: K,
+        bar: B,
+        f: F,
+    ) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        B: FnMut() -> f32,
+        F: FnMut(PointOffset, f32),
+    {
+        let mut bar = bar;
+        self.scan(range, keep, |scores| above(scores, bar()), f)
+    }
+}
+
+impl<Q: Codec, C: VectorStorageRead<Element = u8>> QuantizedScorer<'_, Q, C> {
+    /// The scan under [`QueryScorer::score_live`] and
+    /// [`QueryScorer::score_live_above`]: a block of codes is scored in
+    /// one call (deleted slots too, then dropped: a kernel that checks CPU
+    /// features does so once per block), then `f` is called for the live
+    /// slots `wanted` sets in the block's mask (for a bar, those above it:
+    /// most blocks of a top-k scan have none once the top fills up). The
+    /// codes' deleted flags follow the raw storage's (every delete goes
+    /// to both; opening mirrors what a crash left behind).
+    #[inline]
+    fn scan<K, W, F>(
+        &self,
+        range: std::ops::Range<PointOffset>,
+        mut keep: K,
+        mut wanted: W,
+        mut f: F,
+    ) -> Result<()>
+    where
+        K: FnMut(PointOffset) -> bool,
+        W: FnMut(&[f32]) -> u64,
+        F: FnMut(PointOffset, f32),
+    {
         let len = self.codec.code_len();
         let mut scores = [0.0f32; SCAN_BLOCK];
         self.codes
@@ -362,19 +395,12 @@ where
                 for (piece, codes) in codes.chunks(SCAN_BLOCK * len.max(1)).enumerate() {
                     let scores = &mut scores[..codes.len() / len.max(1)];
                     self.codec.score_batch(&self.query, codes, scores);
-                    // The live slots of this piece as bits (deleted ones
-                    // cleared), visited lowest first.
-                    let base = piece * SCAN_BLOCK;
                     let flags = if piece == 0 { deleted } else { 0 };
-                    let slots = match scores.len() {
-                        n if n >= 64 => u64::MAX,
-                        n => (1u64 << n) - 1,
-                    };
-                    let mut live = !flags & slots;
+                    let mut live = !flags & slots(scores.len()) & wanted(scores);
                     while live != 0 {
                         let i = live.trailing_zeros() as usize;
                         live &= live - 1;
-                        let offset = first + (base + i) as PointOffset;
+                        let offset = first + (piece * SCAN_BLOCK + i) as PointOffset;
                         if keep(offset) {
                             f(offset, scores[i]);
                         }
@@ -382,6 +408,26 @@ where
                 }
             })
     }
+}
+
+/// The mask of the first `n` slots of a block (at most 64).
+#[inline]
+fn slots(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// Bit `i` set when `scores[i] > bar` (at most 64 scores; NaN never is).
+#[inline]
+fn above(scores: &[f32], bar: f32) -> u64 {
+    scores
+        .iter()
+        .take(64)
+        .enumerate()
+        .fold(0, |mask, (i, &s)| mask | u64::from(s > bar) << i)
 }
 
 impl<V, Q, C> VectorStorageRead for Quantized<V, Q, C>
