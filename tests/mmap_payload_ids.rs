@@ -672,19 +672,24 @@ fn format_1_interrupted_drops_and_upgrades_keep_every_drop() {
 
 // ------------------------------------------------------- format 2 upgrade
 
-/// A copy of `tests/fixtures/mmap_v2/ids` (the format-1 fixture's id map
-/// as format 2 wrote it: `u32` slots, 24-byte UUID records) and the
-/// format-1 fixture's `expected.json`, which describes the same points.
-fn v2_fixture() -> (tempfile::TempDir, serde_json::Value) {
+/// A copy of `tests/fixtures/<name>/ids` (the format-1 fixture's id map
+/// as a later format wrote it) and the format-1 fixture's
+/// `expected.json`, which describes the same points.
+fn ids_fixture(name: &str) -> (tempfile::TempDir, serde_json::Value) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = tmp();
-    for e in fs::read_dir(fixtures.join("mmap_v2/ids")).unwrap() {
+    for e in fs::read_dir(fixtures.join(name).join("ids")).unwrap() {
         let e = e.unwrap();
         fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }
     let expected =
         serde_json::from_slice(&fs::read(fixtures.join("mmap_v1/expected.json")).unwrap()).unwrap();
     (dir, expected)
+}
+
+/// `mmap_v2`: as format 2 wrote it (`u32` slots, 24-byte UUID records).
+fn v2_fixture() -> (tempfile::TempDir, serde_json::Value) {
+    ids_fixture("mmap_v2")
 }
 
 /// Every file of `dir` by name, with its bytes.
@@ -764,19 +769,10 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
 
 // ------------------------------------------------------- format 3 upgrade
 
-/// A copy of `tests/fixtures/mmap_v3/ids` (the format-1 fixture's id map
-/// as format 3 wrote it: `ph` 0.8 FMPH functions, records in their slot
-/// order) and the format-1 fixture's `expected.json`.
+/// `mmap_v3`: as format 3 wrote it (`ph` 0.8 FMPH functions, records
+/// in their slot order).
 fn v3_fixture() -> (tempfile::TempDir, serde_json::Value) {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let dir = tmp();
-    for e in fs::read_dir(fixtures.join("mmap_v3/ids")).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-    }
-    let expected =
-        serde_json::from_slice(&fs::read(fixtures.join("mmap_v1/expected.json")).unwrap()).unwrap();
-    (dir, expected)
+    ids_fixture("mmap_v3")
 }
 
 #[test]

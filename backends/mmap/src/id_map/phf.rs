@@ -225,44 +225,42 @@ pub fn build_uuid(keys: Vec<u128>) -> Result<Option<UuidPhf>, ()> {
 
 /// Serialize a numeric-id PHF (empty without one).
 pub fn num_to_bytes(phf: &Option<NumPhf>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(f) = phf {
-        out.reserve(f.write_bytes());
-        // Writing to a Vec cannot fail.
-        let _ = f.write(&mut out);
-    }
-    out
+    phf.as_ref()
+        .map_or_else(Vec::new, |f| to_bytes(f.write_bytes(), |out| f.write(out)))
 }
 
 /// Serialize a UUID PHF (empty without one).
 pub fn uuid_to_bytes(phf: &Option<UuidPhf>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(f) = phf {
-        out.reserve(f.write_bytes());
-        let _ = f.write(&mut out);
-    }
+    phf.as_ref()
+        .map_or_else(Vec::new, |f| to_bytes(f.write_bytes(), |out| f.write(out)))
+}
+
+/// The `size` bytes `write` produces.
+fn to_bytes(size: usize, write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    // Writing to a Vec cannot fail.
+    let _ = write(&mut out);
     out
 }
 
 /// Read a numeric-id PHF written by [`num_to_bytes`]; the whole of `bytes`
 /// must be consumed.
 pub fn read_num(bytes: &[u8]) -> io::Result<NumPhf> {
-    let mut input = bytes;
-    let f = NumPhf::read_with_hasher_sc(&mut input, IdHash, ShiftOnlyWrapped)?;
-    if !input.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} trailing bytes", input.len()),
-        ));
-    }
-    Ok(f)
+    read_whole(bytes, |input| {
+        NumPhf::read_with_hasher_sc(input, IdHash, ShiftOnlyWrapped)
+    })
 }
 
 /// Read a UUID PHF written by [`uuid_to_bytes`]; the whole of `bytes` must
 /// be consumed.
 pub fn read_uuid(bytes: &[u8]) -> io::Result<UuidPhf> {
+    read_whole(bytes, |input| UuidPhf::read_with_hasher(input, IdHash))
+}
+
+/// What `read` decodes from `bytes`, an error unless it consumes them all.
+fn read_whole<F>(bytes: &[u8], read: impl FnOnce(&mut &[u8]) -> io::Result<F>) -> io::Result<F> {
     let mut input = bytes;
-    let f = UuidPhf::read_with_hasher(&mut input, IdHash)?;
+    let f = read(&mut input)?;
     if !input.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

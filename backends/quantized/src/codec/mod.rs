@@ -123,17 +123,9 @@ pub(crate) fn batch_v4<Q: BatchAvx2>(
     codes: &[u8],
     out: &mut [f32],
 ) -> bool {
-    let Some(v4) = pulp::x86::V4::try_new() else {
-        return false;
-    };
-    v4.vectorize(Avx2Batch {
-        simd: *v4,
-        codec,
-        query,
-        codes,
-        out,
-    });
-    true
+    pulp::x86::V4::try_new()
+        .map(|v4| batch_on(v4, *v4, codec, query, codes, out))
+        .is_some()
 }
 
 /// The AVX2 kernel for x86-64-v3 (`false` without AVX2).
@@ -145,17 +137,29 @@ pub(crate) fn batch_v3<Q: BatchAvx2>(
     codes: &[u8],
     out: &mut [f32],
 ) -> bool {
-    let Some(simd) = pulp::x86::V3::try_new() else {
-        return false;
-    };
-    simd.vectorize(Avx2Batch {
+    pulp::x86::V3::try_new()
+        .map(|v3| batch_on(v3, v3, codec, query, codes, out))
+        .is_some()
+}
+
+/// Run the AVX2 kernel inside `arch`'s target features.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
+    arch: S,
+    simd: pulp::x86::V3,
+    codec: &Q,
+    query: &Q::Query,
+    codes: &[u8],
+    out: &mut [f32],
+) {
+    arch.vectorize(Avx2Batch {
         simd,
         codec,
         query,
         codes,
         out,
     });
-    true
 }
 
 /// The body [`try_batch_avx2`] hands to `pulp`: a named
