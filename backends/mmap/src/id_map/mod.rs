@@ -232,8 +232,8 @@ pub struct IdMapBuildStats {
     pub total_time: Duration,
     /// Wall time reading the source (mappings in id order, checks).
     pub collect_time: Duration,
-    /// Wall time spent constructing the perfect hash functions (on their
-    /// own thread, while the versions are read).
+    /// Wall time spent constructing the perfect hash functions (on the
+    /// rayon pool, while a thread of its own reads the versions).
     pub phf_time: Duration,
     /// Wall time filling the record and external tables once the
     /// functions are built.
