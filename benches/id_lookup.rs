@@ -1,7 +1,11 @@
 //! External → internal id lookup at scale: `MmapIdMapper::internal`
 //! (perfect hash + check against the stored id) vs `std::collections::HashMap::get`
 //! vs binary search over a sorted `(id, offset)` array, on the same random
-//! u64 ids probed in the same random order (all hits, warm caches).
+//! u64 ids probed in the same random order (all hits, warm caches). The
+//! mapper is built twice: over offsets in random order (the `Records`
+//! layout, as a migrated segment keeps its source's offsets) and over
+//! offsets laid out by a `NumSlotPlan` (the `SlotOrdered` layout the
+//! optimizer builds without a tenant key).
 //!
 //! Also prints, once per process, build time of the mapper at 1M and at the
 //! benchmark size, bits per key of the hash function and bytes per point of
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use vecseg::{IdMapperRead, PointId, PointOffset, Version};
 use vecseg_mmap::file::evict_file_from_page_cache;
-use vecseg_mmap::id_map::{MmapIdMapper, IDS_NUM_FILE};
+use vecseg_mmap::id_map::{MmapIdMapper, NumSlotPlan, IDS_EXTERNAL_FILE};
 
 /// splitmix64: a fast, well-mixed generator for the fixtures.
 struct SplitMix(u64);
@@ -112,18 +116,46 @@ fn fixture(n: usize, seed: u64) -> Fixture {
     Fixture { ids, sorted }
 }
 
-fn build(dir: &std::path::Path, f: &Fixture) -> MmapIdMapper {
+/// The ids of `f` moved to the offsets a plan over them gives (the
+/// slot-ordered layout), with the plan.
+fn slot_ordered(f: &Fixture) -> (Fixture, NumSlotPlan, Duration) {
+    let started = Instant::now();
+    let plan = NumSlotPlan::build(f.ids.clone());
+    let plan_time = started.elapsed();
+    let mut ids = vec![0u64; f.ids.len()];
+    for &id in &f.ids {
+        ids[plan.slot(id)] = id;
+    }
+    let sorted = f
+        .sorted
+        .iter()
+        .map(|&(id, _)| (id, plan.slot(id) as PointOffset))
+        .collect();
+    (Fixture { ids, sorted }, plan, plan_time)
+}
+
+/// Build the mapper of `f` in `dir` (with `plan`, built in `plan_time`
+/// beforehand), printing its build time and sizes.
+fn build(
+    dir: &std::path::Path,
+    f: &Fixture,
+    plan: Option<NumSlotPlan>,
+    plan_time: Duration,
+) -> MmapIdMapper {
     let source = SortedSource { sorted: &f.sorted };
     let started = Instant::now();
-    let (m, stats) = MmapIdMapper::build_with_stats(dir, &source).expect("build id map");
+    let (m, stats) =
+        MmapIdMapper::build_planned_with_stats(dir, &source, plan).expect("build id map");
     let sizes = m.sizes();
     eprintln!(
-        "id_lookup: build of {} ids took {:.2} s (read source {:.2} s, perfect hash {:.2} s, fill {:.2} s, \
-         write {:.2} s, open {:.2} s); \
+        "id_lookup: {:?} build of {} ids took {:.2} s (+ plan {:.2} s) (read source {:.2} s, \
+         perfect hash {:.2} s, fill {:.2} s, write {:.2} s, open {:.2} s); \
          hash function {:.3} bits/key; two-way mapping {:.2} B/point \
          (+ order index {:.1} B, versions {:.1} B); files {:.1} MB",
+        sizes.num_layout,
         stats.ids,
         started.elapsed().as_secs_f64(),
+        plan_time.as_secs_f64(),
         stats.collect_time.as_secs_f64(),
         stats.phf_time.as_secs_f64(),
         stats.fill_time.as_secs_f64(),
@@ -164,8 +196,8 @@ fn cold_lookups(mapper: &MmapIdMapper, dir: &std::path::Path, ids: &[u64], round
         black_box(mapper.internal(PointId::Num(k)).unwrap());
         pages += mapper.resident_pages();
     }
-    let path = dir.join(IDS_NUM_FILE);
-    let file = std::fs::File::open(&path).expect("open records");
+    let path = dir.join(IDS_EXTERNAL_FILE);
+    let file = std::fs::File::open(&path).expect("open external ids");
     let file_pages = file.metadata().expect("stat").len() / 4096;
     let mut buf = vec![0u8; 4096];
     let mut reads = Vec::with_capacity(rounds);
@@ -179,8 +211,9 @@ fn cold_lookups(mapper: &MmapIdMapper, dir: &std::path::Path, ids: &[u64], round
     }
     let (l, r) = (median_us(&mut lookups), median_us(&mut reads));
     eprintln!(
-        "id_lookup: cold, {rounds} rounds: {:.3} pages faulted in per lookup; \
+        "id_lookup: {:?} cold, {rounds} rounds: {:.3} pages faulted in per lookup; \
          lookup median {l:.1} µs vs random 4 KiB pread median {r:.1} µs ({:.2}×)",
+        mapper.sizes().num_layout,
         pages as f64 / (rounds / 10) as f64,
         l / r,
     );
@@ -196,14 +229,21 @@ fn id_lookup(c: &mut Criterion) {
     if n > 1_000_000 {
         let dir = tempfile::tempdir().expect("tempdir");
         let small = fixture(1_000_000, 7);
-        drop(build(dir.path(), &small));
+        drop(build(dir.path(), &small, None, Duration::ZERO));
+        let (small, plan, plan_time) = slot_ordered(&small);
+        drop(build(dir.path(), &small, Some(plan), plan_time));
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let f = fixture(n, 42);
-    let mapper = build(dir.path(), &f);
+    let mapper = build(dir.path(), &f, None, Duration::ZERO);
     cold_lookups(&mapper, dir.path(), &f.ids, 1000);
     mapper.populate();
+    let slotted_dir = tempfile::tempdir().expect("tempdir");
+    let (g, plan, plan_time) = slot_ordered(&f);
+    let slotted = build(slotted_dir.path(), &g, Some(plan), plan_time);
+    cold_lookups(&slotted, slotted_dir.path(), &g.ids, 1000);
+    slotted.populate();
     let hash: HashMap<u64, PointOffset> = f
         .ids
         .iter()
@@ -218,10 +258,12 @@ fn id_lookup(c: &mut Criterion) {
         .collect();
     let len = probes.len();
 
-    // Sanity: all three agree.
+    // Sanity: all agree.
     for &k in probes.iter().take(10_000) {
         let want = hash.get(&k).copied();
         assert_eq!(mapper.internal(PointId::Num(k)).unwrap(), want);
+        let at = slotted.internal(PointId::Num(k)).unwrap();
+        assert_eq!(at.map(|o| g.ids[o as usize]), Some(k));
         let b = f
             .sorted
             .binary_search_by_key(&k, |p| p.0)
@@ -240,6 +282,17 @@ fn id_lookup(c: &mut Criterion) {
                 i = 0;
             }
             black_box(mapper.internal(PointId::Num(black_box(k))).unwrap())
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("mmap_phf_internal_slot_ordered", |b| {
+        b.iter(|| {
+            let k = probes[i];
+            i += 1;
+            if i == len {
+                i = 0;
+            }
+            black_box(slotted.internal(PointId::Num(black_box(k))).unwrap())
         })
     });
     let mut i = 0usize;

@@ -12,7 +12,7 @@ use vecseg::{
     AppendableIdMapper, AppendablePayloadStorage, IdMapper, IdMapperRead, Payload, PayloadStorage,
     PayloadStorageRead, PointId, PointOffset, StorageError,
 };
-use vecseg_mmap::id_map::{self, MmapIdMapper};
+use vecseg_mmap::id_map::{self, MmapIdMapper, NumLayout, NumSlotPlan};
 use vecseg_mmap::payload::{self, MmapPayloadStorage};
 
 fn tmp() -> tempfile::TempDir {
@@ -402,6 +402,149 @@ fn ids_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `ids` laid out as a planned build lays them out: every numeric id at
+/// its slot of a plan over them, the UUIDs after them, then `holes`
+/// offsets mapped and dropped (versions `o + 1`). Returns the source, the
+/// plan and the live mappings.
+fn slot_ordered_source(
+    ids: &[PointId],
+    holes: usize,
+) -> (MemoryIdMapper, NumSlotPlan, BTreeMap<PointId, PointOffset>) {
+    let nums: Vec<u64> = ids
+        .iter()
+        .filter_map(|id| match id {
+            PointId::Num(n) => Some(*n),
+            PointId::Uuid(_) => None,
+        })
+        .collect();
+    let plan = NumSlotPlan::build(nums.clone());
+    let mut placed: Vec<(PointOffset, PointId)> = nums
+        .iter()
+        .map(|&n| (plan.slot(n) as PointOffset, PointId::Num(n)))
+        .collect();
+    let uuids = ids.iter().filter(|id| matches!(id, PointId::Uuid(_)));
+    for (i, id) in uuids.enumerate() {
+        placed.push(((nums.len() + i) as PointOffset, *id));
+    }
+    placed.sort_unstable();
+    let model: BTreeMap<PointId, PointOffset> = placed.iter().map(|(o, id)| (*id, *o)).collect();
+    let mut m = MemoryIdMapper::new();
+    for (o, id) in &placed {
+        m.set_link(*id, *o, u64::from(*o) + 1).unwrap();
+    }
+    let filler = |i: usize| PointId::Uuid(uuid::Uuid::from_u128(u128::MAX - i as u128));
+    for i in 0..holes {
+        let o = (placed.len() + i) as PointOffset;
+        m.set_link(filler(i), o, u64::from(o) + 1).unwrap();
+        m.drop_id(filler(i)).unwrap();
+    }
+    (m, plan, model)
+}
+
+/// A slot-ordered mapper over 500 mixed ids and 7 holes.
+fn slot_ordered_ids_dir() -> tempfile::TempDir {
+    let dir = tmp();
+    let (source, plan, _) = slot_ordered_source(&mixed_ids(500, 21), 7);
+    let m = MmapIdMapper::build_planned(dir.path(), &source, Some(plan)).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::SlotOrdered);
+    dir
+}
+
+#[test]
+fn ids_slot_ordered_layout_lookups_drops_and_reopen() {
+    let dir = tmp();
+    let ids = mixed_ids(20_000, 5);
+    let (source, plan, mut model) = slot_ordered_source(&ids, 30);
+    let total = model.len() + 30;
+    let mut m = MmapIdMapper::build_planned(dir.path(), &source, Some(plan)).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::SlotOrdered);
+    check_mapper(&m, &model, total);
+    // Unknown numeric ids land on some slot holding another id; UUIDs
+    // and numbers with the same bits stay apart.
+    let mut rng = Rng::new(6);
+    for _ in 0..200_000 {
+        let id = PointId::Num(rng.next_u64());
+        assert_eq!(m.internal(id).unwrap(), model.get(&id).copied(), "{id}");
+    }
+    for id in &ids {
+        let twin = match id {
+            PointId::Num(n) => PointId::Uuid(uuid::Uuid::from_u128(*n as u128)),
+            PointId::Uuid(u) => PointId::Num(u.as_u128() as u64),
+        };
+        assert_eq!(m.internal(twin).unwrap(), model.get(&twin).copied());
+    }
+    for id in ids.iter().step_by(3) {
+        assert_eq!(m.drop_id(*id).unwrap(), model.remove(id));
+        assert_eq!(m.drop_id(*id).unwrap(), None);
+    }
+    check_mapper(&m, &model, total);
+    m.flush_mappings().unwrap();
+    drop(m);
+    let m = MmapIdMapper::open(dir.path()).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::SlotOrdered);
+    check_mapper(&m, &model, total);
+    assert_eq!(m.version(4).unwrap(), Some(5));
+}
+
+#[test]
+fn ids_slot_ordered_memory_budget() {
+    let dir = tmp();
+    let (source, plan, _) = slot_ordered_source(&random_u64_ids(200_000, 14), 0);
+    let m = MmapIdMapper::build_planned(dir.path(), &source, Some(plan)).unwrap();
+    let sizes = m.sizes();
+    eprintln!("{sizes:?}");
+    assert_eq!(sizes.num_layout, NumLayout::SlotOrdered);
+    // External id 8 B + PHF and bitmaps, no records.
+    assert!(sizes.mapping_bytes_per_id <= 9.0, "{sizes:?}");
+}
+
+#[test]
+fn ids_plans_that_do_not_fit_the_source() {
+    let ids = random_u64_ids(3_000, 15);
+    let nums = || -> Vec<u64> {
+        ids.iter()
+            .map(|id| match id {
+                PointId::Num(n) => *n,
+                PointId::Uuid(_) => unreachable!(),
+            })
+            .collect()
+    };
+    // Offsets not at the slots: the plan's function, with records.
+    let dir = tmp();
+    let source = id_source(&ids);
+    let plan = NumSlotPlan::build(nums());
+    let m = MmapIdMapper::build_planned(dir.path(), &source, Some(plan)).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::Records);
+    let model = ids
+        .iter()
+        .enumerate()
+        .map(|(o, id)| (*id, o as PointOffset))
+        .collect();
+    check_mapper(&m, &model, ids.len());
+    // A plan over other ids, or another number of them: an error.
+    let other = random_u64_ids(3_000, 16)
+        .into_iter()
+        .map(|id| id.as_u128() as u64)
+        .collect();
+    for plan in [
+        NumSlotPlan::build(other),
+        NumSlotPlan::build(nums()[1..].to_vec()),
+    ] {
+        let err = MmapIdMapper::build_planned(tmp().path(), &source, Some(plan)).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
+    }
+    // A records table from a records-layout build in a slot-ordered
+    // directory (or the other way round) does not open.
+    let slotted = slot_ordered_ids_dir();
+    let records = ids_dir();
+    let name = id_map::IDS_NUM_FILE;
+    let tables = [&records, &slotted].map(|d| fs::read(d.path().join(name)).unwrap());
+    for (to, table) in [(&slotted, &tables[0]), (&records, &tables[1])] {
+        fs::write(to.path().join(name), table).unwrap();
+        assert_names_file(MmapIdMapper::open(to.path()).unwrap_err(), name);
+    }
+}
+
 #[test]
 fn ids_bad_files_are_reported_naming_the_file() {
     for file in [
@@ -415,8 +558,10 @@ fn ids_bad_files_are_reported_naming_the_file() {
         id_map::IDS_ORDER_FILE,
     ] {
         for (what, damage) in damages() {
-            eprintln!("{file}: {what}");
-            check_bad_file(&ids_dir, &MmapIdMapper::open, file, &damage);
+            for make in [ids_dir, slot_ordered_ids_dir] {
+                eprintln!("{file}: {what}");
+                check_bad_file(&make, &MmapIdMapper::open, file, &damage);
+            }
         }
     }
 }
@@ -466,10 +611,23 @@ fn ids_damaged_hash_functions_are_detected() {
 fn ids_any_damaged_table_byte_fails_open() {
     // Every write-once file carries a checksum: one flipped bit anywhere
     // (header or body) is an error naming the file, never a lookup that
-    // silently misses or finds the wrong point.
-    let dir = tmp();
+    // silently misses or finds the wrong point; in both numeric layouts.
     let ids = mixed_ids(600, 31);
-    MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
+    let records = tmp();
+    MmapIdMapper::build(records.path(), &id_source(&ids)).unwrap();
+    let slotted = tmp();
+    let (source, plan, _) = slot_ordered_source(&ids, 3);
+    MmapIdMapper::build_planned(slotted.path(), &source, Some(plan)).unwrap();
+    for dir in [&records, &slotted] {
+        flip_every_table_byte(dir.path());
+    }
+    let m = MmapIdMapper::open(records.path()).unwrap();
+    assert_eq!(m.internal(ids[5]).unwrap(), Some(5));
+}
+
+/// Flip bits through each write-once file of the mapper in `dir`: every
+/// open fails naming the file; each file is restored after.
+fn flip_every_table_byte(dir: &Path) {
     for file in [
         id_map::IDS_PHF_FILE,
         id_map::IDS_NUM_FILE,
@@ -478,7 +636,7 @@ fn ids_any_damaged_table_byte_fails_open() {
         id_map::IDS_KINDS_FILE,
         id_map::IDS_ORDER_FILE,
     ] {
-        let p = dir.path().join(file);
+        let p = dir.join(file);
         let orig = fs::read(&p).unwrap();
         let step = (orig.len() / 97).max(1);
         for at in (0..orig.len()).step_by(step).chain([orig.len() - 1]) {
@@ -486,7 +644,7 @@ fn ids_any_damaged_table_byte_fails_open() {
                 let mut b = orig.clone();
                 b[at] ^= 1 << bit;
                 fs::write(&p, &b).unwrap();
-                match MmapIdMapper::open(dir.path()) {
+                match MmapIdMapper::open(dir) {
                     Ok(_) => panic!("{file}: bit {bit} of byte {at} flipped, open succeeded"),
                     Err(e) => assert_names_file(e, file),
                 }
@@ -494,8 +652,7 @@ fn ids_any_damaged_table_byte_fails_open() {
         }
         fs::write(&p, orig).unwrap();
     }
-    let m = MmapIdMapper::open(dir.path()).unwrap();
-    assert_eq!(m.internal(ids[5]).unwrap(), Some(5));
+    MmapIdMapper::open(dir).unwrap();
 }
 
 /// Byte offset of copy `c` of a checked bitmap of `bits` bits.
@@ -844,31 +1001,75 @@ fn format_3_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     assert_eq!(header_version(&ids.join(id_map::IDS_PHF_FILE)), 2);
 }
 
+/// `mmap_v4`: as format 4 wrote it (`ids_phf.bin` at header version 3,
+/// before the numeric layout word).
+#[test]
+fn format_4_id_map_opens_as_it_is() {
+    let (dir, expected) = ids_fixture("mmap_v4");
+    let ids = dir.path();
+    let v4_state = dir_state(ids);
+    assert_eq!(header_version(&ids.join(id_map::IDS_PHF_FILE)), 3);
+    let m = MmapIdMapper::open(ids).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::Records);
+    check_against_expected(&m, &expected, None);
+    drop(m);
+    assert_eq!(dir_state(ids), v4_state, "nothing rewritten");
+    // A layout word in a version-3 header is damage.
+    let phf = ids.join(id_map::IDS_PHF_FILE);
+    let mut bytes = v4_state[id_map::IDS_PHF_FILE].clone();
+    bytes[52] = 1;
+    fs::write(&phf, &bytes).unwrap();
+    assert_names_file(MmapIdMapper::open(ids).unwrap_err(), id_map::IDS_PHF_FILE);
+}
+
 #[test]
 fn ids_cold_lookup_reads_one_page() {
     // After the page cache is dropped, a lookup of a present id faults in
-    // exactly one page of the tables (its record), an absent id at most
-    // one; counted with mincore.
-    let dir = tmp();
+    // exactly one page of the tables (its record, or in the slot-ordered
+    // layout its external-array entry), an absent id at most one; counted
+    // with mincore.
     let ids = mixed_ids(300_000, 17);
-    let m = MmapIdMapper::build(dir.path(), &id_source(&ids)).unwrap();
+    let records = tmp();
+    let m = MmapIdMapper::build(records.path(), &id_source(&ids)).unwrap();
+    let model: Vec<(PointId, PointOffset)> = ids
+        .iter()
+        .enumerate()
+        .map(|(o, id)| (*id, o as PointOffset))
+        .collect();
+    if !cold_lookups_read_one_page(&m, &model) {
+        eprintln!("page cache eviction does not work on this file system; skipped");
+        return;
+    }
+    let slotted = tmp();
+    let (source, plan, model) = slot_ordered_source(&ids, 0);
+    let m = MmapIdMapper::build_planned(slotted.path(), &source, Some(plan)).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::SlotOrdered);
+    assert!(cold_lookups_read_one_page(
+        &m,
+        &model.into_iter().collect::<Vec<_>>()
+    ));
+}
+
+/// 200 cold lookups of present ids of `model` read one page each, 200 of
+/// absent ids at most one; `false` when eviction does not work here.
+fn cold_lookups_read_one_page(m: &MmapIdMapper, model: &[(PointId, PointOffset)]) -> bool {
     // Populated first (huge pages where the kernel allows): eviction must
     // bring single-page faults back.
     m.populate();
     m.clear_cache().unwrap();
     if m.resident_pages() != 0 {
-        eprintln!("page cache eviction does not work on this file system; skipped");
-        return;
+        return false;
     }
     let mut rng = Rng::new(5);
     for _ in 0..200 {
-        let o = rng.below(ids.len());
+        let (id, o) = model[rng.below(model.len())];
         m.clear_cache().unwrap();
-        assert_eq!(m.internal(ids[o]).unwrap(), Some(o as PointOffset));
-        assert_eq!(m.resident_pages(), 1, "lookup of {} (offset {o})", ids[o]);
+        assert_eq!(m.internal(id).unwrap(), Some(o));
+        assert_eq!(m.resident_pages(), 1, "lookup of {id} (offset {o})");
         m.clear_cache().unwrap();
         let absent = PointId::Num(rng.next_u64() | 1 << 63);
         assert_eq!(m.internal(absent).unwrap(), None);
         assert!(m.resident_pages() <= 1);
     }
+    true
 }

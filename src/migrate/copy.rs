@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use vecseg_mmap::id_map::NumSlotPlan;
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
 use vecseg_traits::{
     AppendableIdMapper, AppendablePayloadStorage, AppendableVectorStorage, IdMapperRead,
@@ -225,6 +226,26 @@ where
     SP: PayloadStorageRead,
     SI: IdMapperRead,
 {
+    build_mmap_planned(source, dir, options, None, progress)
+}
+
+/// [`build_mmap`] with the id map's numeric-id function taken from `plan`
+/// ([`MmapIdMapper::build_planned`]): a source whose points sit at their
+/// ids' slots (laid out by the plan) gets the compact
+/// [`NumLayout::SlotOrdered`](vecseg_mmap::id_map::NumLayout) id map.
+pub fn build_mmap_planned<SV, SP, SI>(
+    source: &Segment<SV, SP, SI>,
+    dir: &Path,
+    options: &MmapVectorOptions,
+    plan: Option<NumSlotPlan>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<MmapSegment<SV::Element>>
+where
+    SV: VectorStorageRead,
+    SV::Element: VectorElement,
+    SP: PayloadStorageRead,
+    SI: IdMapperRead,
+{
     let total = slot_count(source) as u64;
     let mut report = |done| {
         progress(&Progress {
@@ -244,7 +265,7 @@ where
         || -> Result<_> {
             let payloads =
                 MmapPayloadStorage::build(&layout.payloads(), &source.payloads, total as usize)?;
-            let ids = MmapIdMapper::build(&layout.ids(), &source.ids)?;
+            let ids = MmapIdMapper::build_planned(&layout.ids(), &source.ids, plan)?;
             Ok((payloads, ids))
         },
     );

@@ -3,7 +3,7 @@
 //!
 //! | file          | what it holds                                                       |
 //! |---------------|---------------------------------------------------------------------|
-//! | `copy.rs`     | [`migrate`] (any segment -> any appendable segment), [`copy_range`], [`build_mmap`] |
+//! | `copy.rs`     | [`migrate`] (any segment -> any appendable segment), [`copy_range`], [`build_mmap`], [`build_mmap_planned`] |
 //! | `verify.rs`   | [`verify`]: both sides read and compared slot by slot plus a checksum |
 //! | `slots.rs`    | [`SlotBatch`]: a run of offsets read through the read traits          |
 //! | `checksum.rs` | [`Checksum`]: the order-dependent digest both sides compute           |
@@ -33,7 +33,9 @@ mod verify;
 use std::time::Duration;
 
 pub use checksum::Checksum;
-pub use copy::{build_mmap, copy_range, migrate, AfterBatch, BatchReader, CopyCursor};
+pub use copy::{
+    build_mmap, build_mmap_planned, copy_range, migrate, AfterBatch, BatchReader, CopyCursor,
+};
 #[cfg(feature = "rocksdb")]
 pub use rocks_batch::read_rocks_batch;
 pub use slots::{read_batch, slot_count, write_batch, SlotBatch};

@@ -1,6 +1,7 @@
 //! The optimizer's builder: an immutable mmap segment from a set of
 //! points (the newest copy of each live point of the source segments),
-//! ordered by the tenant key when there is one.
+//! ordered by the tenant key when there is one, else by the slots of a
+//! perfect hash over the numeric ids (the id map then stores no records).
 //!
 //! The points are staged in an in-memory segment in their final order
 //! (offset `i` is the `i`-th point), which [`build_mmap`] then writes as
@@ -12,12 +13,13 @@ use std::path::Path;
 
 use serde_json::Value;
 use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
-use vecseg_traits::{Distance, FieldSchema, PointOffset, Record, Result, StorageError};
+use vecseg_traits::{Distance, FieldSchema, PointId, PointOffset, Record, Result, StorageError};
 
 use crate::index::hnsw::HnswConfig;
 use crate::index::payload::{values_at, IndexedValue};
 use crate::kinds::MmapSegment;
-use crate::migrate::{build_mmap, Progress};
+use crate::migrate::{build_mmap_planned, Progress};
+use crate::mmap::id_map::NumSlotPlan;
 use crate::mmap::MmapVectorOptions;
 use crate::segment::{TenantRange, TenantTable};
 use crate::Segment;
@@ -64,18 +66,42 @@ fn to_json(v: &IndexedValue) -> Value {
     }
 }
 
-/// Put `points` in build order: by tenant (when `tenant` is set), then
-/// by id; of two copies of one id the newer is kept. Returns the tenant
-/// runs (offset = position in the returned order).
-fn order(
+/// The points of a build and where they go.
+struct Ordered {
+    /// The points in build order (offset = position).
     points: Vec<Record<f32>>,
-    tenant: Option<&FieldSchema>,
-) -> (Vec<Record<f32>>, Option<TenantTable>) {
+    /// The tenant runs, when ordered by a tenant key.
+    tenants: Option<TenantTable>,
+    /// The numeric ids' perfect hash, when the points sit at its slots.
+    plan: Option<NumSlotPlan>,
+}
+
+/// Put `points` in build order; of two copies of one id the newer is
+/// kept. With a `tenant` key: by tenant, then by id, with the tenant runs
+/// (offset = position in the returned order). Without: the numeric ids
+/// first, each at the slot of a perfect hash built over them (so the id
+/// map needs no records, [`NumSlotPlan`]), then the UUIDs by id.
+fn order(points: Vec<Record<f32>>, tenant: Option<&FieldSchema>) -> Ordered {
     let mut points = points;
     points.sort_by(|a, b| {
         (a.id, std::cmp::Reverse(a.version)).cmp(&(b.id, std::cmp::Reverse(b.version)))
     });
     points.dedup_by(|later, earlier| later.id == earlier.id);
+    let Some(tenant_key) = tenant else {
+        let numeric = |r: &Record<f32>| match r.id {
+            PointId::Num(n) => Some(n),
+            PointId::Uuid(_) => None,
+        };
+        let plan = NumSlotPlan::build(points.iter().filter_map(numeric).collect());
+        // Stable: the UUIDs (all after the numeric ids) keep their order.
+        points.sort_by_cached_key(|r| numeric(r).map_or(usize::MAX, |n| plan.slot(n)));
+        return Ordered {
+            points,
+            tenants: None,
+            plan: Some(plan),
+        };
+    };
+    let tenant = Some(tenant_key);
     let mut keyed: Vec<(Option<IndexedValue>, Record<f32>)> = points
         .into_iter()
         .map(|r| (tenant.and_then(|t| tenant_of(&r, t)), r))
@@ -103,7 +129,11 @@ fn order(
             ranges,
         }
     });
-    (keyed.into_iter().map(|(_, r)| r).collect(), table)
+    Ordered {
+        points: keyed.into_iter().map(|(_, r)| r).collect(),
+        tenants: table,
+        plan: None,
+    }
 }
 
 /// Build an immutable mmap segment in `dir` (which must not hold a
@@ -112,7 +142,9 @@ fn order(
 /// are written ordered by the tenant key's value then by id when
 /// `options` marks a tenant key — each tenant one contiguous run of
 /// offsets and of vector file pages, recorded in the segment's
-/// [`TenantTable`] — and by id otherwise. Every point keeps its version;
+/// [`TenantTable`] — and otherwise by the slots of a perfect hash over the
+/// numeric ids (UUIDs last, by id), which gives the id map its compact
+/// [`NumLayout::SlotOrdered`](crate::mmap::id_map::NumLayout) layout. Every point keeps its version;
 /// the segment's version is the largest of them. With `options.hnsw`,
 /// the segment also gets an HNSW index.
 pub fn build_segment(
@@ -127,7 +159,11 @@ pub fn build_segment(
             dir.display()
         )));
     }
-    let (points, tenants) = order(points, options.tenant());
+    let Ordered {
+        points,
+        tenants,
+        plan,
+    } = order(points, options.tenant());
     let mut staging = Segment::new(
         MemoryVectorStorage::<f32>::new(options.dim, options.distance)?,
         MemoryPayloadStorage::new(),
@@ -144,7 +180,7 @@ pub fn build_segment(
         }
         staging.upsert_prepared(p.version, p.id, &p.vector, &p.payload)?;
     }
-    let mut segment = build_mmap(&staging, dir, &options.vector_options, progress)?;
+    let mut segment = build_mmap_planned(&staging, dir, &options.vector_options, plan, progress)?;
     drop(staging);
     segment.tenants = tenants;
     for schema in &options.indexes {
@@ -194,7 +230,12 @@ mod tests {
             record(4, Some("a")),
             record(2, Some("b")),
         ];
-        let (ordered, table) = order(points, Some(&tenant));
+        let Ordered {
+            points: ordered,
+            tenants: table,
+            plan,
+        } = order(points, Some(&tenant));
+        assert!(plan.is_none());
         let ids: Vec<_> = ordered.iter().map(|r| (r.id, r.version)).collect();
         let n = PointId::Num;
         assert_eq!(
@@ -205,5 +246,68 @@ mod tests {
         assert_eq!(table.range_of(&Value::from("a")), Some(0..1));
         assert_eq!(table.range_of(&Value::from("b")), Some(1..4));
         assert_eq!(table.ranges.len(), 2);
+    }
+
+    /// Without a tenant key every numeric id sits at its slot, UUIDs
+    /// follow by id, the newest copy is kept; the built segment's id map
+    /// is slot-ordered and finds every point, and only those.
+    #[test]
+    fn without_a_tenant_numeric_ids_sit_at_their_slots() {
+        let uuid = |i: u128| PointId::Uuid(uuid::Uuid::from_u128(i * 0x1234_5678_9abc));
+        let mut points: Vec<Record<f32>> = (0..2000u64).map(|i| record(i * 7919, None)).collect();
+        for i in [9u128, 3, 5] {
+            let mut r = record(0, None);
+            r.id = uuid(i);
+            points.push(r);
+        }
+        let mut old = record(7919, None);
+        old.version = 0;
+        old.vector = vec![-1.0];
+        points.insert(0, old);
+        let Ordered {
+            points: ordered,
+            tenants,
+            plan,
+        } = order(points.clone(), None);
+        let plan = plan.unwrap();
+        assert!(tenants.is_none());
+        assert_eq!(plan.len(), 2000);
+        assert_eq!(ordered.len(), 2003);
+        for (o, r) in ordered.iter().enumerate() {
+            match r.id {
+                PointId::Num(n) => {
+                    assert_eq!(plan.slot(n), o, "id {n}");
+                    assert_eq!(r.version, n, "newest copy of {n}");
+                }
+                PointId::Uuid(_) => assert!(o >= 2000),
+            }
+        }
+        let tail: Vec<PointId> = ordered[2000..].iter().map(|r| r.id).collect();
+        assert_eq!(tail, vec![uuid(3), uuid(5), uuid(9)]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = BuildOptions {
+            dim: 1,
+            distance: Distance::Dot,
+            indexes: Vec::new(),
+            vector_options: MmapVectorOptions::default(),
+            hnsw: None,
+        };
+        let segment = build_segment(points, dir.path(), &options, &mut |_| {}).unwrap();
+        assert_eq!(
+            segment.ids.sizes().num_layout,
+            crate::mmap::id_map::NumLayout::SlotOrdered
+        );
+        for (o, r) in ordered.iter().enumerate() {
+            let got = segment.get(r.id).unwrap().unwrap();
+            assert_eq!(got.vector, r.vector, "{}", r.id);
+            assert_eq!(
+                vecseg_traits::IdMapperRead::internal(&segment.ids, r.id).unwrap(),
+                Some(o as PointOffset)
+            );
+        }
+        for absent in [1u64, 7918, 2000 * 7919, u64::MAX] {
+            assert_eq!(segment.get(PointId::Num(absent)).unwrap(), None, "{absent}");
+        }
     }
 }

@@ -30,10 +30,10 @@ use vecseg_traits::{IoResultExt, Result};
 
 use super::format_v2::UuidRecordV2;
 use super::{
-    corrupted, write_bitmaps, write_phf_file, write_table, PhfHeader, TableHeader, EXTERNAL_MAGIC,
-    FLAGS_MAGIC, IDS_DELETED_FILE, IDS_EXTERNAL_FILE, IDS_FLAGS_FILE, IDS_ORDER_FILE, IDS_PHF_FILE,
-    IDS_SLOTS_FILE, IDS_UUIDS_FILE, MAX_TOTAL, ORDER_MAGIC, PHF_MAGIC, SLOTS_MAGIC,
-    TABLE_FORMAT_VERSION, UUIDS_MAGIC,
+    corrupted, write_bitmaps, write_phf_file, write_table, NumLayout, PhfHeader, TableHeader,
+    EXTERNAL_MAGIC, FLAGS_MAGIC, IDS_DELETED_FILE, IDS_EXTERNAL_FILE, IDS_FLAGS_FILE,
+    IDS_ORDER_FILE, IDS_PHF_FILE, IDS_SLOTS_FILE, IDS_UUIDS_FILE, MAX_TOTAL, ORDER_MAGIC,
+    PHF_MAGIC, SLOTS_MAGIC, TABLE_FORMAT_VERSION, UUIDS_MAGIC,
 };
 use crate::checked_bitmap::{bitmap_words, has_bits_past, set_bit, CheckedBitmap};
 use crate::header::{read_header, FilePrefix};
@@ -228,6 +228,7 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
         write_phf_file(
             dir,
             TABLE_FORMAT_VERSION,
+            NumLayout::Records,
             count(h.num_keys),
             count(h.uuid_keys),
             h.num_phf_bytes as usize,

@@ -27,8 +27,8 @@ use vecseg_traits::{PointOffset, Result};
 use super::format_v1::{collect, read_any_table};
 use super::records::{write_record_table, NumRecord, RecordTable, UuidRecord};
 use super::{
-    corrupted, phf, slots, write_phf_file, write_table, EXTERNAL_MAGIC, IDS_EXTERNAL_FILE,
-    IDS_NUM_FILE, IDS_UUIDS_FILE, NUMS_MAGIC, PHF_FORMAT_VERSION, UUIDS_MAGIC,
+    corrupted, phf, slots, write_phf_file, write_table, NumLayout, EXTERNAL_MAGIC,
+    IDS_EXTERNAL_FILE, IDS_NUM_FILE, IDS_UUIDS_FILE, NUMS_MAGIC, PHF_FORMAT_VERSION, UUIDS_MAGIC,
 };
 use crate::advice::Advice;
 
@@ -62,7 +62,7 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
     let mut external: Vec<u64> = collect(&read_any_table(&external_path, EXTERNAL_MAGIC, 8)?.body);
 
     // 2. New functions, tables in their slot order.
-    let phfs = slots::build_phfs(&nums, &uuids)?;
+    let phfs = slots::build_phfs(&nums, &uuids, None)?;
     let records = slots::fill_records(&phfs, &nums, &uuids)?;
     let total = external.len();
     for (&(_, o), &s) in uuids.iter().zip(&records.uuid_slots) {
@@ -90,6 +90,7 @@ pub(super) fn upgrade(dir: &Path) -> Result<()> {
     write_phf_file(
         dir,
         PHF_FORMAT_VERSION,
+        NumLayout::Records,
         nums.len(),
         uuids.len(),
         num_bytes,

@@ -13,7 +13,7 @@
 //! | file                | entry (per)            | role                                    |
 //! |---------------------|------------------------|-----------------------------------------|
 //! | `ids_phf.bin`       | < 3 bits (id)          | the two PHFs (`num`, `uuid`)            |
-//! | `ids_num.dat`       | 12 B (numeric id)      | PHF slot → {id, offset}                 |
+//! | `ids_num.dat`       | 12 B (numeric id)      | PHF slot → {id, offset} (empty when slot-ordered) |
 //! | `ids_uuids.dat`     | 20 B (UUID id)         | PHF slot → {uuid, offset}               |
 //! | `ids_external.dat`  | `u64` (offset)         | offset → numeric id, or UUID slot index |
 //! | `ids_kinds.dat`     | 1 bit (offset)         | is-UUID bitmap                          |
@@ -28,6 +28,11 @@
 //!   it and the offset is not deleted. The record tables are laid out in
 //!   4 KiB blocks no record crosses (`records.rs`), so a cold lookup reads
 //!   **one page** beyond the in-RAM hash function and bitmap.
+//! * **Slot-ordered numeric ids** ([`NumLayout::SlotOrdered`]): when the
+//!   segment was laid out by a [`NumSlotPlan`] (every numeric id at the
+//!   offset equal to its slot, as the optimizer builds segments without a
+//!   tenant key), the record table is empty and the lookup checks
+//!   `external[s] == id` instead: still one page, the dense array's.
 //! * **UUID → offset**: the same with `s = phf_uuid(uuid)` and the 20-byte
 //!   records of `ids_uuids.dat`.
 //! * **offset → id**: deleted bit, is-UUID bit, then `external[o]` (a numeric
@@ -42,12 +47,15 @@
 //! read only by [`IdMapperRead::iter_from`] (binary search + scan), so its
 //! pages are faulted in only while iterating in id order and never by
 //! lookups. Versions (8 B) are excluded from the budget by definition. A
-//! UUID point costs 20 B (record) + 8 B (external) + bits + PHF.
+//! UUID point costs 20 B (record) + 8 B (external) + bits + PHF. In the
+//! slot-ordered layout a numeric point costs external 8 B + PHF + bits
+//! ≈ **8.6 B**.
 //!
 //! ## Files of this module
 //!
 //! `phf.rs` the hash functions and their hashing of ids; `slots.rs` hashes
-//! mappings into slot-ordered record tables (build and upgrade);
+//! mappings into slot-ordered record tables (build and upgrade) and holds
+//! [`NumSlotPlan`];
 //! `records.rs` the record tables' block layout; `format_v1.rs`,
 //! `format_v2.rs`, `format_v3.rs` the upgrades of older formats.
 //!
@@ -75,9 +83,10 @@
 //! `format_v1.rs`, format 2 (a `u32` slot → offset table `ids_slots.dat`,
 //! 24-byte UUID records) to format 3 by `format_v2.rs`, format 3 (`ph`
 //! 0.8 FMPHs) to format 4 by `format_v3.rs`, which rebuilds the functions
-//! and the slot-ordered tables from the records. Each file carries
-//! its own format version: `ids_phf.bin` and the record tables are at 3,
-//! the other tables kept their format-2 layout and header.
+//! and the slot-ordered tables from the records. Format 4 (`ids_phf.bin`
+//! at header version 3, without the layout word) opens as it is. Each
+//! file carries its own format version: `ids_phf.bin` is at 4, the record
+//! tables at 3, the other tables kept their format-2 layout and header.
 //!
 //! Offsets must be below 2^31. Every file is validated at open (magic,
 //! version, lengths against the headers, checksums, bits past the end, the
@@ -94,6 +103,7 @@ mod records;
 mod slots;
 
 pub use records::{NumRecord, UuidRecord, BLOCK_BYTES, RECORDS_FORMAT_VERSION};
+pub use slots::NumSlotPlan;
 
 use std::fs;
 use std::io::Write;
@@ -137,14 +147,42 @@ pub const IDS_VERSIONS_FILE: &str = "ids_versions.dat";
 /// File of offsets in external-id order.
 pub const IDS_ORDER_FILE: &str = "ids_order.dat";
 
-/// Format version of the id map as a whole (format 4: PHast for numeric
-/// ids; format 3 brought one-page record lookups). Formats 1 to 3 are
-/// upgraded at open.
-pub const IDS_FORMAT_VERSION: u32 = 4;
+/// Format version of the id map as a whole (format 5: the numeric-id
+/// [`NumLayout`] in `ids_phf.bin`; format 4 brought PHast for numeric ids,
+/// format 3 one-page record lookups). Formats 1 to 3 are upgraded at open;
+/// format 4 opens as it is (its layout is [`NumLayout::Records`]).
+pub const IDS_FORMAT_VERSION: u32 = 5;
 
-/// Header version of `ids_phf.bin`: 3 = the functions of `phf.rs`; 2 =
-/// `ph` 0.8's FMPH (formats 2 and 3, upgraded at open by `format_v3.rs`).
-pub const PHF_FORMAT_VERSION: u32 = 3;
+/// Header version of `ids_phf.bin`: 4 = the functions of `phf.rs` and the
+/// [`NumLayout`] word; 3 = the same functions, always
+/// [`NumLayout::Records`] (opened as it is); 2 = `ph` 0.8's FMPH (formats
+/// 2 and 3, upgraded at open by `format_v3.rs`).
+pub const PHF_FORMAT_VERSION: u32 = 4;
+
+/// How a numeric id's slot leads to its offset (the `layout` word of
+/// `ids_phf.bin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumLayout {
+    /// `ids_num.dat` holds `{id, offset}` at each slot (12 B per id): any
+    /// offset order, e.g. one kept from a migrated source or a tenant
+    /// order.
+    Records,
+    /// Every numeric id sits at the offset equal to its slot (the segment
+    /// was laid out by a [`NumSlotPlan`]): `ids_num.dat` is empty and a
+    /// lookup checks `external[slot]`, so the two-way map costs the dense
+    /// array alone (8 B per id).
+    SlotOrdered,
+}
+
+impl NumLayout {
+    /// The word stored in the header.
+    fn code(self) -> u32 {
+        match self {
+            NumLayout::Records => 0,
+            NumLayout::SlotOrdered => 1,
+        }
+    }
+}
 
 /// Header version of the tables whose layout formats 3 and 4 kept from
 /// format 2 (external, kinds, order); the record tables are at
@@ -179,14 +217,17 @@ struct PhfHeader {
     uuid_keys: u64,
     num_phf_bytes: u64,
     uuid_phf_bytes: u64,
-    /// CRC-32C of the four counts above (32 bytes, little-endian) followed
-    /// by both serialized functions (version 2: of the functions only).
+    /// CRC-32C of the four counts above (32 bytes, little-endian), from
+    /// version 4 the layout word (4 bytes), then both serialized functions
+    /// (version 2: of the functions only).
     body_crc: u32,
-    reserved: u32,
+    /// [`NumLayout`] code (version 4; zero before).
+    layout: u32,
 }
 
 impl PhfHeader {
-    /// The checksum `body_crc` should hold for `body` (header version 3).
+    /// The checksum `body_crc` should hold for `body` (header versions 3
+    /// and 4).
     fn checksum(&self, body: &[u8]) -> u32 {
         let counts = [
             self.num_keys,
@@ -194,8 +235,21 @@ impl PhfHeader {
             self.num_phf_bytes,
             self.uuid_phf_bytes,
         ];
-        let bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        let mut bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        if self.prefix.format_version >= 4 {
+            bytes.extend_from_slice(&self.layout.to_le_bytes());
+        }
         crc32c::crc32c_append(crc32c::crc32c(&bytes), body)
+    }
+
+    /// The layout the header names (an error for an unknown code, or a
+    /// code in a version-3 header).
+    fn num_layout(&self, path: &Path) -> Result<NumLayout> {
+        match (self.prefix.format_version, self.layout) {
+            (_, 0) => Ok(NumLayout::Records),
+            (4.., 1) => Ok(NumLayout::SlotOrdered),
+            (_, code) => Err(corrupted(path, format!("unknown numeric-id layout {code}"))),
+        }
     }
 }
 
@@ -251,6 +305,8 @@ pub struct IdMapBuildStats {
 pub struct IdMapSizes {
     /// Mapped ids at build (numeric + UUID).
     pub ids: usize,
+    /// How numeric ids are looked up.
+    pub num_layout: NumLayout,
     /// Bytes of the two PHFs in RAM (serialized size).
     pub phf_bytes: usize,
     /// Bits per key of the PHFs.
@@ -282,6 +338,7 @@ pub struct MmapIdMapper {
     num_phf: Option<NumPhf>,
     uuid_phf: Option<UuidPhf>,
     phf_bytes: usize,
+    num_layout: NumLayout,
     nums: RecordTable<NumRecord>,
     uuids: RecordTable<UuidRecord>,
     external: MmapFile,
@@ -447,12 +504,13 @@ fn write_bitmaps(dir: &Path, total: usize, deleted: &[u64], kinds: &[u64]) -> Re
     )
 }
 
-/// Write `ids_phf.bin` at header version `version`: header (with the
-/// CRC-32C of `body`) and `body`, the numeric function's `num_phf_bytes`
-/// bytes followed by the UUID one's.
+/// Write `ids_phf.bin` at header version `version` (with `layout` from
+/// version 4): header (with the CRC-32C of `body`) and `body`, the numeric
+/// function's `num_phf_bytes` bytes followed by the UUID one's.
 fn write_phf_file(
     dir: &Path,
     version: u32,
+    layout: NumLayout,
     num_keys: usize,
     uuid_keys: usize,
     num_phf_bytes: usize,
@@ -465,7 +523,7 @@ fn write_phf_file(
         num_phf_bytes: num_phf_bytes as u64,
         uuid_phf_bytes: (body.len() - num_phf_bytes) as u64,
         body_crc: 0,
-        reserved: 0,
+        layout: layout.code(),
     };
     header.body_crc = header.checksum(body);
     write_new_file(&dir.join(IDS_PHF_FILE), |w| {
@@ -510,6 +568,28 @@ impl MmapIdMapper {
     pub fn build_with_stats(
         dir: &Path,
         source: &impl IdMapperRead,
+    ) -> Result<(Self, IdMapBuildStats)> {
+        Self::build_planned_with_stats(dir, source, None)
+    }
+
+    /// [`build`](Self::build) with the numeric ids' function taken from
+    /// `plan` (built over exactly the source's numeric ids; an error
+    /// otherwise). When every numeric id sits at its slot, the mapper gets
+    /// the [`NumLayout::SlotOrdered`] layout; otherwise the plan only saves
+    /// building the function.
+    pub fn build_planned(
+        dir: &Path,
+        source: &impl IdMapperRead,
+        plan: Option<NumSlotPlan>,
+    ) -> Result<Self> {
+        Self::build_planned_with_stats(dir, source, plan).map(|(m, _)| m)
+    }
+
+    /// [`build_planned`](Self::build_planned), also returning build timings.
+    pub fn build_planned_with_stats(
+        dir: &Path,
+        source: &impl IdMapperRead,
+        plan: Option<NumSlotPlan>,
     ) -> Result<(Self, IdMapBuildStats)> {
         let started = Instant::now();
         let total = source.total_count();
@@ -609,7 +689,7 @@ impl MmapIdMapper {
                 ])
             });
             let phf_started = Instant::now();
-            let joined = slots::build_phfs(&nums, &uuids).map(|f| (f, phf_started.elapsed()));
+            let joined = slots::build_phfs(&nums, &uuids, plan).map(|f| (f, phf_started.elapsed()));
             let mut writers = join_scoped(early)?;
             // Numeric ids go to the external table as they are; UUID
             // offsets get their slots from the functions.
@@ -618,10 +698,23 @@ impl MmapIdMapper {
             slots::par_scatter(&mut external, &nums, "offsets", offset, |p| p.0)?;
             let (phfs, phf_time) = joined?;
             let tables_started = Instant::now();
-            let records = slots::fill_records(&phfs, &nums, &uuids)?;
+            let mut records = slots::fill_records(&phfs, &nums, &uuids)?;
             for (&(_, o), &s) in uuids.iter().zip(&records.uuid_slots) {
                 external[o as usize] = s;
             }
+            // Every numeric id at its slot: the records say nothing the
+            // external array does not.
+            let layout = if records
+                .nums
+                .par_iter()
+                .enumerate()
+                .all(|(s, r)| r.offset as usize == s)
+            {
+                records.nums = Vec::new();
+                NumLayout::SlotOrdered
+            } else {
+                NumLayout::Records
+            };
             let mut phf_bytes = phf::num_to_bytes(&phfs.num);
             let num_phf_bytes = phf_bytes.len();
             phf_bytes.extend_from_slice(&phf::uuid_to_bytes(&phfs.uuid));
@@ -640,6 +733,7 @@ impl MmapIdMapper {
                 write_phf_file(
                     dir,
                     PHF_FORMAT_VERSION,
+                    layout,
                     num_keys,
                     uuid_keys,
                     num_phf_bytes,
@@ -706,7 +800,12 @@ impl MmapIdMapper {
             format_v3::upgrade(dir)?;
             phf_file = fs::read(&phf_path).at(&phf_path)?;
         }
-        let ph: PhfHeader = read_header(&phf_path, &phf_file, PHF_MAGIC, PHF_FORMAT_VERSION)?;
+        // Header version 3 (format 4) opens as it is.
+        let version = match file_format_version(&phf_file) {
+            Some(3) => 3,
+            _ => PHF_FORMAT_VERSION,
+        };
+        let ph: PhfHeader = read_header(&phf_path, &phf_file, PHF_MAGIC, version)?;
         let body = &phf_file[std::mem::size_of::<PhfHeader>()..];
         let (num_len, uuid_len) = (ph.num_phf_bytes, ph.uuid_phf_bytes);
         if num_len.checked_add(uuid_len) != Some(body.len() as u64) {
@@ -718,9 +817,10 @@ impl MmapIdMapper {
                 ),
             ));
         }
-        if ph.reserved != 0 || ph.checksum(body) != ph.body_crc {
+        if ph.checksum(body) != ph.body_crc {
             return Err(corrupted(&phf_path, "hash functions fail their checksum"));
         }
+        let num_layout = ph.num_layout(&phf_path)?;
         let key_count = |n: u64| {
             usize::try_from(n)
                 .ok()
@@ -734,10 +834,17 @@ impl MmapIdMapper {
         let uuid_phf = parse_phf(&phf_path, uuid_body, uuid_keys, "UUID", phf::read_uuid)?;
 
         let nums = RecordTable::open(&dir.join(IDS_NUM_FILE), NUMS_MAGIC, "records", advice)?;
-        if nums.len() != num_keys {
+        let want_records = match num_layout {
+            NumLayout::Records => num_keys,
+            NumLayout::SlotOrdered => 0,
+        };
+        if nums.len() != want_records {
             return Err(corrupted(
                 nums.file().path(),
-                format!("{} records for {num_keys} numeric ids", nums.len()),
+                format!(
+                    "{} records for {num_keys} numeric ids laid out as {num_layout:?}",
+                    nums.len()
+                ),
             ));
         }
         let uuids = RecordTable::open(
@@ -835,6 +942,7 @@ impl MmapIdMapper {
             num_phf,
             uuid_phf,
             phf_bytes: body.len(),
+            num_layout,
             nums,
             uuids,
             external,
@@ -853,6 +961,14 @@ impl MmapIdMapper {
             return Err(corrupted(
                 mapper.kinds.path(),
                 "bits set past the last offset",
+            ));
+        }
+        // Slot-ordered: offsets `0..num_keys` hold the numeric ids, which
+        // lookups take on trust from the external array.
+        if mapper.num_layout == NumLayout::SlotOrdered && (0..num_keys).any(|o| bit(kinds, o)) {
+            return Err(corrupted(
+                mapper.kinds.path(),
+                "a UUID at an offset reserved for the numeric ids' slots",
             ));
         }
         if count_ones(kinds) != uuid_keys {
@@ -942,8 +1058,16 @@ impl MmapIdMapper {
         match id {
             PointId::Num(n) => {
                 let s = self.num_phf.as_ref()?.get(&n);
-                let r = self.nums.get(s)?;
-                (r.id() == n).then_some(r.offset)
+                match self.num_layout {
+                    NumLayout::Records => {
+                        let r = self.nums.get(s)?;
+                        (r.id() == n).then_some(r.offset)
+                    }
+                    // Offsets `0..num_keys` are numeric (checked at open).
+                    NumLayout::SlotOrdered => (s < self.num_keys
+                        && *self.external_slice().get(s)? == n)
+                        .then_some(s as PointOffset),
+                }
             }
             PointId::Uuid(u) => {
                 let s = self.uuid_phf.as_ref()?.get(&u.as_u128())? as usize;
@@ -965,6 +1089,7 @@ impl MmapIdMapper {
             + 2 * bitmap_words(self.total) * 8;
         IdMapSizes {
             ids,
+            num_layout: self.num_layout,
             phf_bytes: self.phf_bytes,
             phf_bits_per_key: per(self.phf_bytes) * 8.0,
             mapping_bytes,

@@ -2,12 +2,65 @@
 //! of `(id, offset)` mappings and the record tables they index. Shared by
 //! [`MmapIdMapper::build`](super::MmapIdMapper::build) and the format-3
 //! upgrade (`format_v3.rs`), which rebuilds both from the old records.
+//! [`NumSlotPlan`] builds the numeric function before the points are laid
+//! out, for builders that can put each point at its id's slot.
 
 use rayon::prelude::*;
 use vecseg_traits::{PointOffset, Result, StorageError};
 
 use super::phf::{self, NumPhf, UuidPhf};
 use super::records::{NumRecord, UuidRecord};
+
+/// The perfect hash function over a set of numeric ids, built before a
+/// segment's points get their offsets: a builder free to choose the order
+/// (the optimizer without a tenant key) puts the point of id `n` at offset
+/// [`slot(n)`](Self::slot), hands the plan to
+/// [`MmapIdMapper::build_planned`](super::MmapIdMapper::build_planned),
+/// and the id map needs no record table for numeric ids: the slot the
+/// function picks *is* the offset, and the dense offset → id array verifies
+/// it ([`NumLayout::SlotOrdered`](super::NumLayout::SlotOrdered)).
+pub struct NumSlotPlan {
+    pub(super) phf: Option<NumPhf>,
+    pub(super) keys: usize,
+}
+
+impl std::fmt::Debug for NumSlotPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumSlotPlan")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NumSlotPlan {
+    /// Build the function over `ids`, which must be distinct (the id map
+    /// build rejects a plan that is not a bijection of its ids onto
+    /// `0..len`).
+    pub fn build(ids: Vec<u64>) -> Self {
+        let keys = ids.len();
+        NumSlotPlan {
+            phf: phf::build_num(ids),
+            keys,
+        }
+    }
+
+    /// The slot of `id`: in `0..len()` for the ids of the build (some
+    /// value, possibly past the end, for any other).
+    #[inline]
+    pub fn slot(&self, id: u64) -> usize {
+        self.phf.as_ref().map_or(usize::MAX, |f| f.get(&id))
+    }
+
+    /// Number of ids the plan was built over.
+    pub fn len(&self) -> usize {
+        self.keys
+    }
+
+    /// Whether the plan holds no ids.
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+}
 
 /// The two perfect hash functions of a mapper.
 pub(super) struct Phfs {
@@ -28,12 +81,25 @@ pub(super) struct SlotRecords {
     pub uuid_slots: Vec<u64>,
 }
 
-/// Build the functions over distinct ids (the caller checks they are).
+/// Build the functions over distinct ids (the caller checks they are);
+/// with a `plan` over the numeric ids, its function is taken instead of
+/// building one ([`fill_records`] then checks it is a bijection of them).
 pub(super) fn build_phfs(
     nums: &[(u64, PointOffset)],
     uuids: &[(u128, PointOffset)],
+    plan: Option<NumSlotPlan>,
 ) -> Result<Phfs> {
-    let num = phf::build_num(nums.iter().map(|p| p.0).collect());
+    let num = match plan {
+        Some(plan) if plan.keys == nums.len() => plan.phf,
+        Some(plan) => {
+            return Err(StorageError::InvalidArgument(format!(
+                "slot plan over {} ids given for {} numeric ids",
+                plan.keys,
+                nums.len()
+            )))
+        }
+        None => phf::build_num(nums.iter().map(|p| p.0).collect()),
+    };
     let uuid = phf::build_uuid(uuids.iter().map(|p| p.0).collect()).map_err(|()| {
         StorageError::InvalidArgument(
             "perfect hash construction over UUID ids failed (duplicate ids?)".into(),
