@@ -689,6 +689,7 @@ impl MmapIdMapper {
                 ])
             });
             let phf_started = Instant::now();
+            let planned = plan.is_some();
             let joined = slots::build_phfs(&nums, &uuids, plan).map(|f| (f, phf_started.elapsed()));
             let mut writers = join_scoped(early)?;
             // Numeric ids go to the external table as they are; UUID
@@ -698,23 +699,24 @@ impl MmapIdMapper {
             slots::par_scatter(&mut external, &nums, "offsets", offset, |p| p.0)?;
             let (phfs, phf_time) = joined?;
             let tables_started = Instant::now();
-            let mut records = slots::fill_records(&phfs, &nums, &uuids)?;
+            // A planned build whose numeric ids all sit at their slots
+            // (distinct offsets below the key count, so the function is a
+            // bijection of them onto `0..num_keys`): the records would say
+            // nothing the external array does not.
+            let slot_ordered = planned
+                && phfs.num.as_ref().is_some_and(|f| {
+                    nums.par_iter()
+                        .all(|(id, o)| (*o as usize) < num_keys && f.get(id) == *o as usize)
+                });
+            let (layout, record_nums) = if slot_ordered {
+                (NumLayout::SlotOrdered, &[][..])
+            } else {
+                (NumLayout::Records, &nums[..])
+            };
+            let records = slots::fill_records(&phfs, record_nums, &uuids)?;
             for (&(_, o), &s) in uuids.iter().zip(&records.uuid_slots) {
                 external[o as usize] = s;
             }
-            // Every numeric id at its slot: the records say nothing the
-            // external array does not.
-            let layout = if records
-                .nums
-                .par_iter()
-                .enumerate()
-                .all(|(s, r)| r.offset as usize == s)
-            {
-                records.nums = Vec::new();
-                NumLayout::SlotOrdered
-            } else {
-                NumLayout::Records
-            };
             let mut phf_bytes = phf::num_to_bytes(&phfs.num);
             let num_phf_bytes = phf_bytes.len();
             phf_bytes.extend_from_slice(&phf::uuid_to_bytes(&phfs.uuid));
