@@ -827,6 +827,7 @@ fn inspect_prints_tenant_locality() {
         ),
         "{out}"
     );
+    assert!(out.contains("id map      records numeric ids, "), "{out}");
     // The existing lines are still there, before the tenants.
     assert!(out.find("index       \"tenant\"").unwrap() < out.find("tenants     key").unwrap());
 
@@ -838,6 +839,10 @@ fn inspect_prints_tenant_locality() {
     let out = String::from_utf8_lossy(&r.stdout);
     assert!(r.status.success());
     assert!(!out.contains("tenants     key"), "{out}");
+    assert!(
+        out.contains("id map      slot-ordered numeric ids, "),
+        "{out}"
+    );
     let r = vecseg()
         .arg("inspect")
         .arg(&by_id)

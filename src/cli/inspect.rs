@@ -101,6 +101,19 @@ pub fn inspect_with(
         (kind, _) => counts::<u8>(dir, kind, verify, tenant_key)?,
     };
     out.push_str(&counts);
+    let ids_dir = kinds::SegmentLayout::new(dir).ids();
+    if state.backends.ids == "MmapIdMapper" {
+        let sizes = vecseg_mmap::MmapIdMapper::open(&ids_dir)?.sizes();
+        let layout = match sizes.num_layout {
+            vecseg_mmap::id_map::NumLayout::Records => "records",
+            vecseg_mmap::id_map::NumLayout::SlotOrdered => "slot-ordered",
+        };
+        let _ = writeln!(
+            out,
+            "id map      {layout} numeric ids, {:.2} B/point two-way, hash {:.2} bits/key",
+            sizes.mapping_bytes_per_id, sizes.phf_bits_per_key
+        );
+    }
     let quantized = dir.join(kinds::QUANTIZED_DIR);
     if quantized.join(vecseg_quantized::meta::META_FILE).exists() {
         let m = vecseg_quantized::meta::summary(&quantized)?;
