@@ -256,7 +256,6 @@ fn id_lookup(c: &mut Criterion) {
     let probes: Vec<u64> = (0..f.ids.len().min(1 << 22))
         .map(|_| f.ids[(rng.next() % f.ids.len() as u64) as usize])
         .collect();
-    let len = probes.len();
 
     // Sanity: all agree.
     for &k in probes.iter().take(10_000) {
@@ -273,48 +272,22 @@ fn id_lookup(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group(format!("id_lookup_{}", n));
-    let mut i = 0usize;
+    let mut next = cycling(&probes);
     group.bench_function("mmap_phf_internal", |b| {
-        b.iter(|| {
-            let k = probes[i];
-            i += 1;
-            if i == len {
-                i = 0;
-            }
-            black_box(mapper.internal(PointId::Num(black_box(k))).unwrap())
-        })
+        b.iter(|| black_box(mapper.internal(PointId::Num(next())).unwrap()))
     });
-    let mut i = 0usize;
+    let mut next = cycling(&probes);
     group.bench_function("mmap_phf_internal_slot_ordered", |b| {
-        b.iter(|| {
-            let k = probes[i];
-            i += 1;
-            if i == len {
-                i = 0;
-            }
-            black_box(slotted.internal(PointId::Num(black_box(k))).unwrap())
-        })
+        b.iter(|| black_box(slotted.internal(PointId::Num(next())).unwrap()))
     });
-    let mut i = 0usize;
+    let mut next = cycling(&probes);
     group.bench_function("std_hashmap_get", |b| {
-        b.iter(|| {
-            let k = probes[i];
-            i += 1;
-            if i == len {
-                i = 0;
-            }
-            black_box(hash.get(&black_box(k)).copied())
-        })
+        b.iter(|| black_box(hash.get(&next()).copied()))
     });
-    let mut i = 0usize;
+    let mut next = cycling(&probes);
     group.bench_function("sorted_binary_search", |b| {
         b.iter(|| {
-            let k = probes[i];
-            i += 1;
-            if i == len {
-                i = 0;
-            }
-            let k = black_box(k);
+            let k = next();
             black_box(
                 f.sorted
                     .binary_search_by_key(&k, |p| p.0)
@@ -324,6 +297,21 @@ fn id_lookup(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The ids of `probes` in turn (from the first again after the last),
+/// each through `black_box` so no lookup is hoisted or folded.
+fn cycling(probes: &[u64]) -> impl FnMut() -> u64 + '_ {
+    let mut i = 0;
+    move || {
+        let k = probes[i];
+        // A compare, not `%`: a division would cost more than a lookup.
+        i += 1;
+        if i == probes.len() {
+            i = 0;
+        }
+        black_box(k)
+    }
 }
 
 criterion_group!(benches, id_lookup);
