@@ -499,6 +499,22 @@ fn ids_slot_ordered_memory_budget() {
 }
 
 #[test]
+fn ids_planned_build_without_numeric_ids() {
+    // Only UUIDs: the plan is empty, there is nothing to lay out.
+    let ids: Vec<PointId> = mixed_ids(400, 9)
+        .into_iter()
+        .filter(|id| matches!(id, PointId::Uuid(_)))
+        .collect();
+    let (source, plan, model) = slot_ordered_source(&ids, 2);
+    assert!(plan.is_empty());
+    let dir = tmp();
+    let m = MmapIdMapper::build_planned(dir.path(), &source, Some(plan)).unwrap();
+    assert_eq!(m.sizes().num_layout, NumLayout::Records);
+    check_mapper(&m, &model, ids.len() + 2);
+    assert_eq!(m.internal(PointId::Num(0)).unwrap(), None);
+}
+
+#[test]
 fn ids_plans_that_do_not_fit_the_source() {
     let ids = random_u64_ids(3_000, 15);
     let nums = || -> Vec<u64> {
