@@ -769,9 +769,7 @@ fn format_1_id_map_and_payloads_are_upgraded_at_open() {
     let (dir, expected) = v1_fixture();
     let ids = dir.path().join("ids");
     assert!(ids.join(id_map::IDS_FLAGS_FILE).exists());
-    let m = MmapIdMapper::open(&ids).unwrap();
-    check_against_expected(&m, &expected, None);
-    drop(m);
+    open_and_check(&ids, &expected);
     assert!(!ids.join(id_map::IDS_FLAGS_FILE).exists());
     let m = MmapIdMapper::open(&ids).unwrap();
     check_against_expected(&m, &expected, None);
@@ -848,6 +846,13 @@ fn format_1_interrupted_drops_and_upgrades_keep_every_drop() {
 /// A copy of `tests/fixtures/<name>/ids` (the format-1 fixture's id map
 /// as a later format wrote it) and the format-1 fixture's
 /// `expected.json`, which describes the same points.
+/// Open the id map in `ids` and check it holds `expected` (closed again
+/// on return).
+fn open_and_check(ids: &Path, expected: &serde_json::Value) {
+    let m = MmapIdMapper::open(ids).unwrap();
+    check_against_expected(&m, expected, None);
+}
+
 fn ids_fixture(name: &str) -> (tempfile::TempDir, serde_json::Value) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = tmp();
@@ -893,9 +898,7 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     assert!(v2_state.contains_key(id_map::IDS_SLOTS_FILE));
     assert_eq!(header_version(&ids.join(id_map::IDS_UUIDS_FILE)), 2);
 
-    let m = MmapIdMapper::open(ids).unwrap();
-    check_against_expected(&m, &expected, None);
-    drop(m);
+    open_and_check(ids, &expected);
     assert!(!ids.join(id_map::IDS_SLOTS_FILE).exists());
     assert_eq!(header_version(&ids.join(id_map::IDS_NUM_FILE)), 3);
     assert_eq!(header_version(&ids.join(id_map::IDS_UUIDS_FILE)), 3);
@@ -904,9 +907,7 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
         id_map::PHF_FORMAT_VERSION
     );
     let upgraded = dir_state(ids);
-    let m = MmapIdMapper::open(ids).unwrap();
-    check_against_expected(&m, &expected, None);
-    drop(m);
+    open_and_check(ids, &expected);
 
     // Killed after writing the records (UUIDs still format 2), or after
     // converting the UUIDs too: the slots file is still there (and the
@@ -923,9 +924,7 @@ fn format_2_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
         for name in restore {
             fs::write(ids.join(name), &v2_state[name]).unwrap();
         }
-        let m = MmapIdMapper::open(ids).unwrap();
-        check_against_expected(&m, &expected, None);
-        drop(m);
+        open_and_check(ids, &expected);
         for (name, bytes) in &upgraded {
             assert_eq!(&fs::read(ids.join(name)).unwrap(), bytes, "{name}");
         }
@@ -955,9 +954,7 @@ fn format_3_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     let v3_state = dir_state(ids);
     assert_eq!(header_version(&ids.join(id_map::IDS_PHF_FILE)), 2);
 
-    let m = MmapIdMapper::open(ids).unwrap();
-    check_against_expected(&m, &expected, None);
-    drop(m);
+    open_and_check(ids, &expected);
     assert_eq!(
         header_version(&ids.join(id_map::IDS_PHF_FILE)),
         id_map::PHF_FORMAT_VERSION
@@ -970,9 +967,7 @@ fn format_3_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
     for name in [id_map::IDS_ORDER_FILE, id_map::IDS_VERSIONS_FILE] {
         assert_eq!(upgraded[name], v3_state[name], "{name}");
     }
-    let m = MmapIdMapper::open(ids).unwrap();
-    check_against_expected(&m, &expected, None);
-    drop(m);
+    open_and_check(ids, &expected);
 
     // Killed before the function was written, with any of the rewritten
     // tables already replaced: the old function's header is still there
@@ -996,9 +991,7 @@ fn format_3_id_map_is_upgraded_at_open_and_an_interrupted_upgrade_finishes() {
             };
             fs::write(ids.join(name), &state[*name]).unwrap();
         }
-        let m = MmapIdMapper::open(ids).unwrap();
-        check_against_expected(&m, &expected, None);
-        drop(m);
+        open_and_check(ids, &expected);
         assert_eq!(
             header_version(&ids.join(id_map::IDS_PHF_FILE)),
             id_map::PHF_FORMAT_VERSION

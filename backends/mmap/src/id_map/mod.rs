@@ -184,7 +184,7 @@ impl NumLayout {
     }
 }
 
-/// Header version of the tables whose layout formats 3 and 4 kept from
+/// Header version of the tables whose layout formats 3 to 5 kept from
 /// format 2 (external, kinds, order); the record tables are at
 /// [`RECORDS_FORMAT_VERSION`], `ids_phf.bin` at [`PHF_FORMAT_VERSION`].
 pub const TABLE_FORMAT_VERSION: u32 = 2;
