@@ -13,9 +13,13 @@
 //! 13+n+d  4     code length in bytes u32 LE
 //! 17+n+d  4     parameter length p u32 LE
 //! 21+n+d  p     parameters (Codec::params, little-endian)
-//! 21+n+d+p 4    CRC-32C of every byte before it, u32 LE
+//! 21+n+d+p 8    (version 2) column end u64 LE: slots 0..end are stored as
+//!               column groups of 32 codes (a multiple of 32; 0 = all rows;
+//!               see `codec::columns`)
+//! 29+n+d+p 4    CRC-32C of every byte before it, u32 LE
 //! ```
 //!
+//! Version 1 (no column end; every code a row) is still read.
 //! Written with `write_atomic` (temp file, fsync, rename, directory fsync).
 
 use std::path::Path;
@@ -29,11 +33,12 @@ use crate::codec::{Codec, ParamReader};
 pub const META_FILE: &str = "quantized.meta";
 /// Magic bytes.
 pub const MAGIC: [u8; 4] = *b"VQMT";
-/// Format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version this build writes (it reads 1 and 2).
+pub const FORMAT_VERSION: u16 = 2;
 
-/// Write the meta file of `codec` into `dir`.
-pub fn write<Q: Codec>(dir: &Path, codec: &Q) -> Result<()> {
+/// Write the meta file of `codec` into `dir`, whose codes are column
+/// groups for the slots `0..columns_end`.
+pub fn write<Q: Codec>(dir: &Path, codec: &Q, columns_end: u64) -> Result<()> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -47,6 +52,7 @@ pub fn write<Q: Codec>(dir: &Path, codec: &Q) -> Result<()> {
     let params = codec.params();
     out.extend_from_slice(&(params.len() as u32).to_le_bytes());
     out.extend_from_slice(&params);
+    out.extend_from_slice(&columns_end.to_le_bytes());
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     write_atomic(&dir.join(META_FILE), &out)
@@ -65,6 +71,8 @@ pub struct MetaSummary {
     pub code_len: usize,
     /// Bytes of the codec's parameters.
     pub params_len: usize,
+    /// Slots `0..columns_end` are stored as column groups.
+    pub columns_end: u64,
 }
 
 /// Check magic, checksum and version of the meta file bytes read from
@@ -79,7 +87,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(MetaSummary, &'a [u8])> {
         return Err(bad("checksum mismatch (truncated or damaged)".into()));
     }
     let version = u16::from_le_bytes([body[4], body[5]]);
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(StorageError::UnsupportedVersion {
             path: path.to_path_buf(),
             found: u32::from(version),
@@ -96,13 +104,25 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(MetaSummary, &'a [u8])> {
         let code_len = r.u32()? as usize;
         let params_len = r.u32()? as usize;
         let params = r.take(params_len)?;
+        let columns_end = if version >= 2 {
+            u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"))
+        } else {
+            0
+        };
         r.finish()?;
+        if !columns_end.is_multiple_of(crate::codec::columns::GROUP as u64) {
+            return Err(format!(
+                "column end {columns_end} is not a multiple of {}",
+                crate::codec::columns::GROUP
+            ));
+        }
         let summary = MetaSummary {
             codec,
             dim,
             distance,
             code_len,
             params_len,
+            columns_end,
         };
         Ok((summary, params))
     })();
@@ -117,13 +137,13 @@ pub fn summary(dir: &Path) -> Result<MetaSummary> {
 }
 
 /// Read the meta file in `dir` as codec `Q` for vectors of `dim` and
-/// `distance`: every mismatch (another codec, dim or distance, damaged
-/// bytes) is an error naming the file.
-pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<Q> {
+/// `distance`, with the end of the column groups: every mismatch (another
+/// codec, dim or distance, damaged bytes) is an error naming the file.
+pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<(Q, u64)> {
     let path = dir.join(META_FILE);
     let bytes = std::fs::read(&path).at(&path)?;
     let (summary, params) = parse(&path, &bytes)?;
-    let checked = (|| -> std::result::Result<Q, String> {
+    let checked = (|| -> std::result::Result<(Q, u64), String> {
         if summary.codec != Q::NAME {
             return Err(format!(
                 "holds {:?} codes, expected {:?}",
@@ -152,7 +172,7 @@ pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<Q> {
                 codec.code_len()
             ));
         }
-        Ok(codec)
+        Ok((codec, summary.columns_end))
     })();
     checked.map_err(|what| StorageError::corrupted(&path, what))
 }

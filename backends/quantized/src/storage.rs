@@ -8,6 +8,16 @@
 //! for an immutable file, [`ChunkedVectorStorage<u8>`] for appendable
 //! files, so each reuses that backend's files, checks and advice. Deletes
 //! and flushes go to both storages, raw first.
+//!
+//! Codes built all at once (in RAM, immutable mmap) by a codec whose scan
+//! kernel prefers it ([`Codec::COLUMNS`]: the binary codecs) store every
+//! whole group of 32 slots as a column group ([`crate::codec::columns`]):
+//! the byte storage's slots `32 g .. 32 g + 32` hold the group's bytes
+//! column by column, so slot `o`'s bytes are not its code. The scorer
+//! knows the end of that prefix ([`Quantized::columns_end`]), reads a
+//! single code out of its group, and scores whole groups with
+//! [`Codec::score_columns`]. Deleted flags stay per slot. Appendable
+//! chunked codes are always rows.
 
 use std::path::Path;
 
@@ -23,6 +33,7 @@ use vecseg_traits::{
     Sequential, StorageError, VectorStorage, VectorStorageRead,
 };
 
+use crate::codec::columns::{self, GROUP};
 use crate::codec::Codec;
 use crate::meta;
 
@@ -36,6 +47,8 @@ pub struct Quantized<V, Q, C = MemoryVectorStorage<u8>> {
     raw: V,
     codes: C,
     codec: Q,
+    /// Slots `0..columns_end` hold column groups (see the module docs).
+    columns_end: PointOffset,
 }
 
 /// Codes in RAM.
@@ -76,28 +89,49 @@ where
 }
 
 /// The codes of every slot of `raw` (deleted ones too, so offsets line
-/// up), in RAM, with the deleted flags copied.
-pub fn encode_all<V, Q>(raw: &V, codec: &Q, progress: &mut dyn FnMut(usize)) -> Result<InRamCodes>
+/// up), in RAM, with the deleted flags copied, and the end of their column
+/// groups: every whole group of 32 slots is a column group when the codec
+/// prefers them ([`Codec::COLUMNS`]), the rest are rows.
+pub fn encode_all<V, Q>(
+    raw: &V,
+    codec: &Q,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(InRamCodes, PointOffset)>
 where
     V: VectorStorageRead<Element = f32>,
     Q: Codec,
 {
-    let mut codes = MemoryVectorStorage::<u8>::new(codec.code_len(), Distance::Dot)?;
-    codes.reserve(raw.total_count());
-    let mut code = vec![0u8; codec.code_len()];
-    for offset in 0..raw.total_count() as PointOffset {
-        let v = raw.get::<Sequential>(offset)?;
-        codec.encode(&v, &mut code);
-        codes.insert(offset, &code)?;
-        if raw.is_deleted(offset) {
-            codes.delete(offset)?;
+    let len = codec.code_len();
+    let total = raw.total_count();
+    let columns_end = if Q::COLUMNS { total / GROUP * GROUP } else { 0 };
+    let mut codes = MemoryVectorStorage::<u8>::new(len, Distance::Dot)?;
+    codes.reserve(total);
+    let (mut rows, mut group) = (vec![0u8; GROUP * len], vec![0u8; GROUP * len]);
+    for first in (0..total).step_by(GROUP) {
+        let n = GROUP.min(total - first);
+        for (i, code) in rows.chunks_exact_mut(len).take(n).enumerate() {
+            codec.encode(&raw.get::<Sequential>((first + i) as PointOffset)?, code);
         }
-        if offset % 4096 == 0 {
-            progress(offset as usize);
+        let bytes = if first < columns_end {
+            columns::rows_to_columns(&rows, len, &mut group);
+            &group
+        } else {
+            &rows
+        };
+        for (i, slot) in bytes.chunks_exact(len).take(n).enumerate() {
+            codes.insert((first + i) as PointOffset, slot)?;
+        }
+        for offset in (first..first + n).map(|o| o as PointOffset) {
+            if raw.is_deleted(offset) {
+                codes.delete(offset)?;
+            }
+        }
+        if first % 4096 == 0 {
+            progress(first);
         }
     }
-    progress(raw.total_count());
-    Ok(codes)
+    progress(total);
+    Ok((codes, columns_end as PointOffset))
 }
 
 impl<V, Q> Quantized<V, Q, InRamCodes>
@@ -114,8 +148,8 @@ where
     /// Encode every slot of `raw` with an already trained `codec`, codes
     /// in RAM.
     pub fn with_codec_in_ram(raw: V, codec: Q) -> Result<Self> {
-        let codes = encode_all(&raw, &codec, &mut |_| {})?;
-        Self::checked(raw, codes, codec)
+        let (codes, columns_end) = encode_all(&raw, &codec, &mut |_| {})?;
+        Self::with_columns(raw, codes, codec, columns_end)
     }
 }
 
@@ -145,11 +179,11 @@ where
         options: MmapVectorOptions,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Self> {
-        let in_ram = encode_all(&raw, &codec, progress)?;
+        let (in_ram, columns_end) = encode_all(&raw, &codec, progress)?;
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         let codes = MmapVectorStorage::build(&dir.join(CODES_DIR), &in_ram, options)?;
-        meta::write(dir, &codec)?;
-        Self::checked(raw, codes, codec)
+        meta::write(dir, &codec, u64::from(columns_end))?;
+        Self::with_columns(raw, codes, codec, columns_end)
     }
 
     /// Read every code page into RAM now (see `MmapVectorStorage::populate`).
@@ -164,10 +198,19 @@ where
 
     /// Open the codes under `dir` for `raw`.
     pub fn open_mmap(raw: V, dir: &Path, options: MmapVectorOptions) -> Result<Self> {
-        let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
+        let (codec, columns_end) = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
         let mut codes = MmapVectorStorage::open(&dir.join(CODES_DIR), options)?;
+        if columns_end > codes.total_count() as u64 {
+            return Err(StorageError::corrupted(
+                dir.join(meta::META_FILE),
+                format!(
+                    "column groups up to slot {columns_end}, the codes hold {} slots",
+                    codes.total_count()
+                ),
+            ));
+        }
         mirror_deleted(&raw, &mut codes)?;
-        Self::checked(raw, codes, codec)
+        Self::with_columns(raw, codes, codec, columns_end as PointOffset)
     }
 }
 
@@ -203,7 +246,7 @@ where
             }
         }
         codes.flush()?;
-        meta::write(dir, &codec)?;
+        meta::write(dir, &codec, 0)?;
         Self::checked(raw, codes, codec)
     }
 
@@ -211,7 +254,13 @@ where
     /// durable after the codes' last flush (a crash between the two
     /// flushes) are encoded again from the raw vectors.
     pub fn open_chunked(raw: V, dir: &Path) -> Result<Self> {
-        let codec = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
+        let (codec, columns_end) = meta::read::<Q>(dir, raw.dim(), raw.distance())?;
+        if columns_end != 0 {
+            return Err(StorageError::corrupted(
+                dir.join(meta::META_FILE),
+                format!("appendable codes are rows, the meta file says columns up to slot {columns_end}"),
+            ));
+        }
         let mut codes = ChunkedVectorStorage::open(&dir.join(CODES_DIR))?;
         if codes.total_count() < raw.total_count() {
             let mut code = vec![0u8; codec.code_len()];
@@ -254,9 +303,23 @@ where
     Q: Codec,
     C: VectorStorageRead<Element = u8>,
 {
-    /// Put together a raw storage, its codes and their codec, checking
-    /// that they fit (same slots, code length).
+    /// Put together a raw storage, its codes (every code a row) and their
+    /// codec, checking that they fit (same slots, code length).
     pub fn checked(raw: V, codes: C, codec: Q) -> Result<Self> {
+        Self::with_columns(raw, codes, codec, 0)
+    }
+
+    /// [`checked`](Self::checked) for codes whose slots `0..columns_end`
+    /// hold column groups (a multiple of 32, at most the codes' slots).
+    pub fn with_columns(raw: V, codes: C, codec: Q, columns_end: PointOffset) -> Result<Self> {
+        if !(columns_end as usize).is_multiple_of(GROUP)
+            || columns_end as usize > codes.total_count()
+        {
+            return Err(StorageError::InvalidArgument(format!(
+                "column groups up to slot {columns_end} over {} codes",
+                codes.total_count()
+            )));
+        }
         if codes.dim() != codec.code_len() {
             return Err(StorageError::InvalidArgument(format!(
                 "codes of {} bytes, the codec makes {}",
@@ -284,7 +347,12 @@ where
                 raw.total_count()
             )));
         }
-        Ok(Quantized { raw, codes, codec })
+        Ok(Quantized {
+            raw,
+            codes,
+            codec,
+            columns_end,
+        })
     }
 
     /// The raw storage.
@@ -292,9 +360,20 @@ where
         &self.raw
     }
 
-    /// The codes.
+    /// The codes (slots below [`columns_end`](Self::columns_end) hold
+    /// column groups, not their own codes).
     pub fn codes(&self) -> &C {
         &self.codes
+    }
+
+    /// End of the slots stored as column groups (0: every code is a row).
+    pub fn columns_end(&self) -> PointOffset {
+        self.columns_end
+    }
+
+    /// The code of slot `offset`, wherever it is stored.
+    pub fn code(&self, offset: PointOffset) -> Result<Vec<u8>> {
+        code_of(&self.codes, self.codec.code_len(), self.columns_end, offset)
     }
 
     /// The trained codec.
@@ -307,7 +386,8 @@ where
         self.codes.total_count() * self.codec.code_len()
     }
 
-    /// Split into the raw storage, the codes and the codec.
+    /// Split into the raw storage, the codes and the codec (the codes'
+    /// column groups end at [`columns_end`](Self::columns_end)).
     pub fn into_parts(self) -> (V, C, Q) {
         (self.raw, self.codes, self.codec)
     }
@@ -318,6 +398,37 @@ pub struct QuantizedScorer<'a, Q: Codec, C> {
     codec: &'a Q,
     codes: &'a C,
     query: Q::Query,
+    columns_end: PointOffset,
+}
+
+/// The code of slot `offset` of `codes` (`len` bytes each; column groups
+/// below `columns_end`): a row as it is, or gathered from its group's
+/// slots (one read per slot the code's bytes fall in).
+fn code_of<C: VectorStorageRead<Element = u8>>(
+    codes: &C,
+    len: usize,
+    columns_end: PointOffset,
+    offset: PointOffset,
+) -> Result<Vec<u8>> {
+    if offset >= columns_end {
+        return Ok(codes.get::<Random>(offset)?.to_vec());
+    }
+    let (first, i) = (
+        offset / GROUP as PointOffset * GROUP as PointOffset,
+        offset as usize % GROUP,
+    );
+    let mut code = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let (row, _) = columns::position(len, i, at);
+        let slot = codes.get::<Random>(first + row as PointOffset)?;
+        // Bytes `at ..` of the code in this slot (positions only grow).
+        while at < len && columns::position(len, i, at).0 == row {
+            code[at] = slot[columns::position(len, i, at).1];
+            at += 1;
+        }
+    }
+    Ok(code)
 }
 
 impl<Q, C> QueryScorer for QuantizedScorer<'_, Q, C>
@@ -334,7 +445,11 @@ where
     }
 
     fn score(&self, offset: PointOffset) -> Result<f32> {
-        let code = self.codes.get::<Random>(offset)?;
+        if offset >= self.columns_end {
+            let code = self.codes.get::<Random>(offset)?;
+            return Ok(self.codec.score(&self.query, &code));
+        }
+        let code = code_of(self.codes, self.codec.code_len(), self.columns_end, offset)?;
         Ok(self.codec.score(&self.query, &code))
     }
 
@@ -387,6 +502,7 @@ impl<Q: Codec, C: VectorStorageRead<Element = u8>> QuantizedScorer<'_, Q, C> {
     {
         let len = self.codec.code_len();
         let mut scores = [0.0f32; SCAN_BLOCK];
+        let mut failed = None;
         self.codes
             .scan_blocks::<Sequential, _>(range, |first, codes, deleted| {
                 // Blocks hold at most SCAN_BLOCK codes; a longer one (a
@@ -394,7 +510,11 @@ impl<Q: Codec, C: VectorStorageRead<Element = u8>> QuantizedScorer<'_, Q, C> {
                 // slots past the deleted word taken as live.
                 for (piece, codes) in codes.chunks(SCAN_BLOCK * len.max(1)).enumerate() {
                     let scores = &mut scores[..codes.len() / len.max(1)];
-                    self.codec.score_batch(&self.query, codes, scores);
+                    let start = first + (piece * SCAN_BLOCK) as PointOffset;
+                    if let Err(e) = self.score_slots(start, codes, scores) {
+                        failed.get_or_insert(e);
+                        return;
+                    }
                     let flags = if piece == 0 { deleted } else { 0 };
                     let mut live = !flags & slots(scores.len()) & wanted(scores);
                     while live != 0 {
@@ -406,7 +526,43 @@ impl<Q: Codec, C: VectorStorageRead<Element = u8>> QuantizedScorer<'_, Q, C> {
                         }
                     }
                 }
-            })
+            })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Scores of the slots `start ..` whose stored bytes are `slots`, into
+    /// `scores`: rows in one batch, whole column groups a group at a time,
+    /// and the slots of a group the range cuts (at its ends) one by one.
+    #[inline]
+    fn score_slots(&self, start: PointOffset, slots: &[u8], scores: &mut [f32]) -> Result<()> {
+        let len = self.codec.code_len();
+        let n = scores.len();
+        let mut at = 0;
+        while at < n {
+            let offset = start + at as PointOffset;
+            if offset >= self.columns_end {
+                let rows = &slots[at * len..n * len];
+                self.codec.score_batch(&self.query, rows, &mut scores[at..]);
+                break;
+            }
+            // Whole groups from here on, scored in one call.
+            let whole = if (offset as usize).is_multiple_of(GROUP) {
+                let in_columns = (self.columns_end - offset) as usize;
+                (n - at).min(in_columns) / GROUP * GROUP
+            } else {
+                0
+            };
+            if whole > 0 {
+                let groups = &slots[at * len..(at + whole) * len];
+                self.codec
+                    .score_columns(&self.query, groups, &mut scores[at..at + whole]);
+                at += whole;
+            } else {
+                scores[at] = self.score(offset)?;
+                at += 1;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -458,6 +614,7 @@ where
             codec: &self.codec,
             codes: &self.codes,
             query: self.codec.prepare(query),
+            columns_end: self.columns_end,
         })
     }
 
@@ -561,6 +718,45 @@ where
     }
 }
 
+impl<V, Q, C> Quantized<V, Q, C>
+where
+    V: VectorStorageRead<Element = f32>,
+    Q: Codec,
+    C: AppendableVectorStorage<Element = u8>,
+{
+    /// Overwrite the code of `offset`, in a column group: its bytes are
+    /// spread over the group's slots, each rewritten whole (which clears
+    /// its deleted flag, so the other points' flags are set back); the
+    /// overwritten slot ends up live, as `insert` promises.
+    fn overwrite_in_group(&mut self, offset: PointOffset, code: &[u8]) -> Result<()> {
+        let len = self.codec.code_len();
+        let (first, i) = (
+            offset / GROUP as PointOffset * GROUP as PointOffset,
+            offset as usize % GROUP,
+        );
+        let mut at = 0;
+        while at < len {
+            let (row, _) = columns::position(len, i, at);
+            let slot = first + row as PointOffset;
+            let mut bytes = self.codes.get::<Random>(slot)?.to_vec();
+            while at < len && columns::position(len, i, at).0 == row {
+                bytes[columns::position(len, i, at).1] = code[at];
+                at += 1;
+            }
+            let was_deleted = self.codes.is_deleted(slot);
+            self.codes.insert(slot, &bytes)?;
+            if was_deleted && slot != offset {
+                self.codes.delete(slot)?;
+            }
+        }
+        if self.codes.is_deleted(offset) {
+            let bytes = self.codes.get::<Random>(offset)?.to_vec();
+            self.codes.insert(offset, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
 /// Codecs that encode a new vector with their trained parameters (no
 /// retraining), so a [`Quantized`] storage over an appendable raw storage
 /// and appendable codes is appendable.
@@ -579,6 +775,9 @@ where
         self.raw.insert(offset, vector)?;
         let mut code = vec![0u8; self.codec.code_len()];
         self.codec.encode(vector, &mut code);
+        if offset < self.columns_end {
+            return self.overwrite_in_group(offset, &code);
+        }
         // Slots between the codes' end and `offset` (none in normal use:
         // offsets are appended in order) get the codes of their vectors.
         for gap in self.codes.total_count() as PointOffset..offset {

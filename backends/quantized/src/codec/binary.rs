@@ -48,7 +48,9 @@ use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
 #[cfg(target_arch = "x86_64")]
-use super::bit_planes::{block_sums_avx2, chunk_at, BlockSums, BLOCK};
+use super::bit_planes::{
+    block_sums_avx2, bytes_at, transpose_rows, words_of_columns, BlockSums, BLOCK, CHUNK,
+};
 use super::bit_planes::{word_at, BitSums, QueryPlanes};
 use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
@@ -188,21 +190,12 @@ const SPREAD_TWICE: [u8; 32] = {
     t
 };
 
-/// `lo · count + step · Σ k` for eight codes (`sums`: their counts and
-/// `Σ k`), the operations of `QueryPlanes::weight`.
+/// `step · Σ k` for eight codes, the operation of `QueryPlanes::weight`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn block_weight(
-    simd: pulp::x86::V3,
-    lo: pulp::f32x8,
-    step: pulp::f32x8,
-    sums: ([f32; 8], [f32; 8]),
-) -> pulp::f32x8 {
+fn block_weight(simd: pulp::x86::V3, step: pulp::f32x8, weighted: [f32; 8]) -> pulp::f32x8 {
     use pulp::Simd;
-    simd.add_f32s(
-        simd.mul_f32s(lo, pulp::cast(sums.0)),
-        simd.mul_f32s(step, pulp::cast(sums.1)),
-    )
+    simd.mul_f32s(step, pulp::cast(weighted))
 }
 
 /// [`Binary::score_batch`]'s AVX2 body: 32 codes per kernel pass
@@ -215,13 +208,135 @@ impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
         let mut blocks = codes.chunks_exact(BLOCK * len);
         let mut outs = out.chunks_exact_mut(BLOCK);
         for (block, o) in (&mut blocks).zip(&mut outs) {
-            self.score_block(simd, q, block, o);
+            self.score_block(simd, q, &Rows { simd, block, len }, o);
         }
         // The rest, one at a time (popcounts compiled with `popcnt`).
         let (codes, out) = (blocks.remainder(), outs.into_remainder());
         for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.finish(q, code, self.code_sums(&q.planes, code));
         }
+    }
+
+    #[inline(always)]
+    fn columns_avx2(&self, simd: pulp::x86::V3, q: &BinaryQuery, columns: &[u8], out: &mut [f32]) {
+        let groups = columns.chunks_exact(BLOCK * self.code_len());
+        for (group, out) in groups.zip(out.chunks_exact_mut(BLOCK)) {
+            self.score_block(simd, q, &Columns { simd, group }, out);
+        }
+    }
+}
+
+/// Where [`Binary::score_block`] reads its 32 codes from: rows
+/// ([`Rows`], transposed in registers 16 byte positions at a time) or a
+/// column group ([`Columns`], loaded as they are).
+#[cfg(target_arch = "x86_64")]
+trait BlockSource {
+    /// What [`column`](Self::column) reads byte positions `start ..
+    /// start + 16` from.
+    type Chunk;
+    /// Prepare byte positions `start .. start + 16`, zero at and past
+    /// byte `end`.
+    fn chunk(&self, start: usize, end: usize) -> Self::Chunk;
+    /// Byte position `start + j` of the 32 codes: codes 0..16 in the low
+    /// lane, 16..32 in the high lane.
+    fn column(&self, chunk: &Self::Chunk, j: usize) -> core::arch::x86_64::__m256i;
+    /// The f32 LE at byte `at` of each code, eight codes per group, in
+    /// code order.
+    fn f32s(&self, at: usize) -> [[f32; 8]; 4];
+}
+
+/// 32 codes of `len` bytes, row after row.
+#[cfg(target_arch = "x86_64")]
+struct Rows<'a> {
+    simd: pulp::x86::V3,
+    block: &'a [u8],
+    len: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BlockSource for Rows<'_> {
+    type Chunk = [core::arch::x86_64::__m256i; CHUNK];
+
+    #[inline(always)]
+    fn chunk(&self, start: usize, end: usize) -> Self::Chunk {
+        let len = self.len;
+        transpose_rows(
+            self.simd,
+            #[inline(always)]
+            |i| bytes_at(&self.block[i * len..i * len + end], start),
+        )
+    }
+
+    #[inline(always)]
+    fn column(&self, chunk: &Self::Chunk, j: usize) -> core::arch::x86_64::__m256i {
+        chunk[j]
+    }
+
+    #[inline(always)]
+    fn f32s(&self, at: usize) -> [[f32; 8]; 4] {
+        let mut out = [[0.0f32; 8]; 4];
+        for (i, code) in self.block.chunks_exact(self.len).take(BLOCK).enumerate() {
+            out[i / 8][i % 8] = f32_at(code, at);
+        }
+        out
+    }
+}
+
+/// One column group of 32 codes ([`super::columns`]).
+#[cfg(target_arch = "x86_64")]
+struct Columns<'a> {
+    simd: pulp::x86::V3,
+    group: &'a [u8],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Columns<'_> {
+    /// Byte column `j` (byte `j` of every code).
+    #[inline(always)]
+    fn load(&self, j: usize) -> core::arch::x86_64::__m256i {
+        let (bytes, _) = self.group[j * BLOCK..]
+            .split_first_chunk::<BLOCK>()
+            .expect("a whole column");
+        pulp::cast(*bytes)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl BlockSource for Columns<'_> {
+    /// `(start, end)`: the columns are loaded when asked for.
+    type Chunk = (usize, usize);
+
+    #[inline(always)]
+    fn chunk(&self, start: usize, end: usize) -> Self::Chunk {
+        (start, end)
+    }
+
+    #[inline(always)]
+    fn column(&self, &(start, end): &Self::Chunk, j: usize) -> core::arch::x86_64::__m256i {
+        if start + j < end {
+            self.load(start + j)
+        } else {
+            self.simd.avx._mm256_setzero_si256()
+        }
+    }
+
+    #[inline(always)]
+    fn f32s(&self, at: usize) -> [[f32; 8]; 4] {
+        // Written out: `array::map` may stay out of line, compiled
+        // without AVX2.
+        let t = [
+            self.load(at),
+            self.load(at + 1),
+            self.load(at + 2),
+            self.load(at + 3),
+        ];
+        let w = words_of_columns(self.simd, t);
+        [
+            pulp::cast(w[0]),
+            pulp::cast(w[1]),
+            pulp::cast(w[2]),
+            pulp::cast(w[3]),
+        ]
     }
 }
 
@@ -303,71 +418,68 @@ impl<B: BitsPerDim> Binary<B> {
         }
     }
 
-    /// The scores of 32 codes: their rows transposed 16 bytes at a time
-    /// ([`block_sums_avx2`]; for 1.5 bits the pair bits spread to one per
-    /// dimension column by column), then [`finish_block`](Self::finish_block).
+    /// The scores of 32 codes read from `src` (rows transposed 16 bytes
+    /// at a time, or a column group as it is): the kernel
+    /// [`block_sums_avx2`] (for 1.5 bits the pair bits spread to one per
+    /// dimension column by column), then
+    /// [`finish_block`](Self::finish_block).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn score_block(&self, simd: pulp::x86::V3, q: &BinaryQuery, block: &[u8], out: &mut [f32]) {
-        use super::bit_planes::transpose_rows;
-        let (len, nb, planes) = (self.code_len(), self.plane_len(), self.planes_len());
-        let code = |i: usize| &block[i * len..(i + 1) * len];
+    fn score_block(
+        &self,
+        simd: pulp::x86::V3,
+        q: &BinaryQuery,
+        src: &impl BlockSource,
+        out: &mut [f32],
+    ) {
+        let (nb, planes) = (self.plane_len(), self.planes_len());
         if B::HALF_BITS == 2 {
             let [s] = block_sums_avx2(
                 simd,
                 &q.planes,
                 #[inline(always)]
-                |c| [transpose_rows(simd, |i| chunk_at(&code(i)[..nb], c))],
+                |c| src.chunk(CHUNK * c, nb),
+                #[inline(always)]
+                |chunk, j| [src.column(chunk, j)],
             );
-            return self.finish_block(simd, q, block, &[s; 3], out);
+            return self.finish_block(simd, q, src, &[s; 3], out);
         }
         let avx2 = simd.avx2;
+        let nibble = simd.avx._mm256_set1_epi8(0x0F);
+        let spread: core::arch::x86_64::__m256i = pulp::cast(SPREAD_TWICE);
         let sums = block_sums_avx2(
             simd,
             &q.planes,
             #[inline(always)]
             |c| {
-                let s = transpose_rows(simd, |i| chunk_at(&code(i)[..nb], c));
-                let mut m = s;
-                if B::HALF_BITS == 3 {
-                    // Pair bytes 8c .. 8c + 8: column t holds the pair
-                    // bits of sign columns 2t (low nibble) and 2t + 1.
-                    let pairs = transpose_rows(
-                        simd,
-                        #[inline(always)]
-                        |i| {
-                            let mut row = [0u8; 16];
-                            row[..8]
-                                .copy_from_slice(&word_at(&code(i)[nb..planes], c).to_le_bytes());
-                            row
-                        },
-                    );
-                    let nibble = simd.avx._mm256_set1_epi8(0x0F);
-                    let spread: core::arch::x86_64::__m256i = pulp::cast(SPREAD_TWICE);
-                    for (j, m) in m.iter_mut().enumerate() {
-                        let p = pairs[j / 2];
-                        let half = if j % 2 == 0 {
-                            avx2._mm256_and_si256(p, nibble)
-                        } else {
-                            avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(p), nibble)
-                        };
-                        *m = avx2._mm256_shuffle_epi8(spread, half);
-                    }
+                let signs = src.chunk(CHUNK * c, nb);
+                // 1.5 bits: pair bytes 8c .. 8c + 8, column t holding the
+                // pair bits of sign columns 2t (low nibble) and 2t + 1.
+                let magnitudes = if B::HALF_BITS == 3 {
+                    src.chunk(nb + CHUNK / 2 * c, planes)
                 } else {
-                    m = transpose_rows(
-                        simd,
-                        #[inline(always)]
-                        |i| chunk_at(&code(i)[nb..planes], c),
-                    );
-                }
-                let mut both = s;
-                for (b, m) in both.iter_mut().zip(&m) {
-                    *b = avx2._mm256_and_si256(*b, *m);
-                }
-                [s, m, both]
+                    src.chunk(nb + CHUNK * c, planes)
+                };
+                (signs, magnitudes)
+            },
+            #[inline(always)]
+            |(signs, magnitudes), j| {
+                let s = src.column(signs, j);
+                let m = if B::HALF_BITS == 3 {
+                    let p = src.column(magnitudes, j / 2);
+                    let half = if j % 2 == 0 {
+                        avx2._mm256_and_si256(p, nibble)
+                    } else {
+                        avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(p), nibble)
+                    };
+                    avx2._mm256_shuffle_epi8(spread, half)
+                } else {
+                    src.column(magnitudes, j)
+                };
+                [s, m, avx2._mm256_and_si256(s, m)]
             },
         );
-        self.finish_block(simd, q, block, &sums, out);
+        self.finish_block(simd, q, src, &sums, out);
     }
 
     /// The scores of a block of 32 codes from their sums (signs,
@@ -381,61 +493,54 @@ impl<B: BitsPerDim> Binary<B> {
         &self,
         simd: pulp::x86::V3,
         q: &BinaryQuery,
-        block: &[u8],
+        src: &impl BlockSource,
         sums: &[BlockSums; 3],
         out: &mut [f32],
     ) {
         use pulp::Simd;
-        let (len, planes) = (self.code_len(), self.planes_len());
+        let planes = self.planes_len();
         let p = &q.planes;
-        let (lo, step) = (simd.splat_f32s(p.lo()), simd.splat_f32s(p.step()));
+        let step = simd.splat_f32s(p.step());
         let (two, total) = (simd.splat_f32s(2.0), simd.splat_f32s(p.total()));
         let mean_dot = simd.splat_f32s(q.mean_dot);
         let (inner, outer_step) = (
             simd.splat_f32s(self.inner),
             simd.splat_f32s(self.outer - self.inner),
         );
+        // `c` and `a` of the codes (f32 LE after the planes).
+        let offsets = src.f32s(planes + 4);
+        let scales = if B::HALF_BITS == 2 {
+            src.f32s(planes + 8)
+        } else {
+            [[0.0; 8]; 4]
+        };
         let [signs, magnitudes, both] = sums;
-        for (g, (codes, o)) in block
-            .chunks_exact(8 * len)
-            .zip(out.chunks_exact_mut(8))
-            .enumerate()
-        {
-            // `c` and `a` of the eight codes (f32 LE after the planes).
-            let (mut offset, mut scale) = ([0.0f32; 8], [0.0f32; 8]);
-            for (e, code) in codes.chunks_exact(len).enumerate() {
-                offset[e] = f32_at(code, planes + 4);
-                scale[e] = f32_at(code, planes + 8);
-            }
-            // `lo · count + step · Σ k` of group g, as `QueryPlanes::weight`.
-            let [w_signs, w_magnitudes, w_both] = [signs, magnitudes, both].map(|s| {
-                let (count, weighted): ([f32; 8], [f32; 8]) = (s.count[g], s.weighted[g]);
-                (count, weighted)
-            });
-            let signed = simd.sub_f32s(
-                simd.mul_f32s(two, block_weight(simd, lo, step, w_signs)),
-                total,
-            );
+        for (g, o) in out.chunks_exact_mut(8).take(4).enumerate() {
+            // `step · Σ k` of group g, as `QueryPlanes::weight`.
+            let [w_signs, w_magnitudes, w_both] = [signs, magnitudes, both].map(|s| s.weighted[g]);
+            let signed =
+                simd.sub_f32s(simd.mul_f32s(two, block_weight(simd, step, w_signs)), total);
             let centred = if B::HALF_BITS == 2 {
-                simd.mul_f32s(pulp::cast(scale), signed)
+                simd.mul_f32s(pulp::cast(scales[g]), signed)
             } else {
                 simd.add_f32s(
                     simd.mul_f32s(inner, signed),
                     simd.mul_f32s(
                         outer_step,
                         simd.sub_f32s(
-                            simd.mul_f32s(two, block_weight(simd, lo, step, w_both)),
-                            block_weight(simd, lo, step, w_magnitudes),
+                            simd.mul_f32s(two, block_weight(simd, step, w_both)),
+                            block_weight(simd, step, w_magnitudes),
                         ),
                     ),
                 )
             };
-            let dot = simd.add_f32s(simd.add_f32s(mean_dot, pulp::cast(offset)), centred);
+            let dot = simd.add_f32s(simd.add_f32s(mean_dot, pulp::cast(offsets[g])), centred);
             o.copy_from_slice(&pulp::cast::<_, [f32; 8]>(dot));
         }
         if self.distance == Distance::Euclid {
-            for (code, o) in block.chunks_exact(len).zip(out) {
-                *o = euclid_from_dot(f32_at(code, planes), q.norm_sq, *o);
+            let norms = src.f32s(planes);
+            for (i, o) in out.iter_mut().take(BLOCK).enumerate() {
+                *o = euclid_from_dot(norms[i / 8][i % 8], q.norm_sq, *o);
             }
         }
     }
@@ -665,6 +770,17 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.finish(q, code, self.code_sums(&q.planes, code));
         }
+    }
+
+    /// Scans of stored column groups skip the in-register transposes.
+    const COLUMNS: bool = true;
+
+    fn score_columns(&self, q: &BinaryQuery, columns: &[u8], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if super::try_columns_avx2(self, q, columns, out) {
+            return;
+        }
+        super::score_columns_as_rows(self, q, columns, out);
     }
 
     fn rescore_by_default(&self) -> bool {

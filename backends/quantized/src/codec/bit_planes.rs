@@ -1,46 +1,48 @@
-//! A query as integer bit planes, and the kernel that sums it over the set
+//! A query as integer bit planes, and the kernels that sum it over the set
 //! bits of binary codes.
 //!
 //! A binary code is bit vectors (signs, magnitudes) over the dimensions;
 //! its score needs `Σ z_i` over the set bits `x_i` of each vector, for the
 //! query's per-dimension weights `z`. [`QueryPlanes`] rounds the weights
-//! to [`BITS`]-bit integers `k_i = round((z_i − lo) / step)` and keeps bit
-//! `p` of every `k_i` as plane `K_p`, so that
+//! to signed integers `k_i = round(z_i / step)` in `−15 ..= 15` (`step =
+//! max |z| / 15`, so the rounding error is at most `step / 2` per set bit)
+//! and keeps the [`BITS`] bits of every `u_i = k_i + 15` as planes `U_p`:
 //!
 //! ```text
-//! Σ_{x_i = 1} k_i = Σ_p 2^p · popcount(K_p & x)      Σ_{x_i = 1} z_i ≈ lo · popcount(x) + step · Σ_{x_i = 1} k_i
+//! Σ_{x_i = 1} k_i = Σ_p 2^p · popcount(U_p & x) − 15 · popcount(x)      Σ_{x_i = 1} z_i ≈ step · Σ_{x_i = 1} k_i
 //! ```
 //!
-//! ([`BitSums`] holds the two integers, [`QueryPlanes::weight`] the
-//! estimate; the rounding error is at most `step / 2` per set bit). The
-//! sums are exact integers, and both kernels compute the same ones, so
-//! every path gives the same scores bit for bit:
+//! ([`BitSums`] holds the integer, [`QueryPlanes::weight`] the estimate).
+//! The sums are exact integers, and every kernel computes the same ones,
+//! so every path gives the same scores bit for bit:
 //!
-//! * [`block_sums_avx2`]: 32 codes a step. Their rows are transposed in
-//!   registers 16 bytes at a time ([`transpose_rows`]), so a register
-//!   holds one byte position of all 32 codes, and each position's nibbles
-//!   are looked up with `vpshufb` in 16-entry tables of the query (`Σ k`
-//!   and the bit count of every nibble value): FAISS's fast scan, without
-//!   storing the codes transposed.
-//! * [`QueryPlanes::sums`]: `u64` popcounts of the planes
-//!   `Σ_p 2^p · popcount(K_p & x)`, for the codes after the last whole
-//!   block, single scores and CPUs without AVX2.
+//! * [`block_sums_avx2`]: 32 codes a step, one byte position of all 32 in
+//!   a register (loaded from a column group, or transposed from rows in
+//!   registers by [`transpose_rows`]); each position's two nibbles are
+//!   looked up with `vpshufb` in 16-entry tables of the query (`Σ k` of
+//!   every nibble value, biased to a byte): FAISS's fast scan. Signed
+//!   weights need no count of set bits, so a nibble costs one look-up.
+//! * [`QueryPlanes::sums`]: `u64` popcounts of the planes, for the codes
+//!   after the last whole block, single scores and CPUs without AVX2.
 
-/// Bits per query weight: per byte of code the weighted popcounts add up
-/// to at most `8 · (2^BITS − 1)`, which must fit a byte.
+/// Bits per plane index: `u_i = k_i + 15` is at most 30.
 pub const BITS: usize = 5;
-const TOP: f32 = ((1 << BITS) - 1) as f32;
+/// Largest `|k_i|`.
+const K_MAX: f32 = 15.0;
+/// `u_i − k_i`.
+const K_BIAS: u64 = 15;
+/// Bias of each nibble table entry (`Σ k` of a nibble is within ±60), so
+/// the two entries of a byte sum to `Σ k + 128` in `8 ..= 248`.
+const NIBBLE_BIAS: i32 = 64;
 
 /// Code bytes a kernel step reads per code (one 128-bit lane).
-const CHUNK: usize = 16;
+pub const CHUNK: usize = 16;
 
-/// Counts of set bits of a bit vector under the query's planes.
+/// `Σ k_i` over the set bits of a bit vector.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BitSums {
     /// `Σ k_i` over the set bits.
-    pub weighted: u64,
-    /// Number of set bits.
-    pub count: u64,
+    pub weighted: i64,
 }
 
 /// The query's weights as [`BITS`] bit planes (see the [module docs](self)).
@@ -48,21 +50,20 @@ pub struct BitSums {
 pub struct QueryPlanes {
     /// Bytes of one code bit vector.
     len: usize,
-    lo: f32,
     step: f32,
-    /// `Σ ẑ_i` over every dimension (`ẑ_i = lo + step · k_i`).
+    /// `Σ ẑ_i` over every dimension (`ẑ_i = step · k_i`).
     total: f32,
-    /// Plane `p`, word `w` at `p · words_per_plane + w` (little-endian: bit
-    /// `i % 64` of word `i / 64` is dimension `i`).
+    /// Plane `p` of `u = k + 15`, word `w` at `p · words_per_plane + w`
+    /// (little-endian: bit `i % 64` of word `i / 64` is dimension `i`).
     words: Vec<u64>,
     words_per_plane: usize,
     /// Bits of the dimensions that exist (a code's padding bits never
     /// count).
     valid_words: Vec<u64>,
-    /// Per code byte `j`, four 16-entry tables (each twice, once per
-    /// 128-bit lane) for [`block_sums_avx2`]: `Σ k_i` over the set bits of
-    /// the byte's low nibble, of its high nibble, and the number of those
-    /// bits that are dimensions (not padding), low and high.
+    /// Per code byte `j`, two 16-entry tables (each twice, once per
+    /// 128-bit lane) for [`block_sums_avx2`]: `Σ k_i + 64` over the set
+    /// bits of the byte's low nibble, and of its high nibble (dimensions
+    /// past the last count 0).
     columns: Vec<[u8; 32]>,
 }
 
@@ -70,32 +71,29 @@ impl QueryPlanes {
     /// Round `z` (one weight per dimension) to planes over bit vectors of
     /// `len` bytes (`len ≥ ceil(z.len() / 8)`).
     pub fn new(z: &[f32], len: usize) -> Self {
-        let (lo, hi) = z
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            });
-        let (lo, step) = if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
-            (if z.is_empty() { 0.0 } else { lo }, 0.0)
+        let top = z.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+        let step = if top.is_finite() && top > 0.0 {
+            top / K_MAX
         } else {
-            (lo, (hi - lo) / TOP)
+            0.0
         };
-        let k: Vec<u8> = z
+        let k: Vec<i8> = z
             .iter()
             .map(|&x| {
                 if step > 0.0 {
-                    ((x - lo) / step).round().clamp(0.0, TOP) as u8
+                    (x / step).round().clamp(-K_MAX, K_MAX) as i8
                 } else {
                     0
                 }
             })
             .collect();
-        let k_sum: u64 = k.iter().map(|&k| u64::from(k)).sum();
+        let k_sum: i64 = k.iter().map(|&k| i64::from(k)).sum();
         let padded = len.div_ceil(8) * 8;
         let mut planes = vec![0u8; BITS * padded];
         for (i, &k) in k.iter().enumerate() {
+            let u = (i64::from(k) + K_BIAS as i64) as u8;
             for p in 0..BITS {
-                if k >> p & 1 == 1 {
+                if u >> p & 1 == 1 {
                     planes[p * padded + i / 8] |= 1 << (i % 8);
                 }
             }
@@ -113,32 +111,26 @@ impl QueryPlanes {
             valid[i / 8] |= 1 << (i % 8);
         }
         let valid_words = to_words(&valid);
-        let mut columns = Vec::with_capacity(4 * len);
+        let mut columns = Vec::with_capacity(2 * len);
         for j in 0..len {
-            let (mut k_low, mut k_high, mut n_low, mut n_high) =
-                ([0u8; 32], [0u8; 32], [0u8; 32], [0u8; 32]);
-            for n in 0..16usize {
-                for b in (0..4).filter(|b| n >> b & 1 == 1) {
-                    if let Some(&k) = k.get(8 * j + b) {
-                        k_low[n] += k;
-                        n_low[n] += 1;
-                    }
-                    if let Some(&k) = k.get(8 * j + 4 + b) {
-                        k_high[n] += k;
-                        n_high[n] += 1;
-                    }
+            for half in 0..2 {
+                let mut table = [0u8; 32];
+                for (n, entry) in table.iter_mut().enumerate().take(CHUNK) {
+                    let sum: i32 = (0..4)
+                        .filter(|b| n >> b & 1 == 1)
+                        .filter_map(|b| k.get(8 * j + 4 * half + b))
+                        .map(|&k| i32::from(k))
+                        .sum();
+                    *entry = (sum + NIBBLE_BIAS) as u8;
                 }
-            }
-            for mut t in [k_low, k_high, n_low, n_high] {
-                t.copy_within(..CHUNK, CHUNK);
-                columns.push(t);
+                table.copy_within(..CHUNK, CHUNK);
+                columns.push(table);
             }
         }
         QueryPlanes {
             len,
-            lo,
             step,
-            total: z.len() as f32 * lo + step * k_sum as f32,
+            total: step * k_sum as f32,
             words,
             words_per_plane,
             valid_words,
@@ -156,11 +148,6 @@ impl QueryPlanes {
         self.len == 0
     }
 
-    /// The weight of `k = 0` (the smallest weight).
-    pub fn lo(&self) -> f32 {
-        self.lo
-    }
-
     /// The weight of one step of `k`.
     pub fn step(&self) -> f32 {
         self.step
@@ -174,9 +161,9 @@ impl QueryPlanes {
     /// The estimate of `Σ z_i` over the set bits that `sums` counted.
     #[inline]
     pub fn weight(&self, sums: BitSums) -> f32 {
-        // The sums are at most 31 · 8 per code byte: u32 converts without
-        // the branches of an unsigned 64-bit conversion.
-        self.lo * sums.count as u32 as f32 + self.step * sums.weighted as u32 as f32
+        // |Σ k| ≤ 15 · 8 per code byte: i32 converts without the branches
+        // of a 64-bit conversion.
+        self.step * sums.weighted as i32 as f32
     }
 
     /// The estimate of `Σ z_i` over every dimension.
@@ -190,16 +177,18 @@ impl QueryPlanes {
     /// ignored).
     #[inline(always)]
     pub fn sums(&self, word: impl Fn(usize) -> u64) -> BitSums {
-        let mut sums = BitSums::default();
+        let (mut u, mut count) = (0u64, 0u64);
         for (w, valid) in self.valid_words.iter().enumerate() {
             let x = word(w) & valid;
-            sums.count += u64::from(x.count_ones());
+            count += u64::from(x.count_ones());
             for p in 0..BITS {
                 let k = self.words[p * self.words_per_plane + w];
-                sums.weighted += u64::from((k & x).count_ones()) << p;
+                u += u64::from((k & x).count_ones()) << p;
             }
         }
-        sums
+        BitSums {
+            weighted: u as i64 - (K_BIAS * count) as i64,
+        }
     }
 
     /// Number of 16-byte steps the AVX2 kernel takes.
@@ -226,8 +215,13 @@ pub fn word_at(bytes: &[u8], w: usize) -> u64 {
 /// Bytes `16 j ..` of `bytes`, zero past their end.
 #[inline(always)]
 pub fn chunk_at(bytes: &[u8], j: usize) -> [u8; 16] {
-    let start = (j * CHUNK).min(bytes.len());
-    let rest = &bytes[start..];
+    bytes_at(bytes, j * CHUNK)
+}
+
+/// Bytes `start .. start + 16` of `bytes`, zero past their end.
+#[inline(always)]
+pub fn bytes_at(bytes: &[u8], start: usize) -> [u8; 16] {
+    let rest = &bytes[start.min(bytes.len())..];
     if let Some(b) = rest.first_chunk::<16>() {
         *b
     } else {
@@ -246,49 +240,45 @@ pub const BLOCK: usize = 32;
 pub struct BlockSums {
     /// `Σ k_i` over the set bits, code `8 g + e` at `[g][e]`.
     pub weighted: [[f32; 8]; 4],
-    /// Number of set bits, same order.
-    pub count: [[f32; 8]; 4],
 }
 
-/// The sums of 32 codes' `N` bit vectors at once, FAISS's fast scan
-/// without its file layout: `columns(c)` gives, per vector, the 16 byte
-/// positions `16 c ..` of the 32 codes transposed in registers (column
-/// `j` holds byte `16 c + j` of codes 0..16 in its low lane and 16..32 in
-/// its high lane; [`transpose_rows`]), and each column's nibbles are
-/// looked up with `vpshufb` in 16-entry tables of the query (`Σ k` and
-/// the bit count of each nibble value): two look-ups per byte position
-/// shared by 32 codes. The sums are those of [`QueryPlanes::sums`]. Call
-/// inside `V3::vectorize`.
+/// The sums of 32 codes' `N` bit vectors at once, FAISS's fast scan:
+/// `column(&chunk(c), j)` gives, per vector, byte position `16 c + j` of
+/// the 32 codes (byte `16 c + j` of codes 0..16 in the low lane and
+/// 16..32 in the high lane: loaded as they are from a column group, or
+/// from rows transposed in registers by `chunk`; [`transpose_rows`]), and
+/// each column's two nibbles are looked up with `vpshufb` in 16-entry
+/// tables of the query (`Σ k + 64` of each nibble value): two look-ups per
+/// byte position shared by 32 codes, summed in 16 bits per chunk and 32
+/// bits over chunks, the bias taken off at the end. The sums are those of
+/// [`QueryPlanes::sums`]. Call inside `V3::vectorize`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub fn block_sums_avx2<const N: usize>(
+pub fn block_sums_avx2<T, const N: usize>(
     simd: pulp::x86::V3,
     q: &QueryPlanes,
-    columns: impl Fn(usize) -> [[core::arch::x86_64::__m256i; CHUNK]; N],
+    chunk: impl Fn(usize) -> T,
+    column: impl Fn(&T, usize) -> [core::arch::x86_64::__m256i; N],
 ) -> [BlockSums; N] {
-    use core::arch::x86_64::__m256i;
     let avx2 = simd.avx2;
     let zero = simd.avx._mm256_setzero_si256();
     let nibble = simd.avx._mm256_set1_epi8(0x0F);
     // u32 sums per vector; register r, element e holds code
     // `4 r + e % 4 + 16 (e / 4)` (see the widening below).
-    let (mut weighted, mut count) = ([[zero; 4]; N], [[zero; 4]; N]);
+    let mut weighted = [[zero; 4]; N];
     for c in 0..q.chunks() {
-        let sets = columns(c);
+        let sets = chunk(c);
         // u16 sums of this chunk: [0] codes 0..8 | 16..24, [1] 8..16 |
-        // 24..32 (at most 16 · 248 each); counts in bytes (at most 128).
-        let (mut k16, mut n8) = ([[zero; 2]; N], [zero; N]);
-        // The chunk's byte positions that exist, with their four tables.
-        let positions = q.columns[4 * CHUNK * c..].chunks_exact(4).take(CHUNK);
+        // 24..32 (at most 16 · 248 each).
+        let mut k16 = [[zero; 2]; N];
+        // The chunk's byte positions that exist, with their two tables.
+        let positions = q.columns[2 * CHUNK * c..].chunks_exact(2).take(CHUNK);
         for (j, tables) in positions.enumerate() {
-            let (k_low, k_high, n_low, n_high): (__m256i, __m256i, __m256i, __m256i) = (
-                pulp::cast(tables[0]),
-                pulp::cast(tables[1]),
-                pulp::cast(tables[2]),
-                pulp::cast(tables[3]),
-            );
+            let (k_low, k_high): (core::arch::x86_64::__m256i, core::arch::x86_64::__m256i) =
+                (pulp::cast(tables[0]), pulp::cast(tables[1]));
+            let columns = column(&sets, j);
             for v in 0..N {
-                let column = sets[v][j];
+                let column = columns[v];
                 let low = avx2._mm256_and_si256(column, nibble);
                 let high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(column), nibble);
                 let k = avx2._mm256_add_epi8(
@@ -297,38 +287,30 @@ pub fn block_sums_avx2<const N: usize>(
                 );
                 k16[v][0] = avx2._mm256_add_epi16(k16[v][0], avx2._mm256_unpacklo_epi8(k, zero));
                 k16[v][1] = avx2._mm256_add_epi16(k16[v][1], avx2._mm256_unpackhi_epi8(k, zero));
-                n8[v] = avx2._mm256_add_epi8(
-                    n8[v],
-                    avx2._mm256_add_epi8(
-                        avx2._mm256_shuffle_epi8(n_low, low),
-                        avx2._mm256_shuffle_epi8(n_high, high),
-                    ),
-                );
             }
         }
         for v in 0..N {
-            let n16 = [
-                avx2._mm256_unpacklo_epi8(n8[v], zero),
-                avx2._mm256_unpackhi_epi8(n8[v], zero),
-            ];
             for h in 0..2 {
-                let (w, n) = (&mut weighted[v], &mut count[v]);
+                let w = &mut weighted[v];
                 w[2 * h] =
                     avx2._mm256_add_epi32(w[2 * h], avx2._mm256_unpacklo_epi16(k16[v][h], zero));
                 w[2 * h + 1] = avx2
                     ._mm256_add_epi32(w[2 * h + 1], avx2._mm256_unpackhi_epi16(k16[v][h], zero));
-                n[2 * h] =
-                    avx2._mm256_add_epi32(n[2 * h], avx2._mm256_unpacklo_epi16(n16[h], zero));
-                n[2 * h + 1] =
-                    avx2._mm256_add_epi32(n[2 * h + 1], avx2._mm256_unpackhi_epi16(n16[h], zero));
             }
         }
     }
+    // Every byte position added 2 · 64 to every code.
+    let bias = simd
+        .avx
+        ._mm256_set1_epi32((2 * NIBBLE_BIAS as usize * q.len) as i32);
     let mut out = [BlockSums::default(); N];
     for v in 0..N {
+        let mut w = weighted[v];
+        for x in &mut w {
+            *x = avx2._mm256_sub_epi32(*x, bias);
+        }
         out[v] = BlockSums {
-            weighted: in_code_order(simd, weighted[v]),
-            count: in_code_order(simd, count[v]),
+            weighted: in_code_order(simd, w),
         };
     }
     out
@@ -340,18 +322,60 @@ pub fn block_sums_avx2<const N: usize>(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn in_code_order(simd: pulp::x86::V3, x: [core::arch::x86_64::__m256i; 4]) -> [[f32; 8]; 4] {
+    let mut out = [[0.0f32; 8]; 4];
+    for (o, g) in out.iter_mut().zip(to_code_order(simd, x)) {
+        *o = pulp::cast(simd.avx._mm256_cvtepi32_ps(g));
+    }
+    out
+}
+
+/// 32-bit elements where register `r`, element `e` holds code
+/// `4 r + e % 4 + 16 (e / 4)`, put in code order (codes `8 g .. 8 g + 8`
+/// in register `g`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn to_code_order(
+    simd: pulp::x86::V3,
+    x: [core::arch::x86_64::__m256i; 4],
+) -> [core::arch::x86_64::__m256i; 4] {
     let avx2 = simd.avx2;
-    let groups = [
+    [
         avx2._mm256_permute2x128_si256::<0x20>(x[0], x[1]),
         avx2._mm256_permute2x128_si256::<0x20>(x[2], x[3]),
         avx2._mm256_permute2x128_si256::<0x31>(x[0], x[1]),
         avx2._mm256_permute2x128_si256::<0x31>(x[2], x[3]),
-    ];
-    let mut out = [[0.0f32; 8]; 4];
-    for (o, g) in out.iter_mut().zip(groups) {
-        *o = pulp::cast(simd.avx._mm256_cvtepi32_ps(g));
-    }
-    out
+    ]
+}
+
+/// The little-endian 32-bit words whose bytes are the byte columns
+/// `t[0..4]` of 32 codes (lanes as [`transpose_rows`] leaves them: codes
+/// 0..16 low, 16..32 high), in code order, eight codes per register.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn words_of_columns(
+    simd: pulp::x86::V3,
+    t: [core::arch::x86_64::__m256i; 4],
+) -> [core::arch::x86_64::__m256i; 4] {
+    let avx2 = simd.avx2;
+    // Byte pairs (0, 1) and (2, 3) of codes 0..8 | 16..24 and 8..16 | 24..32.
+    let (a, b) = (
+        avx2._mm256_unpacklo_epi8(t[0], t[1]),
+        avx2._mm256_unpacklo_epi8(t[2], t[3]),
+    );
+    let (c, d) = (
+        avx2._mm256_unpackhi_epi8(t[0], t[1]),
+        avx2._mm256_unpackhi_epi8(t[2], t[3]),
+    );
+    // Register r, element e: code 4 r + e % 4 + 16 (e / 4).
+    to_code_order(
+        simd,
+        [
+            avx2._mm256_unpacklo_epi16(a, b),
+            avx2._mm256_unpackhi_epi16(a, b),
+            avx2._mm256_unpacklo_epi16(c, d),
+            avx2._mm256_unpackhi_epi16(c, d),
+        ],
+    )
 }
 
 /// The 32 rows `row(i)` (16 bytes each) transposed: column `j` holds byte
@@ -424,16 +448,16 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    fn naive(q: &QueryPlanes, z_len: usize, bits: &[u8], k: &[u8]) -> BitSums {
-        let mut s = BitSums::default();
+    /// `Σ k_i` and the number of set bits over the first `z_len` bits.
+    fn naive(z_len: usize, bits: &[u8], k: &[i8]) -> (BitSums, usize) {
+        let (mut s, mut count) = (BitSums::default(), 0);
         for i in 0..z_len {
             if bits[i / 8] >> (i % 8) & 1 == 1 {
-                s.count += 1;
-                s.weighted += u64::from(k[i]);
+                count += 1;
+                s.weighted += i64::from(k[i]);
             }
         }
-        let _ = q;
-        s
+        (s, count)
     }
 
     /// Both paths count exactly what the definition says, for lengths
@@ -446,28 +470,22 @@ mod tests {
             let len = dim.div_ceil(8);
             let z: Vec<f32> = (0..dim).map(|_| rng.gen_range(-2.0f32..3.0)).collect();
             let q = QueryPlanes::new(&z, len);
-            let k: Vec<u8> = z
+            let k: Vec<i8> = z
                 .iter()
-                .map(|&x| {
-                    if q.step > 0.0 {
-                        ((x - q.lo) / q.step).round().clamp(0.0, TOP) as u8
-                    } else {
-                        0
-                    }
-                })
+                .map(|&x| (x / q.step).round().clamp(-15.0, 15.0) as i8)
                 .collect();
             let codes: Vec<Vec<u8>> = (0..BLOCK)
                 // Padding bits set too: they must not count.
                 .map(|_| (0..len).map(|_| rng.gen()).collect())
                 .collect();
             for c in &codes {
-                let want = naive(&q, dim, c, &k);
+                let (want, count) = naive(dim, c, &k);
                 assert_eq!(q.sums(|w| word_at(c, w)), want, "dim {dim}");
                 let exact: f32 = (0..dim)
                     .filter(|&i| c[i / 8] >> (i % 8) & 1 == 1)
                     .map(|i| z[i])
                     .sum();
-                let bound = q.max_rounding_error() * want.count as f32 + 1e-3;
+                let bound = q.max_rounding_error() * count as f32 + 1e-3;
                 assert!(
                     (q.weight(want) - exact).abs() <= bound,
                     "dim {dim}: {} vs {exact}",
@@ -479,17 +497,19 @@ mod tests {
                 let [block] = simd.vectorize(
                     #[inline(always)]
                     || {
-                        block_sums_avx2(simd, &q, |c| {
-                            [transpose_rows(simd, |i| chunk_at(&codes[i], c))]
-                        })
+                        block_sums_avx2(
+                            simd,
+                            &q,
+                            |c| transpose_rows(simd, |i| chunk_at(&codes[i], c)),
+                            |t, j| [t[j]],
+                        )
                     },
                 );
                 for (i, code) in codes.iter().enumerate() {
                     let want = q.sums(|w| word_at(code, w));
-                    let got = (block.weighted[i / 8][i % 8], block.count[i / 8][i % 8]);
                     assert_eq!(
-                        got,
-                        (want.weighted as f32, want.count as f32),
+                        block.weighted[i / 8][i % 8],
+                        want.weighted as f32,
                         "dim {dim} code {i}"
                     );
                 }
@@ -501,9 +521,11 @@ mod tests {
     fn constant_and_empty_weights() {
         let q = QueryPlanes::new(&[0.5; 10], 2);
         let s = q.sums(|w| word_at(&[0b101, 0], w));
-        assert_eq!(s.count, 2);
-        assert_eq!(q.weight(s), 1.0);
-        assert_eq!(q.total(), 5.0);
+        assert_eq!(s.weighted, 30, "two weights of 15 steps");
+        assert!((q.weight(s) - 1.0).abs() < 1e-6, "{}", q.weight(s));
+        assert!((q.total() - 5.0).abs() < 1e-5, "{}", q.total());
+        let zero = QueryPlanes::new(&[0.0; 10], 2);
+        assert_eq!(zero.weight(zero.sums(|w| word_at(&[0xFF, 3], w))), 0.0);
         let e = QueryPlanes::new(&[], 0);
         assert_eq!(e.total(), 0.0);
         assert!(e.is_empty());

@@ -6,6 +6,7 @@
 //! | `binary.rs`  | [`Binary`]: 1, 1.5 or 2 bits per component around the trained mean |
 //! | `bit_planes.rs` | the query rounded to 5 bits (bit planes, per-byte tables) and the kernels that sum it over binary codes' bits |
 //! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
+//! | `columns.rs` | the column layout: 32 codes stored byte position by byte position, for scan kernels |
 //!
 //! A codec is trained once on a sample of stored-form vectors (normalised
 //! for cosine), then encodes any vector with those parameters (clipping
@@ -14,6 +15,7 @@
 
 pub mod binary;
 pub mod bit_planes;
+pub mod columns;
 pub mod product;
 pub mod scalar;
 
@@ -71,6 +73,17 @@ pub trait Codec: Sized + Send + Sync + 'static {
             *o = self.score(query, code);
         }
     }
+    /// Whether scans are faster over codes stored as column groups
+    /// ([`columns`]): built (immutable) code storages then store them so.
+    const COLUMNS: bool = false;
+    /// Scores of `query` against the codes of whole column groups
+    /// ([`columns::GROUP`] codes, `GROUP · code_len` bytes each) into
+    /// `out`, in code order, equal bit for bit to
+    /// [`score_batch`](Self::score_batch) over the same codes as rows.
+    /// The default turns them back into rows.
+    fn score_columns(&self, query: &Self::Query, columns: &[u8], out: &mut [f32]) {
+        score_columns_as_rows(self, query, columns, out);
+    }
     /// Whether search rescores with raw vectors by default.
     fn rescore_by_default(&self) -> bool;
 
@@ -85,20 +98,53 @@ pub trait Codec: Sized + Send + Sync + 'static {
     ) -> std::result::Result<Self, String>;
 }
 
+/// [`Codec::score_columns`] by turning the group back into rows and
+/// scoring them with [`Codec::score_batch`].
+pub fn score_columns_as_rows<Q: Codec>(
+    codec: &Q,
+    query: &Q::Query,
+    columns: &[u8],
+    out: &mut [f32],
+) {
+    let group = columns::GROUP * codec.code_len();
+    let mut rows = vec![0u8; group];
+    for (columns, out) in columns
+        .chunks_exact(group)
+        .zip(out.chunks_mut(columns::GROUP))
+    {
+        columns::columns_to_rows(columns, codec.code_len(), &mut rows);
+        codec.score_batch(query, &rows, out);
+    }
+}
+
 /// Codecs with an AVX2 kernel for [`Codec::score_batch`], run by
-/// [`try_batch_avx2`].
+/// [`try_batch_avx2`] (and for [`Codec::score_columns`], run by
+/// [`try_columns_avx2`]).
 #[cfg(target_arch = "x86_64")]
 pub(crate) trait BatchAvx2: Codec {
     /// Scores of `query` against `codes` into `out` (as many as there are
     /// whole codes), AVX2 enabled. Implementations are `#[inline(always)]`.
     fn batch_avx2(&self, simd: pulp::x86::V3, query: &Self::Query, codes: &[u8], out: &mut [f32]);
+
+    /// Scores of whole column groups, AVX2 enabled (default: as rows).
+    #[inline(always)]
+    fn columns_avx2(
+        &self,
+        simd: pulp::x86::V3,
+        query: &Self::Query,
+        columns: &[u8],
+        out: &mut [f32],
+    ) {
+        let _ = simd;
+        score_columns_as_rows(self, query, columns, out);
+    }
 }
 
 /// Run `codec`'s AVX2 batch kernel if the CPU has AVX2 (checked at run
 /// time by `pulp`, which holds the `unsafe` of enabling the features);
 /// `false` when it has not, and the caller scores another way. On
-/// AVX-512 machines the same kernel is compiled for x86-64-v4
-/// ([`batch_v4`]), otherwise for x86-64-v3 ([`batch_v3`]).
+/// AVX-512 machines the same kernel is compiled for x86-64-v4, otherwise
+/// for x86-64-v3 ([`Level`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn try_batch_avx2<Q: BatchAvx2>(
@@ -107,38 +153,95 @@ pub(crate) fn try_batch_avx2<Q: BatchAvx2>(
     codes: &[u8],
     out: &mut [f32],
 ) -> bool {
-    batch_v4(codec, query, codes, out) || batch_v3(codec, query, codes, out)
+    batch_on_level(codec, query, codes, false, out)
 }
 
-/// The AVX2 kernel compiled with AVX-512 enabled (`false` without it):
-/// the same instructions, EVEX-encoded, with 32 vector registers instead
-/// of 16. The 32-code kernels hold 16 transposed rows at once, which
-/// spill to the stack with 16 registers (1-bit codes: 3.1 → 2.1 ns per
-/// code at 128 dimensions, 2-bit: 6.9 → 4.1; `docs/design-decisions.md`).
+/// The widest x86-64 level this CPU runs, checked once per process:
+/// `pulp`'s `try_new` tests a dozen feature flags, which cost as much
+/// as scoring a few codes when paid per batch of 64.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    V4(pulp::x86::V4),
+    V3(pulp::x86::V3),
+    Portable,
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline]
+fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if let Some(v4) = pulp::x86::V4::try_new() {
+            Level::V4(v4)
+        } else if let Some(v3) = pulp::x86::V3::try_new() {
+            Level::V3(v3)
+        } else {
+            Level::Portable
+        }
+    })
+}
+
+/// Run the AVX2 kernel at the CPU's [`level`] (`false`: no AVX2).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn batch_on_level<Q: BatchAvx2>(
+    codec: &Q,
+    query: &Q::Query,
+    codes: &[u8],
+    columns: bool,
+    out: &mut [f32],
+) -> bool {
+    match level() {
+        Level::V4(v4) => batch_on(v4, *v4, codec, query, codes, columns, out),
+        Level::V3(v3) => batch_on(v3, v3, codec, query, codes, columns, out),
+        Level::Portable => return false,
+    }
+    true
+}
+
+/// [`try_batch_avx2`] for whole column groups ([`BatchAvx2::columns_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn try_columns_avx2<Q: BatchAvx2>(
+    codec: &Q,
+    query: &Q::Query,
+    columns: &[u8],
+    out: &mut [f32],
+) -> bool {
+    batch_on_level(codec, query, columns, true, out)
+}
+
+/// The AVX2 kernel compiled with AVX-512 enabled (`false` without it),
+/// for tests that run both builds: the same instructions, EVEX-encoded,
+/// with 32 vector registers instead of 16. The 32-code kernels hold 16
+/// transposed rows at once, which spill to the stack with 16 registers
+/// (1-bit codes: 3.1 → 2.1 ns per code at 128 dimensions, 2-bit: 6.9 →
+/// 4.1; `docs/design-decisions.md`).
+#[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) fn batch_v4<Q: BatchAvx2>(
     codec: &Q,
     query: &Q::Query,
     codes: &[u8],
+    columns: bool,
     out: &mut [f32],
 ) -> bool {
     pulp::x86::V4::try_new()
-        .map(|v4| batch_on(v4, *v4, codec, query, codes, out))
+        .map(|v4| batch_on(v4, *v4, codec, query, codes, columns, out))
         .is_some()
 }
 
-/// The AVX2 kernel for x86-64-v3 (`false` without AVX2).
-#[cfg(target_arch = "x86_64")]
-#[inline]
+/// The AVX2 kernel for x86-64-v3 (`false` without AVX2), for tests.
+#[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) fn batch_v3<Q: BatchAvx2>(
     codec: &Q,
     query: &Q::Query,
     codes: &[u8],
+    columns: bool,
     out: &mut [f32],
 ) -> bool {
     pulp::x86::V3::try_new()
-        .map(|v3| batch_on(v3, v3, codec, query, codes, out))
+        .map(|v3| batch_on(v3, v3, codec, query, codes, columns, out))
         .is_some()
 }
 
@@ -151,6 +254,7 @@ fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
     codec: &Q,
     query: &Q::Query,
     codes: &[u8],
+    columns: bool,
     out: &mut [f32],
 ) {
     arch.vectorize(Avx2Batch {
@@ -158,6 +262,7 @@ fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
         codec,
         query,
         codes,
+        columns,
         out,
     });
 }
@@ -173,6 +278,8 @@ struct Avx2Batch<'a, Q: Codec> {
     codec: &'a Q,
     query: &'a Q::Query,
     codes: &'a [u8],
+    /// `codes` is one column group, not rows.
+    columns: bool,
     out: &'a mut [f32],
 }
 
@@ -182,8 +289,13 @@ impl<Q: BatchAvx2> pulp::NullaryFnOnce for Avx2Batch<'_, Q> {
 
     #[inline(always)]
     fn call(self) {
-        self.codec
-            .batch_avx2(self.simd, self.query, self.codes, self.out);
+        if self.columns {
+            self.codec
+                .columns_avx2(self.simd, self.query, self.codes, self.out);
+        } else {
+            self.codec
+                .batch_avx2(self.simd, self.query, self.codes, self.out);
+        }
     }
 }
 
@@ -333,6 +445,21 @@ mod tests {
                 codec.encode(v, c);
             }
             let query = codec.prepare(&data[5 * dim..6 * dim]);
+            // Column groups score as their rows do.
+            for rows in codes.chunks_exact(columns::GROUP * len) {
+                let mut group = vec![0u8; rows.len()];
+                columns::rows_to_columns(rows, len, &mut group);
+                let mut out = [f32::NAN; columns::GROUP];
+                codec.score_columns(&query, &group, &mut out);
+                for (i, (code, s)) in rows.chunks_exact(len).zip(&out).enumerate() {
+                    assert_eq!(
+                        s.to_bits(),
+                        codec.score(&query, code).to_bits(),
+                        "{} {distance:?} column code {i}",
+                        Q::NAME
+                    );
+                }
+            }
             for n in [0usize, 1, 7, 64, 300] {
                 let mut out = vec![f32::NAN; n];
                 codec.score_batch(&query, &codes[..n * len], &mut out);
@@ -367,17 +494,30 @@ mod tests {
             .chunks_exact(len)
             .map(|c| codec.score(&query, c).to_bits())
             .collect();
+        let group_len = columns::GROUP * len;
+        let mut group = vec![0u8; group_len];
+        columns::rows_to_columns(&codes[..group_len], len, &mut group);
         for (build, run) in [
             (
                 "v3",
-                batch_v3::<Q> as fn(&Q, &Q::Query, &[u8], &mut [f32]) -> bool,
+                batch_v3::<Q> as fn(&Q, &Q::Query, &[u8], bool, &mut [f32]) -> bool,
             ),
             ("v4", batch_v4::<Q>),
         ] {
             let mut out = vec![f32::NAN; 100];
-            if run(&codec, &query, &codes, &mut out) {
+            if run(&codec, &query, &codes, false, &mut out) {
                 let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
                 assert_eq!(bits, single, "{} {build} dim {dim}", Q::NAME);
+            }
+            let mut out = vec![f32::NAN; columns::GROUP];
+            if run(&codec, &query, &group, true, &mut out) {
+                let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
+                assert_eq!(
+                    bits,
+                    single[..columns::GROUP],
+                    "{} {build} columns dim {dim}",
+                    Q::NAME
+                );
             }
         }
     }
