@@ -138,6 +138,19 @@ pub(crate) trait BatchAvx2: Codec {
         let _ = simd;
         score_columns_as_rows(self, query, columns, out);
     }
+
+    /// Scores of whole column groups, AVX-512 enabled (default: the AVX2
+    /// kernel).
+    #[inline(always)]
+    fn columns_avx512(
+        &self,
+        simd: pulp::x86::V4,
+        query: &Self::Query,
+        columns: &[u8],
+        out: &mut [f32],
+    ) {
+        self.columns_avx2(*simd, query, columns, out);
+    }
 }
 
 /// Run `codec`'s AVX2 batch kernel if the CPU has AVX2 (checked at run
@@ -193,8 +206,8 @@ fn batch_on_level<Q: BatchAvx2>(
     out: &mut [f32],
 ) -> bool {
     match level() {
-        Level::V4(v4) => batch_on(v4, *v4, codec, query, codes, columns, out),
-        Level::V3(v3) => batch_on(v3, v3, codec, query, codes, columns, out),
+        Level::V4(v4) => batch_on(v4, Some(v4), *v4, codec, query, codes, columns, out),
+        Level::V3(v3) => batch_on(v3, None, v3, codec, query, codes, columns, out),
         Level::Portable => return false,
     }
     true
@@ -227,7 +240,7 @@ pub(crate) fn batch_v4<Q: BatchAvx2>(
     out: &mut [f32],
 ) -> bool {
     pulp::x86::V4::try_new()
-        .map(|v4| batch_on(v4, *v4, codec, query, codes, columns, out))
+        .map(|v4| batch_on(v4, Some(v4), *v4, codec, query, codes, columns, out))
         .is_some()
 }
 
@@ -241,15 +254,17 @@ pub(crate) fn batch_v3<Q: BatchAvx2>(
     out: &mut [f32],
 ) -> bool {
     pulp::x86::V3::try_new()
-        .map(|v3| batch_on(v3, v3, codec, query, codes, columns, out))
+        .map(|v3| batch_on(v3, None, v3, codec, query, codes, columns, out))
         .is_some()
 }
 
 /// Run the AVX2 kernel inside `arch`'s target features.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
     arch: S,
+    v4: Option<pulp::x86::V4>,
     simd: pulp::x86::V3,
     codec: &Q,
     query: &Q::Query,
@@ -258,6 +273,7 @@ fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
     out: &mut [f32],
 ) {
     arch.vectorize(Avx2Batch {
+        v4,
         simd,
         codec,
         query,
@@ -274,6 +290,8 @@ fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
 /// function; see `docs/design-decisions.md`).
 #[cfg(target_arch = "x86_64")]
 struct Avx2Batch<'a, Q: Codec> {
+    /// Set when running the x86-64-v4 build.
+    v4: Option<pulp::x86::V4>,
     simd: pulp::x86::V3,
     codec: &'a Q,
     query: &'a Q::Query,
@@ -290,8 +308,14 @@ impl<Q: BatchAvx2> pulp::NullaryFnOnce for Avx2Batch<'_, Q> {
     #[inline(always)]
     fn call(self) {
         if self.columns {
-            self.codec
-                .columns_avx2(self.simd, self.query, self.codes, self.out);
+            match self.v4 {
+                Some(v4) => self
+                    .codec
+                    .columns_avx512(v4, self.query, self.codes, self.out),
+                None => self
+                    .codec
+                    .columns_avx2(self.simd, self.query, self.codes, self.out),
+            }
         } else {
             self.codec
                 .batch_avx2(self.simd, self.query, self.codes, self.out);
@@ -358,27 +382,6 @@ impl<'a> ParamReader<'a> {
 pub fn f32_at(code: &[u8], at: usize) -> f32 {
     code.get(at..at + 4)
         .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// `Σ_j table[j][bytes[j]]` (over the shorter of the two): the look-up
-/// sum of product codes. Eight independent sums,
-/// so the look-ups do not wait on one chain of adds.
-#[inline]
-pub fn lookup_sum(table: &[[f32; 256]], bytes: &[u8]) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0.0f32; LANES];
-    let (bytes8, byte_rest) = bytes.as_chunks::<LANES>();
-    let (rows8, row_rest) = table.as_chunks::<LANES>();
-    for (b, t) in bytes8.iter().zip(rows8) {
-        for k in 0..LANES {
-            acc[k] += t[k][usize::from(b[k])];
-        }
-    }
-    let mut sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (&b, t) in byte_rest.iter().zip(row_rest) {
-        sum += t[usize::from(b)];
-    }
-    sum
 }
 
 /// The euclid score (`−|x − q|`) from `|x|²`, `|q|²` and an estimate of
@@ -530,6 +533,15 @@ mod tests {
             both_builds_match_single::<Binary1>(&BinaryConfig::default(), dim);
             both_builds_match_single::<Binary1_5>(&BinaryConfig::default(), dim);
             both_builds_match_single::<Binary2>(&BinaryConfig::default(), dim);
+        }
+        // Sub-spaces: 10 (part of a 16-wide step), 32, 48.
+        for (dim, sub_dim) in [(40usize, 4usize), (128, 4), (384, 8)] {
+            let config = ProductConfig {
+                sub_dim,
+                iterations: 3,
+                ..Default::default()
+            };
+            both_builds_match_single::<Product>(&config, dim);
         }
     }
 
