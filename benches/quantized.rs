@@ -162,16 +162,15 @@ fn bench(c: &mut Criterion) {
     let set = sets.last().unwrap();
     scoring_speed::<ScalarU8>(c, set, "sq8", &ScalarConfig::default());
     scoring_speed::<Binary1>(c, set, "bq1", &Default::default());
+    scoring_speed::<Binary1_5>(c, set, "bq1_5", &Default::default());
     scoring_speed::<Binary2>(c, set, "bq2", &Default::default());
-    scoring_speed::<Product>(
-        c,
-        set,
-        "pq_sub8",
-        &ProductConfig {
-            sub_dim: 8,
+    for sub_dim in [4, 8] {
+        let config = ProductConfig {
+            sub_dim,
             ..Default::default()
-        },
-    );
+        };
+        scoring_speed::<Product>(c, set, &format!("pq_sub{sub_dim}"), &config);
+    }
 }
 
 criterion_group! {

@@ -587,6 +587,10 @@ fn quantize_writes_a_layer_inspect_shows_it_and_bad_requests_are_errors() {
     let report = vecseg().arg("inspect").arg(&seg).output().unwrap();
     let report = String::from_utf8_lossy(&report.stdout);
     assert!(report.contains("quantized   binary-2 codes"), "{report}");
+    assert!(
+        report.contains("column groups of 32 up to slot 288"),
+        "{report}"
+    );
     let q = vecseg::kinds::open_quantized_mmap_segment::<vecseg::quantized::Binary2>(&seg, &opts)
         .unwrap();
     assert_eq!(q.point_count(), 300);

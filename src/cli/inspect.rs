@@ -120,12 +120,17 @@ pub fn inspect_with(
         let raw = (m.dim * 4).max(1);
         let _ = writeln!(
             out,
-            "quantized   {} codes, {} B per vector ({:.3}x of {} B raw), {} B of parameters",
+            "quantized   {} codes, {} B per vector ({:.3}x of {} B raw), {} B of parameters, {}",
             m.codec,
             m.code_len,
             m.code_len as f64 / raw as f64,
             raw,
-            m.params_len
+            m.params_len,
+            if m.columns_end > 0 {
+                format!("column groups of 32 up to slot {}", m.columns_end)
+            } else {
+                "one row per code".to_string()
+            }
         );
     }
     let _ = writeln!(out, "files");

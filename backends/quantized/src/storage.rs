@@ -10,7 +10,7 @@
 //! and flushes go to both storages, raw first.
 //!
 //! Codes built all at once (in RAM, immutable mmap) by a codec whose scan
-//! kernel prefers it ([`Codec::COLUMNS`]: the binary codecs) store every
+//! kernel prefers it ([`Codec::COLUMNS`]: binary and product) store every
 //! whole group of 32 slots as a column group ([`crate::codec::columns`]):
 //! the byte storage's slots `32 g .. 32 g + 32` hold the group's bytes
 //! column by column, so slot `o`'s bytes are not its code. The scorer
