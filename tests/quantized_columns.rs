@@ -68,11 +68,15 @@ fn assert_same<Q, A, B>(
     for &(a, b) in ranges.iter().chain([&(0, n)]) {
         let (a, b) = (a.min(n), b.min(n));
         let range = a.min(b)..a.max(b);
-        assert_eq!(
-            live_scores(&gs, range.clone()),
-            live_scores(&ws, range.clone()),
-            "scan {range:?}"
-        );
+        let scanned = live_scores(&gs, range.clone());
+        assert_eq!(scanned, live_scores(&ws, range.clone()), "scan {range:?}");
+        // And the scan is the single scores of the live slots.
+        let single: Vec<(u32, u32)> = range
+            .clone()
+            .filter(|&o| !want.is_deleted(o))
+            .map(|o| (o, ws.score(o).unwrap().to_bits()))
+            .collect();
+        assert_eq!(scanned, single, "scan {range:?} against single scores");
     }
 }
 
@@ -172,9 +176,10 @@ fn mmap_raw(dir: &std::path::Path, points: &[Vec<f32>]) -> MmapVectorStorage<f32
 fn mmap_columns_reopen_as_built() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(7);
-    let points: Vec<Vec<f32>> = (0..1_000).map(|_| rng.vector(DIM)).collect();
+    // Past two scan runs of 1,024 slots.
+    let points: Vec<Vec<f32>> = (0..2_500).map(|_| rng.vector(DIM)).collect();
     let qdir = dir.path().join("bq2");
-    let built: Quantized<_, Binary2, MmapCodes> = Quantized::build_mmap(
+    let mut built: Quantized<_, Binary2, MmapCodes> = Quantized::build_mmap(
         mmap_raw(dir.path(), &points),
         &qdir,
         &Default::default(),
@@ -182,15 +187,28 @@ fn mmap_columns_reopen_as_built() {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(built.columns_end(), 992);
+    assert_eq!(built.columns_end(), 2_496);
     let summary = vecseg::quantized::meta::summary(&qdir).unwrap();
-    assert_eq!(summary.columns_end, 992);
-    let stored: Vec<Vec<f32>> = (0..1_000)
+    assert_eq!(summary.columns_end, 2_496);
+    let stored: Vec<Vec<f32>> = (0..2_500)
         .map(|o| built.get::<vecseg::Random>(o).unwrap().to_vec())
         .collect();
-    let want = as_rows(&stored, Distance::Cosine, built.codec());
-    let ranges = [(5, 70), (31, 33), (960, 1_000), (990, 995), (64, 128)];
+    let mut want = as_rows(&stored, Distance::Cosine, built.codec());
+    // Deletes around the scan runs' and blocks' edges.
+    for o in [0, 63, 64, 1_023, 1_024, 1_025, 2_047, 2_048, 2_499] {
+        assert!(built.delete(o).unwrap());
+        want.delete(o).unwrap();
+    }
+    let ranges = [
+        (5, 70),
+        (31, 33),
+        (960, 1_100),
+        (1_000, 2_100),
+        (2_490, 2_500),
+        (64, 128),
+    ];
     assert_same(&built, &want, &points[3], &ranges);
+    built.flush().unwrap();
     drop(built);
     let reopened = Quantized::<_, Binary2, MmapCodes>::open_mmap(
         mmap_raw(dir.path(), &points),
@@ -198,7 +216,7 @@ fn mmap_columns_reopen_as_built() {
         MmapVectorOptions::default(),
     )
     .unwrap();
-    assert_eq!(reopened.columns_end(), 992);
+    assert_eq!(reopened.columns_end(), 2_496);
     assert_same(&reopened, &want, &points[3], &ranges);
 }
 

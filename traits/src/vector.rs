@@ -112,6 +112,15 @@ pub trait VectorStorageRead: Send + Sync {
         Ok(())
     }
 
+    /// Every slot's elements back to back (deleted ones included), read
+    /// with access pattern `P`, when the storage keeps them contiguous in
+    /// RAM or one mapping (memory, immutable mmap): a scorer can then hand
+    /// long runs to one kernel call instead of a call per
+    /// [`scan_blocks`](Self::scan_blocks) block. `None` by default.
+    fn contiguous<P: AccessPattern>(&self) -> Result<Option<&[Self::Element]>> {
+        Ok(None)
+    }
+
     /// Call `f(offset, vectors, deleted)` for consecutive blocks of at most
     /// [`SCAN_BLOCK`] slots covering `range` (clipped to `total_count()`),
     /// in increasing order: `vectors` holds the block's vectors back to

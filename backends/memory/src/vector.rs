@@ -109,6 +109,10 @@ impl<T: VectorElement> VectorStorageRead for MemoryVectorStorage<T> {
         scan_flat_blocks(&self.data, self.dim, 0, &self.deleted, range, f);
         Ok(())
     }
+
+    fn contiguous<P: AccessPattern>(&self) -> Result<Option<&[T]>> {
+        Ok(Some(&self.data))
+    }
 }
 
 impl<T: VectorElement> VectorStorage for MemoryVectorStorage<T> {

@@ -761,6 +761,10 @@ impl<T: VectorElement> VectorStorageRead for MmapVectorStorage<T> {
         Ok(())
     }
 
+    fn contiguous<P: AccessPattern>(&self) -> Result<Option<&[T]>> {
+        self.data(self.map_for::<P>()).map(Some)
+    }
+
     fn disk_bytes(&self) -> u64 {
         self.random.len() as u64 + self.deleted.file_len()
     }

@@ -20,16 +20,18 @@
 //!
 //! Scoring builds, per query, a table of `m × 256` partial scores of the
 //! query's sub-vectors against every centroid (dot product for dot and
-//! cosine, squared L2 for euclid, L1 for manhattan), rounded to 12-bit
-//! integers over one step for all sub-spaces (`t ≈ min_j + delta · u`,
-//! `u ≤ 4095`), so a code scores with `m` table look-ups and an integer
-//! sum: `Σ min_j + delta · Σ u` for dot and cosine, its negated square root
-//! for euclid, its negation for manhattan. That is the score of the decoded
-//! vector within `m · delta / 2` (plus float rounding). Codes stored as
-//! column groups are scored 32 at a time with AVX-512 (`vpermi2w` picks
-//! 32 table entries of a sub-space per instruction from registers); every
-//! path sums the same integers, so scores agree bit for bit. Codes are
-//! coarse, so search rescores with the raw vectors by default.
+//! cosine, squared L2 for euclid, L1 for manhattan), rounded to bytes
+//! over one step for all sub-spaces (`t ≈ min_j + delta · u`, `u ≤ 255`,
+//! as FAISS's fast scan does), so a code scores with `m` table look-ups
+//! and an integer sum: `Σ min_j + delta · Σ u` for dot and cosine, its
+//! negated square root for euclid, its negation for manhattan. That is the
+//! score of the decoded vector within `m · delta / 2` (plus float
+//! rounding). Codes stored as column groups are scored 32 at a time with
+//! AVX-512: a sub-space's table is 128 words holding entries `c` and
+//! `c + 128` in their two bytes, four registers, from which `vpermi2w`
+//! picks 32 words per instruction. Every path sums the same integers, so
+//! scores agree bit for bit. Codes are coarse, so search rescores with the
+//! raw vectors by default.
 //!
 //! Parameters (little-endian): `sub_dim` u32, `m` u32, then the centroids
 //! as `m × 256 × sub_dim` f32s: sub-space `j`, centroid `k`, component `d`
@@ -53,8 +55,10 @@ pub const MAX_ITERATIONS: usize = 100;
 const GROUP: usize = 8;
 /// Groups per sub-quantizer.
 const GROUPS: usize = CENTROIDS / GROUP;
-/// Largest rounded table entry: 16 of them still sum within a u16.
-const LEVELS: f32 = 4095.0;
+/// Largest rounded table entry.
+const LEVELS: f32 = 255.0;
+/// Sub-spaces whose entries still sum within a u16 (`257 · 255 < 2^16`).
+const U16_SUBSPACES: usize = 256;
 /// Tries at finding a point for an empty cluster before leaving it be.
 const RESEED_TRIES: usize = 16;
 
@@ -115,10 +119,16 @@ pub struct ProductQuery {
 }
 
 impl ProductQuery {
-    /// The rounded table: row `j` holds `u` of the partial scores of the
-    /// query's sub-vector `j` against the 256 centroids of sub-space `j`.
-    pub fn table(&self) -> impl ExactSizeIterator<Item = &[u16; CENTROIDS]> {
-        self.table.iter().map(|row| &row.0)
+    /// Number of sub-spaces (table rows).
+    pub fn sub_spaces(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The rounded partial score `u` of the query's sub-vector `j`
+    /// against centroid `c` of sub-space `j`.
+    #[inline]
+    pub fn entry(&self, j: usize, c: u8) -> u8 {
+        self.table[j].entry(c)
     }
 
     /// The partial-score step of one table unit; a code's score is within
@@ -134,17 +144,27 @@ impl ProductQuery {
         self.table
             .iter()
             .zip(code)
-            .map(|(row, &c)| u32::from(row.0[usize::from(c)]))
+            .map(|(row, &c)| u32::from(row.entry(c)))
             .sum()
     }
 }
 
-/// One sub-space's rounded table, aligned so the AVX-512 kernel's eight
-/// 64-byte loads of it each touch one cache line (unaligned rows cost
-/// about 1.6× the scan time).
+/// One sub-space's rounded table as the AVX-512 kernel holds it: word
+/// `c` has entry `c` in its low byte and entry `c + 128` in its high
+/// byte. Aligned so each of its four 64-byte loads touches one cache line
+/// (unaligned rows cost about 1.6× the scan time).
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
-struct TableRow([u16; CENTROIDS]);
+struct TableRow([u16; CENTROIDS / 2]);
+
+impl TableRow {
+    /// Entry `c`.
+    #[inline(always)]
+    fn entry(&self, c: u8) -> u8 {
+        let word = self.0[usize::from(c & 0x7F)];
+        (word >> (8 * u16::from(c >> 7))) as u8
+    }
+}
 
 impl Product {
     /// The score from the partial scores' sum `x`.
@@ -228,13 +248,18 @@ fn rounded(table: &[[f32; CENTROIDS]]) -> ProductQuery {
         .iter()
         .zip(&bounds)
         .map(|(row, &(lo, _))| {
-            TableRow(row.map(|x| {
+            let u = row.map(|x| {
                 if delta > 0.0 {
                     ((x - lo) / delta).round().clamp(0.0, LEVELS) as u16
                 } else {
                     0
                 }
-            }))
+            });
+            let mut words = [0u16; CENTROIDS / 2];
+            for (c, w) in words.iter_mut().enumerate() {
+                *w = u[c] | u[c + CENTROIDS / 2] << 8;
+            }
+            TableRow(words)
         })
         .collect();
     ProductQuery {
@@ -256,48 +281,42 @@ impl super::BatchAvx2 for Product {
     }
 
     /// Per column group and sub-space: the 32 code bytes widened to u16
-    /// lanes, the row's 256 entries held in eight registers, four
-    /// `vpermi2w` (64 entries each, picked by the low six index bits) and
-    /// two blends by index bits 6 and 7; u16 sums over 16 sub-spaces at a
-    /// time (16 · 4095 fits), u32 over all.
+    /// lanes, the row's 128 words held in four registers, two `vpermi2w`
+    /// (64 words each, picked by the low six index bits) and a blend by
+    /// bit 6 give word `c & 127`; bit 7 picks its high or low byte. u16
+    /// sums over up to 256 sub-spaces at a time, u32 over all.
     #[inline(always)]
     fn columns_avx512(&self, v4: pulp::x86::V4, q: &ProductQuery, columns: &[u8], out: &mut [f32]) {
         use core::arch::x86_64::__m512i;
         let (f, bw) = (v4.avx512f, v4.avx512bw);
         let bit6: __m512i = pulp::cast([0x40u16; 32]);
-        let bit7: __m512i = pulp::cast([0x80u16; 32]);
+        let low_byte: __m512i = pulp::cast([0xFFu16; 32]);
         let m = self.m;
         let (delta, offset) = (f._mm512_set1_ps(q.delta), f._mm512_set1_ps(q.offset));
+        let group_len = super::columns::GROUP;
         for (group, out) in columns
-            .chunks_exact(super::columns::GROUP * m)
-            .zip(out.chunks_exact_mut(super::columns::GROUP))
+            .chunks_exact(group_len * m)
+            .zip(out.chunks_exact_mut(group_len))
         {
             let mut sums = [f._mm512_setzero_si512(); 2];
-            for (rows, group) in q
-                .table
-                .chunks(16)
-                .zip(group.chunks(16 * super::columns::GROUP))
-            {
+            let steps = q.table.chunks(U16_SUBSPACES);
+            for (rows, group) in steps.zip(group.chunks(U16_SUBSPACES * group_len)) {
                 let mut acc = f._mm512_setzero_si512();
-                for (row, column) in rows.iter().zip(group.chunks_exact(super::columns::GROUP)) {
+                for (row, column) in rows.iter().zip(group.chunks_exact(group_len)) {
                     let bytes: [u8; 32] = column.try_into().expect("a whole column");
                     let idx = bw._mm512_cvtepu8_epi16(pulp::cast(bytes));
                     let part = |k: usize| -> __m512i {
-                        let entries: [u16; 32] =
-                            row.0[32 * k..32 * k + 32].try_into().expect("32 entries");
-                        pulp::cast(entries)
+                        let words: [u16; 32] =
+                            row.0[32 * k..32 * k + 32].try_into().expect("32 words");
+                        pulp::cast(words)
                     };
                     let r0 = bw._mm512_permutex2var_epi16(part(0), idx, part(1));
                     let r1 = bw._mm512_permutex2var_epi16(part(2), idx, part(3));
-                    let r2 = bw._mm512_permutex2var_epi16(part(4), idx, part(5));
-                    let r3 = bw._mm512_permutex2var_epi16(part(6), idx, part(7));
-                    let (k6, k7) = (
-                        bw._mm512_test_epi16_mask(idx, bit6),
-                        bw._mm512_test_epi16_mask(idx, bit7),
-                    );
-                    let low = bw._mm512_mask_blend_epi16(k6, r0, r1);
-                    let high = bw._mm512_mask_blend_epi16(k6, r2, r3);
-                    acc = bw._mm512_add_epi16(acc, bw._mm512_mask_blend_epi16(k7, low, high));
+                    let word =
+                        bw._mm512_mask_blend_epi16(bw._mm512_test_epi16_mask(idx, bit6), r0, r1);
+                    let high = bw._mm256_movepi8_mask(pulp::cast(bytes));
+                    let low = f._mm512_and_si512(word, low_byte);
+                    acc = bw._mm512_add_epi16(acc, bw._mm512_mask_srli_epi16::<8>(low, high, word));
                 }
                 // Codes 0..16 and 16..32 widened to u32.
                 sums[0] = f._mm512_add_epi32(
@@ -1345,7 +1364,7 @@ mod tests {
         pq.encode(&data[..dim], &mut code);
         pq.encode(&data[..3], &mut [0u8; 2]);
         let q = pq.prepare(&data[..5]);
-        assert_eq!(q.table().len(), 2);
+        assert_eq!(q.sub_spaces(), 2);
         assert!(pq.score(&q, &[]).is_finite());
         assert!(pq.score(&q, &[1, 2, 3, 4, 5]).is_finite());
         assert_eq!(pq.decode(&[1]).len(), 4);
