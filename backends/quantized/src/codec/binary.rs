@@ -764,7 +764,7 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let n = (codes.len() / len).min(out.len());
         let (codes, out) = (&codes[..n * len], &mut out[..n]);
         #[cfg(target_arch = "x86_64")]
-        if super::try_batch_avx2(self, q, codes, out) {
+        if super::try_batch_avx2(self, q, codes, false, out) {
             return;
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
@@ -776,11 +776,7 @@ impl<B: BitsPerDim> Codec for Binary<B> {
     const COLUMNS: bool = true;
 
     fn score_columns(&self, q: &BinaryQuery, columns: &[u8], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if super::try_columns_avx2(self, q, columns, out) {
-            return;
-        }
-        super::score_columns_as_rows(self, q, columns, out);
+        super::score_columns_with_kernel(self, q, columns, out);
     }
 
     fn rescore_by_default(&self) -> bool {

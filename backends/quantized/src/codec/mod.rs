@@ -153,20 +153,49 @@ pub(crate) trait BatchAvx2: Codec {
     }
 }
 
-/// Run `codec`'s AVX2 batch kernel if the CPU has AVX2 (checked at run
-/// time by `pulp`, which holds the `unsafe` of enabling the features);
-/// `false` when it has not, and the caller scores another way. On
-/// AVX-512 machines the same kernel is compiled for x86-64-v4, otherwise
-/// for x86-64-v3 ([`Level`]).
+/// Run `codec`'s AVX2 kernel for rows (or, with `columns`, for whole
+/// column groups) if the CPU has AVX2 (checked once by `pulp`, which
+/// holds the `unsafe` of enabling the features); `false` when it has not,
+/// and the caller scores another way. On AVX-512 machines the same kernel
+/// is compiled for x86-64-v4, otherwise for x86-64-v3 ([`Level`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn try_batch_avx2<Q: BatchAvx2>(
     codec: &Q,
     query: &Q::Query,
     codes: &[u8],
+    columns: bool,
     out: &mut [f32],
 ) -> bool {
-    batch_on_level(codec, query, codes, false, out)
+    match level() {
+        Level::V4(v4) => batch_on(v4, Some(v4), *v4, codec, query, codes, columns, out),
+        Level::V3(v3) => batch_on(v3, None, v3, codec, query, codes, columns, out),
+        Level::Portable => return false,
+    }
+    true
+}
+
+/// Off x86-64 there are no kernels: every codec qualifies and scores
+/// portably.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) trait BatchAvx2: Codec {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<Q: Codec> BatchAvx2 for Q {}
+
+/// [`Codec::score_columns`] for codecs with column kernels: the kernel
+/// when the CPU runs it, else the groups turned back into rows.
+#[inline]
+pub(crate) fn score_columns_with_kernel<Q: BatchAvx2>(
+    codec: &Q,
+    query: &Q::Query,
+    columns: &[u8],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if try_batch_avx2(codec, query, columns, true, out) {
+        return;
+    }
+    score_columns_as_rows(codec, query, columns, out);
 }
 
 /// The widest x86-64 level this CPU runs, checked once per process:
@@ -193,36 +222,6 @@ fn level() -> Level {
             Level::Portable
         }
     })
-}
-
-/// Run the AVX2 kernel at the CPU's [`level`] (`false`: no AVX2).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn batch_on_level<Q: BatchAvx2>(
-    codec: &Q,
-    query: &Q::Query,
-    codes: &[u8],
-    columns: bool,
-    out: &mut [f32],
-) -> bool {
-    match level() {
-        Level::V4(v4) => batch_on(v4, Some(v4), *v4, codec, query, codes, columns, out),
-        Level::V3(v3) => batch_on(v3, None, v3, codec, query, codes, columns, out),
-        Level::Portable => return false,
-    }
-    true
-}
-
-/// [`try_batch_avx2`] for whole column groups ([`BatchAvx2::columns_avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn try_columns_avx2<Q: BatchAvx2>(
-    codec: &Q,
-    query: &Q::Query,
-    columns: &[u8],
-    out: &mut [f32],
-) -> bool {
-    batch_on_level(codec, query, columns, true, out)
 }
 
 /// The AVX2 kernel compiled with AVX-512 enabled (`false` without it),

@@ -450,11 +450,7 @@ impl Codec for Product {
     const COLUMNS: bool = true;
 
     fn score_columns(&self, q: &ProductQuery, columns: &[u8], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if super::try_columns_avx2(self, q, columns, out) {
-            return;
-        }
-        super::score_columns_as_rows(self, q, columns, out);
+        super::score_columns_with_kernel(self, q, columns, out);
     }
 
     fn rescore_by_default(&self) -> bool {

@@ -293,7 +293,7 @@ impl Codec for ScalarU8 {
     fn score_batch(&self, q: &ScalarQuery, codes: &[u8], out: &mut [f32]) {
         let len = self.code_len();
         #[cfg(target_arch = "x86_64")]
-        if super::try_batch_avx2(self, q, codes, out) {
+        if super::try_batch_avx2(self, q, codes, false, out) {
             return;
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
