@@ -404,7 +404,14 @@ pub struct QuantizedScorer<'a, Q: Codec, C> {
     codes: &'a C,
     query: Q::Query,
     columns_end: PointOffset,
+    /// The codes' bytes for single reads, when contiguous: a code in a
+    /// column group is then gathered with strided loads, not a read per
+    /// slot it spans.
+    random: Option<&'a [u8]>,
 }
+
+/// Longest code gathered on the stack by [`QuantizedScorer::score`].
+const STACK_CODE: usize = 512;
 
 /// The code of slot `offset` of `codes` (`len` bytes each; column groups
 /// below `columns_end`): a row as it is, or gathered from its group's
@@ -454,8 +461,23 @@ where
             let code = self.codes.get::<Random>(offset)?;
             return Ok(self.codec.score(&self.query, &code));
         }
-        let code = code_of(self.codes, self.codec.code_len(), self.columns_end, offset)?;
-        Ok(self.codec.score(&self.query, &code))
+        let len = self.codec.code_len();
+        match self.random {
+            Some(flat) if len <= STACK_CODE => {
+                // Byte j of the code at `group + j · 32 + i`.
+                let at = offset as usize / GROUP * GROUP * len + offset as usize % GROUP;
+                let group = &flat[at..];
+                let mut code = [0u8; STACK_CODE];
+                for (j, b) in code[..len].iter_mut().enumerate() {
+                    *b = group[j * GROUP];
+                }
+                Ok(self.codec.score(&self.query, &code[..len]))
+            }
+            _ => {
+                let code = code_of(self.codes, len, self.columns_end, offset)?;
+                Ok(self.codec.score(&self.query, &code))
+            }
+        }
     }
 
     fn score_live<K, F>(&self, range: std::ops::Range<PointOffset>, keep: K, f: F) -> Result<()>
@@ -666,6 +688,11 @@ where
             codes: &self.codes,
             query: self.codec.prepare(query),
             columns_end: self.columns_end,
+            random: if self.columns_end > 0 {
+                self.codes.contiguous::<Random>()?
+            } else {
+                None
+            },
         })
     }
 
