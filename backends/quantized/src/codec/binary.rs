@@ -49,7 +49,7 @@ use vecseg_traits::{Distance, Result, StorageError};
 
 #[cfg(target_arch = "x86_64")]
 use super::bit_planes::{
-    block_sums_avx2, bytes_at, transpose_rows, words_of_columns, BlockSums, BLOCK, CHUNK,
+    block_sums_avx2, bytes_at, nibbles, transpose_rows, words_of_columns, BlockSums, BLOCK, CHUNK,
 };
 use super::bit_planes::{word_at, BitSums, QueryPlanes};
 use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
@@ -178,17 +178,19 @@ fn spread_word(pairs: &[u8], w: usize) -> u64 {
     out
 }
 
-/// [`SPREAD`] in both halves of a 256-bit register.
+/// The nibble `shift / 4` of [`SPREAD`] in both halves of a 256-bit
+/// register: a pair nibble's bits spread to the dimensions of a low
+/// (`shift` 0) or high (`shift` 4) nibble.
 #[cfg(target_arch = "x86_64")]
-const SPREAD_TWICE: [u8; 32] = {
+const fn spread_twice(shift: u32) -> [u8; 32] {
     let mut t = [0u8; 32];
     let mut i = 0;
     while i < 32 {
-        t[i] = SPREAD[i % 16];
+        t[i] = (SPREAD[i % 16] >> shift) & 0x0F;
         i += 1;
     }
     t
-};
+}
 
 /// `step · Σ k` for eight codes, the operation of `QueryPlanes::weight`.
 #[cfg(target_arch = "x86_64")]
@@ -440,13 +442,16 @@ impl<B: BitsPerDim> Binary<B> {
                 #[inline(always)]
                 |c| src.chunk(CHUNK * c, nb),
                 #[inline(always)]
-                |chunk, j| [src.column(chunk, j)],
+                |chunk, j| [nibbles(simd, src.column(chunk, j))],
             );
             return self.finish_block(simd, q, src, &[s; 3], out);
         }
         let avx2 = simd.avx2;
         let nibble = simd.avx._mm256_set1_epi8(0x0F);
-        let spread: core::arch::x86_64::__m256i = pulp::cast(SPREAD_TWICE);
+        // 1.5 bits: a pair nibble spread to the dimensions' low and high
+        // nibbles, one look-up each.
+        let spread_low: core::arch::x86_64::__m256i = pulp::cast(const { spread_twice(0) });
+        let spread_high: core::arch::x86_64::__m256i = pulp::cast(const { spread_twice(4) });
         let sums = block_sums_avx2(
             simd,
             &q.planes,
@@ -464,7 +469,7 @@ impl<B: BitsPerDim> Binary<B> {
             },
             #[inline(always)]
             |(signs, magnitudes), j| {
-                let s = src.column(signs, j);
+                let s = nibbles(simd, src.column(signs, j));
                 let m = if B::HALF_BITS == 3 {
                     let p = src.column(magnitudes, j / 2);
                     let half = if j % 2 == 0 {
@@ -472,11 +477,18 @@ impl<B: BitsPerDim> Binary<B> {
                     } else {
                         avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(p), nibble)
                     };
-                    avx2._mm256_shuffle_epi8(spread, half)
+                    [
+                        avx2._mm256_shuffle_epi8(spread_low, half),
+                        avx2._mm256_shuffle_epi8(spread_high, half),
+                    ]
                 } else {
-                    src.column(magnitudes, j)
+                    nibbles(simd, src.column(magnitudes, j))
                 };
-                [s, m, avx2._mm256_and_si256(s, m)]
+                let both = [
+                    avx2._mm256_and_si256(s[0], m[0]),
+                    avx2._mm256_and_si256(s[1], m[1]),
+                ];
+                [s, m, both]
             },
         );
         self.finish_block(simd, q, src, &sums, out);

@@ -243,11 +243,12 @@ pub struct BlockSums {
 }
 
 /// The sums of 32 codes' `N` bit vectors at once, FAISS's fast scan:
-/// `column(&chunk(c), j)` gives, per vector, byte position `16 c + j` of
-/// the 32 codes (byte `16 c + j` of codes 0..16 in the low lane and
-/// 16..32 in the high lane: loaded as they are from a column group, or
-/// from rows transposed in registers by `chunk`; [`transpose_rows`]), and
-/// each column's two nibbles are looked up with `vpshufb` in 16-entry
+/// `column(&chunk(c), j)` gives, per vector, the low and high nibbles
+/// ([`nibbles`]) of byte position `16 c + j` of the 32 codes (byte
+/// `16 c + j` of codes 0..16 in the low lane and 16..32 in the high lane:
+/// loaded as they are from a column group, or from rows transposed in
+/// registers by `chunk`; [`transpose_rows`]), and each column's two
+/// nibbles are looked up with `vpshufb` in 16-entry
 /// tables of the query (`Σ k + 64` of each nibble value): two look-ups per
 /// byte position shared by 32 codes, summed in 16 bits per chunk and 32
 /// bits over chunks, the bias taken off at the end. The sums are those of
@@ -258,11 +259,10 @@ pub fn block_sums_avx2<T, const N: usize>(
     simd: pulp::x86::V3,
     q: &QueryPlanes,
     chunk: impl Fn(usize) -> T,
-    column: impl Fn(&T, usize) -> [core::arch::x86_64::__m256i; N],
+    column: impl Fn(&T, usize) -> [[core::arch::x86_64::__m256i; 2]; N],
 ) -> [BlockSums; N] {
     let avx2 = simd.avx2;
     let zero = simd.avx._mm256_setzero_si256();
-    let nibble = simd.avx._mm256_set1_epi8(0x0F);
     // u32 sums per vector; register r, element e holds code
     // `4 r + e % 4 + 16 (e / 4)` (see the widening below).
     let mut weighted = [[zero; 4]; N];
@@ -279,9 +279,7 @@ pub fn block_sums_avx2<T, const N: usize>(
                 (pulp::cast(tables[0]), pulp::cast(tables[1]));
             let columns = column(&sets, j);
             for v in 0..N {
-                let column = columns[v];
-                let low = avx2._mm256_and_si256(column, nibble);
-                let high = avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(column), nibble);
+                let [low, high] = columns[v];
                 let k = avx2._mm256_add_epi8(
                     avx2._mm256_shuffle_epi8(k_low, low),
                     avx2._mm256_shuffle_epi8(k_high, high),
@@ -324,6 +322,21 @@ pub fn block_sums_avx2<T, const N: usize>(
         };
     }
     out
+}
+
+/// The low and high nibbles of each byte of `x`, one per byte.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn nibbles(
+    simd: pulp::x86::V3,
+    x: core::arch::x86_64::__m256i,
+) -> [core::arch::x86_64::__m256i; 2] {
+    let avx2 = simd.avx2;
+    let nibble = simd.avx._mm256_set1_epi8(0x0F);
+    [
+        avx2._mm256_and_si256(x, nibble),
+        avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(x), nibble),
+    ]
 }
 
 /// u32 sums where register `r`, element `e` holds code
@@ -511,7 +524,7 @@ mod tests {
                             simd,
                             &q,
                             |c| transpose_rows(simd, |i| chunk_at(&codes[i], c)),
-                            |t, j| [t[j]],
+                            |t, j| [nibbles(simd, t[j])],
                         )
                     },
                 );
