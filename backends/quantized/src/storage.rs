@@ -430,14 +430,10 @@ fn code_of<C: VectorStorageRead<Element = u8>>(
         offset as usize % GROUP,
     );
     let mut code = vec![0u8; len];
-    let mut at = 0;
-    while at < len {
-        let (row, _) = columns::position(len, i, at);
+    for (row, bytes) in columns::spans(len, i) {
         let slot = codes.get::<Random>(first + row as PointOffset)?;
-        // Bytes `at ..` of the code in this slot (positions only grow).
-        while at < len && columns::position(len, i, at).0 == row {
-            code[at] = slot[columns::position(len, i, at).1];
-            at += 1;
+        for j in bytes {
+            code[j] = slot[(j * GROUP + i) % len];
         }
     }
     Ok(code)
@@ -464,13 +460,9 @@ where
         let len = self.codec.code_len();
         match self.random {
             Some(flat) if len <= STACK_CODE => {
-                // Byte j of the code at `group + j · 32 + i`.
-                let at = offset as usize / GROUP * GROUP * len + offset as usize % GROUP;
-                let group = &flat[at..];
+                let group = &flat[offset as usize / GROUP * GROUP * len..];
                 let mut code = [0u8; STACK_CODE];
-                for (j, b) in code[..len].iter_mut().enumerate() {
-                    *b = group[j * GROUP];
-                }
+                columns::code_from_columns(group, offset as usize % GROUP, &mut code[..len]);
                 Ok(self.codec.score(&self.query, &code[..len]))
             }
             _ => {
@@ -812,14 +804,11 @@ where
             offset / GROUP as PointOffset * GROUP as PointOffset,
             offset as usize % GROUP,
         );
-        let mut at = 0;
-        while at < len {
-            let (row, _) = columns::position(len, i, at);
+        for (row, js) in columns::spans(len, i) {
             let slot = first + row as PointOffset;
             let mut bytes = self.codes.get::<Random>(slot)?.to_vec();
-            while at < len && columns::position(len, i, at).0 == row {
-                bytes[columns::position(len, i, at).1] = code[at];
-                at += 1;
+            for j in js {
+                bytes[(j * GROUP + i) % len] = code[j];
             }
             let was_deleted = self.codes.is_deleted(slot);
             self.codes.insert(slot, &bytes)?;

@@ -212,12 +212,6 @@ pub fn word_at(bytes: &[u8], w: usize) -> u64 {
     }
 }
 
-/// Bytes `16 j ..` of `bytes`, zero past their end.
-#[inline(always)]
-pub fn chunk_at(bytes: &[u8], j: usize) -> [u8; 16] {
-    bytes_at(bytes, j * CHUNK)
-}
-
 /// Bytes `start .. start + 16` of `bytes`, zero past their end.
 #[inline(always)]
 pub fn bytes_at(bytes: &[u8], start: usize) -> [u8; 16] {
@@ -523,7 +517,7 @@ mod tests {
                         block_sums_avx2(
                             simd,
                             &q,
-                            |c| transpose_rows(simd, |i| chunk_at(&codes[i], c)),
+                            |c| transpose_rows(simd, |i| bytes_at(&codes[i], CHUNK * c)),
                             |t, j| [nibbles(simd, t[j])],
                         )
                     },

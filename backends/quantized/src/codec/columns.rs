@@ -38,12 +38,23 @@ pub fn code_from_columns(columns: &[u8], i: usize, code: &mut [u8]) {
     }
 }
 
-/// Where byte `j` of code `i` of a group of `len`-byte codes sits: the
-/// group's row (`0..GROUP`) and the byte in that row.
-#[inline]
-pub fn position(len: usize, i: usize, j: usize) -> (usize, usize) {
-    let at = j * GROUP + i;
-    (at / len, at % len)
+/// Where code `i` of a group of `len`-byte codes lies: for each of the
+/// group's slots (rows) holding some of its bytes, in order, the slot
+/// (`0..GROUP`) and the code's bytes `j` in it; byte `j` sits at
+/// `(32 j + i) % len` of that slot.
+pub fn spans(len: usize, i: usize) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> {
+    let mut j = 0;
+    std::iter::from_fn(move || {
+        if j >= len {
+            return None;
+        }
+        let row = (j * GROUP + i) / len;
+        // The first byte past this row: `32 j + i ≥ (row + 1) · len`.
+        let end = ((row + 1) * len).saturating_sub(i).div_ceil(GROUP).min(len);
+        let span = (row, j..end);
+        j = end;
+        Some(span)
+    })
 }
 
 #[cfg(test)]
@@ -51,7 +62,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_and_columns_round_trip_and_positions_agree() {
+    fn rows_and_columns_round_trip_and_spans_agree() {
         for len in [1usize, 7, 28, 32, 33, 136] {
             let rows: Vec<u8> = (0..GROUP * len).map(|x| (x * 31 % 251) as u8).collect();
             let mut columns = vec![0u8; rows.len()];
@@ -60,10 +71,18 @@ mod tests {
             columns_to_rows(&columns, len, &mut back);
             assert_eq!(back, rows, "len {len}");
             for i in 0..GROUP {
-                for j in 0..len {
-                    let (r, c) = position(len, i, j);
-                    assert_eq!(columns[r * len + c], rows[i * len + j], "len {len}");
+                let mut next = 0;
+                for (r, js) in spans(len, i) {
+                    assert_eq!(js.start, next, "len {len}: spans are consecutive");
+                    assert!(!js.is_empty() && r < GROUP);
+                    for j in js.clone() {
+                        let at = j * GROUP + i;
+                        assert_eq!(at / len, r, "len {len}: byte {j} in slot {r}");
+                        assert_eq!(columns[at], rows[i * len + j], "len {len}");
+                    }
+                    next = js.end;
                 }
+                assert_eq!(next, len, "len {len}: every byte covered");
             }
         }
     }

@@ -123,8 +123,15 @@ pub fn score_columns_as_rows<Q: Codec>(
 #[cfg(target_arch = "x86_64")]
 pub(crate) trait BatchAvx2: Codec {
     /// Scores of `query` against `codes` into `out` (as many as there are
-    /// whole codes), AVX2 enabled. Implementations are `#[inline(always)]`.
-    fn batch_avx2(&self, simd: pulp::x86::V3, query: &Self::Query, codes: &[u8], out: &mut [f32]);
+    /// whole codes), AVX2 enabled (default: one code at a time with
+    /// [`Codec::score`]). Implementations are `#[inline(always)]`.
+    #[inline(always)]
+    fn batch_avx2(&self, simd: pulp::x86::V3, query: &Self::Query, codes: &[u8], out: &mut [f32]) {
+        let _ = simd;
+        for (code, o) in codes.chunks_exact(self.code_len().max(1)).zip(out) {
+            *o = self.score(query, code);
+        }
+    }
 
     /// Scores of whole column groups, AVX2 enabled (default: as rows).
     #[inline(always)]

@@ -273,13 +273,6 @@ fn rounded(table: &[[f32; CENTROIDS]]) -> ProductQuery {
 /// defaults: one code at a time); with AVX-512, 32 codes per step.
 #[cfg(target_arch = "x86_64")]
 impl super::BatchAvx2 for Product {
-    #[inline(always)]
-    fn batch_avx2(&self, _: pulp::x86::V3, q: &ProductQuery, codes: &[u8], out: &mut [f32]) {
-        for (code, o) in codes.chunks_exact(self.m).zip(out) {
-            *o = self.score(q, code);
-        }
-    }
-
     /// Per column group and sub-space: the 32 code bytes widened to u16
     /// lanes, the row's 128 words held in four registers, two `vpermi2w`
     /// (64 words each, picked by the low six index bits) and a blend by
