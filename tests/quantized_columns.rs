@@ -171,7 +171,8 @@ fn mmap_raw(dir: &std::path::Path, points: &[Vec<f32>]) -> MmapVectorStorage<f32
 }
 
 /// An mmap build stores column groups, says so in its meta file, and
-/// reopens to the same codes and scores as rows of the same codec.
+/// reopens to the same codes and scores as rows of the same codec; an
+/// older format version of its 2-bit codes is refused.
 #[test]
 fn mmap_columns_reopen_as_built() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,6 +219,22 @@ fn mmap_columns_reopen_as_built() {
     .unwrap();
     assert_eq!(reopened.columns_end(), 2_496);
     assert_same(&reopened, &want, &points[3], &ranges);
+    drop(reopened);
+    // 2-bit codes of format version 2 had another bit layout (the same
+    // length at this dim): refused, not misread.
+    rewrite_meta(&qdir, |b| b[4..6].copy_from_slice(&2u16.to_le_bytes()));
+    let old = Quantized::<_, Binary2, MmapCodes>::open_mmap(
+        mmap_raw(dir.path(), &points),
+        &qdir,
+        MmapVectorOptions::default(),
+    );
+    match old {
+        Err(StorageError::Corrupted { path, reason }) => {
+            assert_eq!(path, qdir.join(META_FILE));
+            assert!(reason.contains("older layout"), "{reason}");
+        }
+        other => panic!("expected Corrupted, got {:?}", other.map(|_| ())),
+    }
 }
 
 /// Rewrite the meta file in `dir` through `edit` (its body without the

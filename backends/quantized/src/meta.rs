@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "VQMT"
-//! 4       2     format version u16 LE (1)
+//! 4       2     format version u16 LE (3)
 //! 6       2     codec name length n u16 LE
 //! 8       n     codec name, UTF-8 (Codec::NAME)
 //! 8+n     4     dim u32 LE
@@ -13,13 +13,17 @@
 //! 13+n+d  4     code length in bytes u32 LE
 //! 17+n+d  4     parameter length p u32 LE
 //! 21+n+d  p     parameters (Codec::params, little-endian)
-//! 21+n+d+p 8    (version 2) column end u64 LE: slots 0..end are stored as
+//! 21+n+d+p 8    (version ≥ 2) column end u64 LE: slots 0..end are stored as
 //!               column groups of 32 codes (a multiple of 32; 0 = all rows;
 //!               see `codec::columns`)
 //! 29+n+d+p 4    CRC-32C of every byte before it, u32 LE
 //! ```
 //!
-//! Version 1 (no column end; every code a row) is still read.
+//! Version 1 (no column end; every code a row) and 2 are still read,
+//! except for codecs whose code layout changed since
+//! ([`Codec::LAYOUT_VERSION`]: binary-2 codes before version 3 kept signs
+//! and magnitudes in separate bit vectors), which are refused with an
+//! error naming the file rather than misread.
 //! Written with `write_atomic` (temp file, fsync, rename, directory fsync).
 
 use std::path::Path;
@@ -33,8 +37,8 @@ use crate::codec::{Codec, ParamReader};
 pub const META_FILE: &str = "quantized.meta";
 /// Magic bytes.
 pub const MAGIC: [u8; 4] = *b"VQMT";
-/// Format version this build writes (it reads 1 and 2).
-pub const FORMAT_VERSION: u16 = 2;
+/// Format version this build writes (it reads 1 to 3).
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Write the meta file of `codec` into `dir`, whose codes are column
 /// groups for the slots `0..columns_end`.
@@ -61,6 +65,8 @@ pub fn write<Q: Codec>(dir: &Path, codec: &Q, columns_end: u64) -> Result<()> {
 /// What a meta file says, without the codec's parameters decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaSummary {
+    /// Format version of the file.
+    pub version: u16,
     /// Codec name (`Codec::NAME`).
     pub codec: String,
     /// Vector dimension.
@@ -117,6 +123,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(MetaSummary, &'a [u8])> {
             ));
         }
         let summary = MetaSummary {
+            version,
             codec,
             dim,
             distance,
@@ -149,6 +156,15 @@ pub fn read<Q: Codec>(dir: &Path, dim: usize, distance: Distance) -> Result<(Q, 
                 "holds {:?} codes, expected {:?}",
                 summary.codec,
                 Q::NAME
+            ));
+        }
+        if summary.version < Q::LAYOUT_VERSION {
+            return Err(format!(
+                "{} codes of format version {} have an older layout than this build \
+                 reads (version {} or later); rebuild the quantized storage",
+                Q::NAME,
+                summary.version,
+                Q::LAYOUT_VERSION
             ));
         }
         if summary.dim != dim {

@@ -23,21 +23,32 @@
 //! (on the e5 embeddings this raised 1-bit recall@10 at 4× oversampling
 //! from 0.60, decoding `x̂ = mean + ŷ` and taking `x̂·q`, to 0.86; see
 //! `docs/design-decisions.md`). The bits per dimension are a type
-//! parameter ([`typenum::U1`], [`typenum::U2`]). Scoring is asymmetric:
-//! the query's weights `z_i = w_i (q_i − mean_i)` (`w = 1` for 1 bit,
-//! `sigma` for 2 bits) are rounded to 5-bit integers kept as bit planes
-//! ([`super::bit_planes`]), so `Σ z` over the set bits of a code's bit
-//! vector is a few popcounts per 16 code bytes:
+//! parameter ([`typenum::U1`], [`typenum::U2`]). Scoring is asymmetric,
+//! with the query's weights `z_i = w_i (q_i − mean_i)` (`w = 1` for 1
+//! bit, `sigma` for 1.5 and 2 bits):
 //!
 //! ```text
-//! 1 bit:  ŷ·(q − mean) = a · (2 Σ_S z − Σ z)
-//! 2 bits: ŷ·(q − mean) = L1 · (2 Σ_S z − Σ z) + (L2 − L1) · (2 Σ_{S∩M} z − Σ_M z)
+//! 1 bit:    ŷ·(q − mean) = a · (2 Σ_S z − Σ z)
+//! 1.5 bits: ŷ·(q − mean) = L1 · (2 Σ_S z − Σ z) + (L2 − L1) · (2 Σ_{S∩M} z − Σ_M z)
+//! 2 bits:   ŷ·(q − mean) = Σ_i z_i · ±L(m_i)
 //! ```
 //!
-//! Code layout (`nb = ceil(dim / 8)`): `nb` bytes of signs (bit `i % 8` of
-//! byte `i / 8`), for 2 bits `nb` bytes of magnitudes (for 1.5 bits
-//! `ceil(dim / 16)` bytes, one bit per pair), then f32 LE
-//! `|x|²` (for euclid), `c_x = y·mean`, and `a` (1.0 for 2 bits).
+//! For 1 and 1.5 bits the weights are rounded to 5-bit integers kept as
+//! bit planes ([`super::bit_planes`]), so `Σ z` over the set bits of a
+//! bit vector is a few popcounts per 16 code bytes; for 2 bits each
+//! nibble of the code holds two whole dimensions (sign and magnitude bit
+//! each), and the query is the value `z_a·±L + z_b·±L` of each of its 16
+//! states, rounded ([`super::fast_scan::NibbleTables`]). Either way the
+//! AVX2 kernel is FAISS's fast scan: one table look-up per code nibble,
+//! 32 codes at a time.
+//!
+//! Code layout (`nb = ceil(dim / 8)`): for 1 and 1.5 bits `nb` bytes of
+//! signs (bit `i % 8` of byte `i / 8`), for 1.5 bits then
+//! `ceil(dim / 16)` bytes of magnitudes (one bit per pair: bit `p % 8`
+//! of byte `p / 8` for pair `p = i / 2`); for 2 bits `ceil(dim / 4)`
+//! bytes, dimension `i`'s sign at bit `2 (i % 4)` of byte `i / 4` and its
+//! magnitude at the bit above. Then f32 LE `|x|²` (for euclid),
+//! `c_x = y·mean`, and `a` (1.0 for 1.5 and 2 bits).
 //! Parameters: `mean` (`dim` f32 LE), then `sigma` (`dim` f32 LE), for
 //! 1.5 bits then `threshold`, `inner`, `outer` (f32 LE). Manhattan is not
 //! supported.
@@ -47,11 +58,12 @@ use std::marker::PhantomData;
 use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
+use super::bit_planes::{word_at, BitSums, QueryPlanes};
+use super::fast_scan::NibbleTables;
 #[cfg(target_arch = "x86_64")]
-use super::bit_planes::{
+use super::fast_scan::{
     block_sums_avx2, bytes_at, nibbles, transpose_rows, words_of_columns, BlockSums, BLOCK, CHUNK,
 };
-use super::bit_planes::{word_at, BitSums, QueryPlanes};
 use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
 /// Bits per dimension of a [`Binary`] codec: [`U1`], [`U2`], or
@@ -142,17 +154,30 @@ pub struct Binary<B: BitsPerDim> {
 /// A query prepared for [`Binary`].
 #[derive(Debug, Clone)]
 pub struct BinaryQuery {
-    /// The weights `z` as bit planes.
-    planes: QueryPlanes,
+    weights: Weights,
     /// `mean·q`, `|q|²`.
     mean_dot: f32,
     norm_sq: f32,
 }
 
+/// The query's weights as the kernels read them.
+#[derive(Debug, Clone)]
+enum Weights {
+    /// 1 and 1.5 bits: the weights `z` as bit planes.
+    Planes(QueryPlanes),
+    /// 2 bits: the value of each state of each code nibble (two whole
+    /// dimensions).
+    Levels(NibbleTables),
+}
+
 impl BinaryQuery {
-    /// Largest rounding error of one query weight `z_i`.
+    /// Largest rounding error of one query weight `z_i` (1 and 1.5 bits)
+    /// or of the value of one code nibble (2 bits).
     pub fn max_rounding_error(&self) -> f32 {
-        self.planes.max_rounding_error()
+        match &self.weights {
+            Weights::Planes(planes) => planes.max_rounding_error(),
+            Weights::Levels(levels) => levels.max_rounding_error(),
+        }
     }
 }
 
@@ -200,6 +225,23 @@ fn block_weight(simd: pulp::x86::V3, step: pulp::f32x8, weighted: [f32; 8]) -> p
     simd.mul_f32s(step, pulp::cast(weighted))
 }
 
+/// The sums of 32 codes whose byte vector (its first `tables.len()`
+/// bytes) is looked up as it is: the signs of 1-bit codes, the two
+/// dimensions per nibble of 2-bit codes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn plain_sums(simd: pulp::x86::V3, tables: &NibbleTables, src: &impl BlockSource) -> BlockSums {
+    let [sums] = block_sums_avx2(
+        simd,
+        tables,
+        #[inline(always)]
+        |c| src.chunk(CHUNK * c, tables.len()),
+        #[inline(always)]
+        |chunk, j| [nibbles(simd, src.column(chunk, j))],
+    );
+    sums
+}
+
 /// [`Binary::score_batch`]'s AVX2 body: 32 codes per kernel pass
 /// ([`block_sums_avx2`]), then the rest one at a time.
 #[cfg(target_arch = "x86_64")]
@@ -215,7 +257,7 @@ impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
         // The rest, one at a time (popcounts compiled with `popcnt`).
         let (codes, out) = (blocks.remainder(), outs.into_remainder());
         for (code, o) in codes.chunks_exact(len).zip(out) {
-            *o = self.finish(q, code, self.code_sums(&q.planes, code));
+            *o = self.score_one(q, code);
         }
     }
 
@@ -343,37 +385,50 @@ impl BlockSource for Columns<'_> {
 }
 
 impl<B: BitsPerDim> Binary<B> {
-    /// Bytes of one bit plane.
+    /// Bytes of the sign bits (1 and 1.5 bits).
     fn plane_len(&self) -> usize {
         self.dim.div_ceil(8)
     }
 
-    /// Bytes of the magnitude bits (one per dimension, or per pair).
-    fn magnitude_len(&self) -> usize {
-        match B::HALF_BITS {
-            2 => 0,
-            3 => self.dim.div_ceil(16),
-            _ => self.plane_len(),
-        }
-    }
-
-    /// Bytes of the bit planes (before the three f32s).
+    /// Bytes of the bits (before the three f32s).
     fn planes_len(&self) -> usize {
-        self.plane_len() + self.magnitude_len()
-    }
-
-    /// The magnitude bits of the 8 dimensions of sign byte `j`.
-    #[inline]
-    fn magnitudes(&self, code: &[u8], j: usize) -> u8 {
-        let nb = self.plane_len();
-        if B::HALF_BITS == 3 {
-            SPREAD[usize::from(code[nb + j / 2] >> (4 * (j % 2)) & 0xF)]
-        } else {
-            code[nb + j]
+        match B::HALF_BITS {
+            2 => self.plane_len(),
+            3 => self.plane_len() + self.dim.div_ceil(16),
+            _ => self.dim.div_ceil(4),
         }
     }
 
-    /// The sums of one code (portable popcounts).
+    /// The sign and magnitude bits of dimension `i` of `code` (the
+    /// magnitude is `false` for 1 bit).
+    #[inline]
+    fn bits(&self, code: &[u8], i: usize) -> (bool, bool) {
+        let bit = |byte: u8, at: usize| byte >> at & 1 == 1;
+        match B::HALF_BITS {
+            2 => (bit(code[i / 8], i % 8), false),
+            3 => (
+                bit(code[i / 8], i % 8),
+                bit(code[self.plane_len() + i / 16], i / 2 % 8),
+            ),
+            _ => (
+                bit(code[i / 4], 2 * (i % 4)),
+                bit(code[i / 4], 2 * (i % 4) + 1),
+            ),
+        }
+    }
+
+    /// The level of a dimension's bits in units of its sigma (2 bits).
+    #[inline]
+    fn level(&self, sign: bool, magnitude: bool) -> f32 {
+        let level = if magnitude { self.outer } else { self.inner };
+        if sign {
+            level
+        } else {
+            -level
+        }
+    }
+
+    /// The sums of one code of 1 or 1.5 bits (portable popcounts).
     #[inline(always)]
     fn code_sums(&self, q: &QueryPlanes, code: &[u8]) -> CodeSums {
         let nb = self.plane_len();
@@ -386,13 +441,7 @@ impl<B: BitsPerDim> Binary<B> {
             return sums;
         }
         let mags = &code[nb..self.planes_len()];
-        let magnitude = |w: usize| {
-            if B::HALF_BITS == 3 {
-                spread_word(mags, w)
-            } else {
-                word_at(mags, w)
-            }
-        };
+        let magnitude = |w: usize| spread_word(mags, w);
         CodeSums {
             magnitudes: q.sums(magnitude),
             both: q.sums(|w| word_at(signs, w) & magnitude(w)),
@@ -400,18 +449,33 @@ impl<B: BitsPerDim> Binary<B> {
         }
     }
 
-    /// The score of `code` from its bit sums.
+    /// `ŷ·(q − mean)` of a code of 1 or 1.5 bits from its bit sums.
     #[inline(always)]
-    fn finish(&self, q: &BinaryQuery, code: &[u8], sums: CodeSums) -> f32 {
-        let planes = self.planes_len();
-        let p = &q.planes;
-        let centred = if B::HALF_BITS == 2 {
-            f32_at(code, planes + 8) * (2.0 * p.weight(sums.signs) - p.total())
+    fn centred(&self, p: &QueryPlanes, code: &[u8], sums: CodeSums) -> f32 {
+        if B::HALF_BITS == 2 {
+            f32_at(code, self.planes_len() + 8) * (2.0 * p.weight(sums.signs) - p.total())
         } else {
             self.inner * (2.0 * p.weight(sums.signs) - p.total())
                 + (self.outer - self.inner)
                     * (2.0 * p.weight(sums.both) - p.weight(sums.magnitudes))
+        }
+    }
+
+    /// The score of one code, portable (popcounts, or table reads for 2
+    /// bits).
+    #[inline(always)]
+    fn score_one(&self, q: &BinaryQuery, code: &[u8]) -> f32 {
+        let centred = match &q.weights {
+            Weights::Planes(p) => self.centred(p, code, self.code_sums(p, code)),
+            Weights::Levels(t) => t.weight(t.sum(&code[..self.planes_len()])),
         };
+        self.finish(q, code, centred)
+    }
+
+    /// The score of `code` from its `ŷ·(q − mean)`.
+    #[inline(always)]
+    fn finish(&self, q: &BinaryQuery, code: &[u8], centred: f32) -> f32 {
+        let planes = self.planes_len();
         let dot = q.mean_dot + f32_at(code, planes + 4) + centred;
         if self.distance == Distance::Euclid {
             euclid_from_dot(f32_at(code, planes), q.norm_sq, dot)
@@ -424,7 +488,9 @@ impl<B: BitsPerDim> Binary<B> {
     /// at a time, or a column group as it is): the kernel
     /// [`block_sums_avx2`] (for 1.5 bits the pair bits spread to one per
     /// dimension column by column), then
-    /// [`finish_block`](Self::finish_block).
+    /// [`finish_block`](Self::finish_block) with the float work of
+    /// [`centred`](Self::centred), eight codes per instruction (the same
+    /// operations in the same order, so the same bits).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn score_block(
@@ -434,71 +500,113 @@ impl<B: BitsPerDim> Binary<B> {
         src: &impl BlockSource,
         out: &mut [f32],
     ) {
-        let (nb, planes) = (self.plane_len(), self.planes_len());
+        use pulp::Simd;
+        let zero = simd.splat_f32s(0.0);
+        let mut centred = [zero; 4];
+        let p = match &q.weights {
+            Weights::Levels(levels) => {
+                let step = simd.splat_f32s(levels.step());
+                let sums = plain_sums(simd, levels, src);
+                for (c, s) in centred.iter_mut().zip(sums.sums) {
+                    *c = block_weight(simd, step, s);
+                }
+                return self.finish_block(simd, q, src, centred, out);
+            }
+            Weights::Planes(p) => p,
+        };
+        let step = simd.splat_f32s(p.step());
+        let (two, total) = (simd.splat_f32s(2.0), simd.splat_f32s(p.total()));
         if B::HALF_BITS == 2 {
-            let [s] = block_sums_avx2(
-                simd,
-                &q.planes,
-                #[inline(always)]
-                |c| src.chunk(CHUNK * c, nb),
-                #[inline(always)]
-                |chunk, j| [nibbles(simd, src.column(chunk, j))],
-            );
-            return self.finish_block(simd, q, src, &[s; 3], out);
+            let signs = plain_sums(simd, p.tables(), src);
+            // `a` of the codes (the last f32).
+            let scales = src.f32s(self.planes_len() + 8);
+            for (g, c) in centred.iter_mut().enumerate() {
+                let signed = simd.sub_f32s(
+                    simd.mul_f32s(two, block_weight(simd, step, signs.sums[g])),
+                    total,
+                );
+                *c = simd.mul_f32s(pulp::cast(scales[g]), signed);
+            }
+            return self.finish_block(simd, q, src, centred, out);
         }
+        let [signs, magnitudes, both] = self.sums_1_5(simd, p, src);
+        let (inner, outer_step) = (
+            simd.splat_f32s(self.inner),
+            simd.splat_f32s(self.outer - self.inner),
+        );
+        for (g, c) in centred.iter_mut().enumerate() {
+            let signed = simd.sub_f32s(
+                simd.mul_f32s(two, block_weight(simd, step, signs.sums[g])),
+                total,
+            );
+            *c = simd.add_f32s(
+                simd.mul_f32s(inner, signed),
+                simd.mul_f32s(
+                    outer_step,
+                    simd.sub_f32s(
+                        simd.mul_f32s(two, block_weight(simd, step, both.sums[g])),
+                        block_weight(simd, step, magnitudes.sums[g]),
+                    ),
+                ),
+            );
+        }
+        self.finish_block(simd, q, src, centred, out);
+    }
+
+    /// The sums of 32 codes of 1.5 bits over signs, magnitudes and both:
+    /// each pair nibble spread to the dimensions' low and high nibbles
+    /// with one look-up each.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn sums_1_5(
+        &self,
+        simd: pulp::x86::V3,
+        p: &QueryPlanes,
+        src: &impl BlockSource,
+    ) -> [BlockSums; 3] {
+        let (nb, planes) = (self.plane_len(), self.planes_len());
         let avx2 = simd.avx2;
         let nibble = simd.avx._mm256_set1_epi8(0x0F);
-        // 1.5 bits: a pair nibble spread to the dimensions' low and high
-        // nibbles, one look-up each.
         let spread_low: core::arch::x86_64::__m256i = pulp::cast(const { spread_twice(0) });
         let spread_high: core::arch::x86_64::__m256i = pulp::cast(const { spread_twice(4) });
-        let sums = block_sums_avx2(
+        block_sums_avx2(
             simd,
-            &q.planes,
+            p.tables(),
             #[inline(always)]
             |c| {
-                let signs = src.chunk(CHUNK * c, nb);
-                // 1.5 bits: pair bytes 8c .. 8c + 8, column t holding the
-                // pair bits of sign columns 2t (low nibble) and 2t + 1.
-                let magnitudes = if B::HALF_BITS == 3 {
-                    src.chunk(nb + CHUNK / 2 * c, planes)
-                } else {
-                    src.chunk(nb + CHUNK * c, planes)
-                };
-                (signs, magnitudes)
+                // Pair bytes 8c .. 8c + 8, column t holding the pair bits
+                // of sign columns 2t (low nibble) and 2t + 1.
+                (
+                    src.chunk(CHUNK * c, nb),
+                    src.chunk(nb + CHUNK / 2 * c, planes),
+                )
             },
             #[inline(always)]
             |(signs, magnitudes), j| {
                 let s = nibbles(simd, src.column(signs, j));
-                let m = if B::HALF_BITS == 3 {
-                    let p = src.column(magnitudes, j / 2);
-                    let half = if j % 2 == 0 {
-                        avx2._mm256_and_si256(p, nibble)
-                    } else {
-                        avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(p), nibble)
-                    };
-                    [
-                        avx2._mm256_shuffle_epi8(spread_low, half),
-                        avx2._mm256_shuffle_epi8(spread_high, half),
-                    ]
+                let pairs = src.column(magnitudes, j / 2);
+                let half = if j % 2 == 0 {
+                    avx2._mm256_and_si256(pairs, nibble)
                 } else {
-                    nibbles(simd, src.column(magnitudes, j))
+                    avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(pairs), nibble)
                 };
+                let m = [
+                    avx2._mm256_shuffle_epi8(spread_low, half),
+                    avx2._mm256_shuffle_epi8(spread_high, half),
+                ];
                 let both = [
                     avx2._mm256_and_si256(s[0], m[0]),
                     avx2._mm256_and_si256(s[1], m[1]),
                 ];
                 [s, m, both]
             },
-        );
-        self.finish_block(simd, q, src, &sums, out);
+        )
     }
 
-    /// The scores of a block of 32 codes from their sums (signs,
-    /// magnitudes, both; 1 bit uses the first): the float work of
-    /// [`finish`](Self::finish), eight codes per instruction (the same
-    /// operations in the same order, so the same bits; euclid's square
-    /// root stays per code).
+    /// The scores of a block of 32 codes from `centred[g]`, the
+    /// `ŷ·(q − mean)` of codes `8 g .. 8 g + 8`: the float work of
+    /// [`finish`](Self::finish), eight codes per instruction (euclid's
+    /// square root stays per code).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn finish_block(
@@ -506,47 +614,16 @@ impl<B: BitsPerDim> Binary<B> {
         simd: pulp::x86::V3,
         q: &BinaryQuery,
         src: &impl BlockSource,
-        sums: &[BlockSums; 3],
+        centred: [pulp::f32x8; 4],
         out: &mut [f32],
     ) {
         use pulp::Simd;
         let planes = self.planes_len();
-        let p = &q.planes;
-        let step = simd.splat_f32s(p.step());
-        let (two, total) = (simd.splat_f32s(2.0), simd.splat_f32s(p.total()));
         let mean_dot = simd.splat_f32s(q.mean_dot);
-        let (inner, outer_step) = (
-            simd.splat_f32s(self.inner),
-            simd.splat_f32s(self.outer - self.inner),
-        );
-        // `c` and `a` of the codes (f32 LE after the planes).
+        // `c` of the codes (the second f32 after the bits).
         let offsets = src.f32s(planes + 4);
-        let scales = if B::HALF_BITS == 2 {
-            src.f32s(planes + 8)
-        } else {
-            [[0.0; 8]; 4]
-        };
-        let [signs, magnitudes, both] = sums;
         for (g, o) in out.chunks_exact_mut(8).take(4).enumerate() {
-            // `step · Σ k` of group g, as `QueryPlanes::weight`.
-            let [w_signs, w_magnitudes, w_both] = [signs, magnitudes, both].map(|s| s.weighted[g]);
-            let signed =
-                simd.sub_f32s(simd.mul_f32s(two, block_weight(simd, step, w_signs)), total);
-            let centred = if B::HALF_BITS == 2 {
-                simd.mul_f32s(pulp::cast(scales[g]), signed)
-            } else {
-                simd.add_f32s(
-                    simd.mul_f32s(inner, signed),
-                    simd.mul_f32s(
-                        outer_step,
-                        simd.sub_f32s(
-                            simd.mul_f32s(two, block_weight(simd, step, w_both)),
-                            block_weight(simd, step, w_magnitudes),
-                        ),
-                    ),
-                )
-            };
-            let dot = simd.add_f32s(simd.add_f32s(mean_dot, pulp::cast(offsets[g])), centred);
+            let dot = simd.add_f32s(simd.add_f32s(mean_dot, pulp::cast(offsets[g])), centred[g]);
             o.copy_from_slice(&pulp::cast::<_, [f32; 8]>(dot));
         }
         if self.distance == Distance::Euclid {
@@ -584,17 +661,15 @@ impl<B: BitsPerDim> Binary<B> {
         let a = f32_at(code, self.planes_len() + 8);
         (0..self.dim)
             .map(|i| {
-                let sign = if code[i / 8] >> (i % 8) & 1 == 1 {
-                    1.0
-                } else {
-                    -1.0
-                };
+                let (sign, magnitude) = self.bits(code, i);
                 if B::HALF_BITS == 2 {
-                    sign * a
-                } else if self.magnitudes(code, i / 8) >> (i % 8) & 1 == 1 {
-                    sign * self.sigma[i] * self.outer
+                    if sign {
+                        a
+                    } else {
+                        -a
+                    }
                 } else {
-                    sign * self.sigma[i] * self.inner
+                    self.sigma[i] * self.level(sign, magnitude)
                 }
             })
             .collect()
@@ -720,13 +795,17 @@ impl<B: BitsPerDim> Codec for Binary<B> {
         let (mut abs_sum, mut c, mut norm_sq) = (0.0f32, 0.0f32, 0.0f32);
         for (i, (&x, &m)) in v.iter().zip(&self.mean).enumerate() {
             let y = x - m;
-            if y > 0.0 {
-                code[i / 8] |= 1 << (i % 8);
-            }
             match B::HALF_BITS {
-                4 if self.is_outer(v, i) => code[nb + i / 8] |= 1 << (i % 8),
-                3 if i % 2 == 0 && self.is_outer(v, i) => code[nb + i / 16] |= 1 << (i / 2 % 8),
-                _ => {}
+                4 => {
+                    let bits = u8::from(y > 0.0) | u8::from(self.is_outer(v, i)) << 1;
+                    code[i / 4] |= bits << (2 * (i % 4));
+                }
+                _ => {
+                    code[i / 8] |= u8::from(y > 0.0) << (i % 8);
+                    if B::HALF_BITS == 3 && i % 2 == 0 && self.is_outer(v, i) {
+                        code[nb + i / 16] |= 1 << (i / 2 % 8);
+                    }
+                }
             }
             abs_sum += y.abs();
             c += y * m;
@@ -755,8 +834,23 @@ impl<B: BitsPerDim> Codec for Binary<B> {
                 }
             })
             .collect();
+        let weights = if B::HALF_BITS == 4 {
+            // Nibble `half` of byte `j`: dimensions `4 j + 2 half + d`,
+            // their bits at `2 d`, `2 d + 1` of the nibble.
+            Weights::Levels(NibbleTables::rounded(self.planes_len(), |t| {
+                // Nibble `t`: dimensions `2 t` (bits 0, 1) and `2 t + 1`
+                // (bits 2, 3), each bit pair (sign, magnitude).
+                let [a, b] = [2 * t, 2 * t + 1].map(|i| {
+                    let z = z.get(i).copied().unwrap_or(0.0);
+                    [0, 1, 2, 3].map(|bits| z * self.level(bits & 1 == 1, bits & 2 == 2))
+                });
+                std::array::from_fn(|n| a[n & 3] + b[n >> 2])
+            }))
+        } else {
+            Weights::Planes(QueryPlanes::new(&z, self.plane_len()))
+        };
         BinaryQuery {
-            planes: QueryPlanes::new(&z, self.plane_len()),
+            weights,
             mean_dot: self.mean.iter().zip(query).map(|(m, q)| m * q).sum(),
             norm_sq: query.iter().map(|x| x * x).sum(),
         }
@@ -780,9 +874,13 @@ impl<B: BitsPerDim> Codec for Binary<B> {
             return;
         }
         for (code, o) in codes.chunks_exact(len).zip(out) {
-            *o = self.finish(q, code, self.code_sums(&q.planes, code));
+            *o = self.score_one(q, code);
         }
     }
+
+    /// 2-bit codes keep both bits of a dimension side by side since
+    /// format version 3.
+    const LAYOUT_VERSION: u16 = if B::HALF_BITS == 4 { 3 } else { 1 };
 
     /// Scans of stored column groups skip the in-register transposes.
     const COLUMNS: bool = true;
@@ -917,6 +1015,10 @@ mod tests {
     /// How far the score may move when every query weight moves by at most
     /// `err`: `err · Σ |c_i|` for the score's coefficients `c_i` of `z_i`.
     fn rounding_bound<B: BitsPerDim>(c: &Binary<B>, code: &[u8], err: f32) -> f32 {
+        if B::HALF_BITS == 4 {
+            // 2 bits: one rounded value per nibble of two dimensions.
+            return err * c.dim.div_ceil(2) as f32;
+        }
         let yhat = c.decode_centred(code);
         let coefficients: f32 = if B::HALF_BITS == 2 {
             yhat.iter().map(|y| y.abs()).sum()

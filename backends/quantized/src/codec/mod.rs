@@ -4,7 +4,8 @@
 //! |--------------|-------|
 //! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
 //! | `binary.rs`  | [`Binary`]: 1, 1.5 or 2 bits per component around the trained mean |
-//! | `bit_planes.rs` | the query rounded to 5 bits (bit planes, per-byte tables) and the kernels that sum it over binary codes' bits |
+//! | `bit_planes.rs` | the query rounded to 5-bit weights per dimension, as bit planes (popcounts) and fast-scan tables |
+//! | `fast_scan.rs` | per-byte tables of nibble values and the kernels that sum them over 32 codes at once (FAISS's fast scan) |
 //! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
 //! | `columns.rs` | the column layout: 32 codes stored byte position by byte position, for scan kernels |
 //!
@@ -16,6 +17,7 @@
 pub mod binary;
 pub mod bit_planes;
 pub mod columns;
+pub mod fast_scan;
 pub mod product;
 pub mod scalar;
 
@@ -73,6 +75,10 @@ pub trait Codec: Sized + Send + Sync + 'static {
             *o = self.score(query, code);
         }
     }
+    /// The first meta format version ([`crate::meta`]) whose codes have
+    /// this codec's current layout: files written before are refused
+    /// rather than misread.
+    const LAYOUT_VERSION: u16 = 1;
     /// Whether scans are faster over codes stored as column groups
     /// ([`columns`]): built (immutable) code storages then store them so.
     const COLUMNS: bool = false;
