@@ -58,7 +58,7 @@ use std::marker::PhantomData;
 use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
-use super::bit_planes::{word_at, BitSums, QueryPlanes};
+use super::bit_planes::{word_at, QueryPlanes};
 use super::fast_scan::NibbleTables;
 #[cfg(target_arch = "x86_64")]
 use super::fast_scan::{
@@ -163,44 +163,47 @@ pub struct BinaryQuery {
 /// The query's weights as the kernels read them.
 #[derive(Debug, Clone)]
 enum Weights {
-    /// 1 and 1.5 bits: the weights `z` as bit planes.
+    /// 1 bit: the weights `z` as bit planes.
     Planes(QueryPlanes),
+    /// 1.5 bits: per sign byte, the values of its two sign nibbles, of
+    /// its two nibbles of signs ∧ magnitudes and of its pair nibble.
+    Pairs(NibbleTables<5>),
     /// 2 bits: the value of each state of each code nibble (two whole
     /// dimensions).
-    Levels(NibbleTables),
+    Levels(NibbleTables<2>),
 }
 
 impl BinaryQuery {
-    /// Largest rounding error of one query weight `z_i` (1 and 1.5 bits)
-    /// or of the value of one code nibble (2 bits).
+    /// Largest rounding error of one query weight `z_i` (1 bit) or of one
+    /// table entry (1.5 bits: five per sign byte; 2 bits: one per code
+    /// nibble).
     pub fn max_rounding_error(&self) -> f32 {
         match &self.weights {
             Weights::Planes(planes) => planes.max_rounding_error(),
+            Weights::Pairs(pairs) => pairs.max_rounding_error(),
             Weights::Levels(levels) => levels.max_rounding_error(),
         }
     }
 }
 
-/// The bit sums one score needs: signs; for 1.5 and 2 bits also
-/// magnitudes and signs ∧ magnitudes.
-#[derive(Debug, Clone, Copy, Default)]
-struct CodeSums {
-    signs: BitSums,
-    magnitudes: BitSums,
-    both: BitSums,
+/// `Σ w_b` over the set bits `b` of each nibble value.
+fn subset_sums(w: [f32; 4]) -> [f32; 16] {
+    let mut sums = [0.0f32; 16];
+    for (b, w) in w.into_iter().enumerate() {
+        for n in 0..1 << b {
+            sums[n | 1 << b] = sums[n] + w;
+        }
+    }
+    sums
 }
 
-/// Word `w` of the 1.5-bit magnitudes spread to one bit per dimension
-/// (`pairs`: one bit per pair of dimensions).
+/// The fast-scan indices of 1.5-bit sign byte `signs` whose pair nibble
+/// is `pairs`: its low and high sign nibbles, the same nibbles of signs ∧
+/// magnitudes, and the pair nibble.
 #[inline(always)]
-fn spread_word(pairs: &[u8], w: usize) -> u64 {
-    // Pair bytes 4w .. 4w + 4: half of word w / 2.
-    let bytes = (word_at(pairs, w / 2) >> (32 * (w % 2))) as u32;
-    let mut out = 0u64;
-    for k in 0..8 {
-        out |= u64::from(SPREAD[(bytes >> (4 * k) & 0xF) as usize]) << (8 * k);
-    }
-    out
+fn pair_indices(signs: u8, pairs: u8) -> [u8; 5] {
+    let both = signs & SPREAD[usize::from(pairs & 0xF)];
+    [signs & 0xF, signs >> 4, both & 0xF, both >> 4, pairs & 0xF]
 }
 
 /// The nibble `shift / 4` of [`SPREAD`] in both halves of a 256-bit
@@ -230,16 +233,15 @@ fn block_weight(simd: pulp::x86::V3, step: pulp::f32x8, weighted: [f32; 8]) -> p
 /// dimensions per nibble of 2-bit codes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn plain_sums(simd: pulp::x86::V3, tables: &NibbleTables, src: &impl BlockSource) -> BlockSums {
-    let [sums] = block_sums_avx2(
+fn plain_sums(simd: pulp::x86::V3, tables: &NibbleTables<2>, src: &impl BlockSource) -> BlockSums {
+    block_sums_avx2(
         simd,
         tables,
         #[inline(always)]
         |c| src.chunk(CHUNK * c, tables.len()),
         #[inline(always)]
-        |chunk, j| [nibbles(simd, src.column(chunk, j))],
-    );
-    sums
+        |chunk, j| nibbles(simd, src.column(chunk, j)),
+    )
 }
 
 /// [`Binary::score_batch`]'s AVX2 body: 32 codes per kernel pass
@@ -428,46 +430,25 @@ impl<B: BitsPerDim> Binary<B> {
         }
     }
 
-    /// The sums of one code of 1 or 1.5 bits (portable popcounts).
+    /// `ŷ·(q − mean)` of a 1-bit code (portable popcounts).
     #[inline(always)]
-    fn code_sums(&self, q: &QueryPlanes, code: &[u8]) -> CodeSums {
-        let nb = self.plane_len();
-        let signs = &code[..nb];
-        let sums = CodeSums {
-            signs: q.sums(|w| word_at(signs, w)),
-            ..CodeSums::default()
-        };
-        if B::HALF_BITS == 2 {
-            return sums;
-        }
-        let mags = &code[nb..self.planes_len()];
-        let magnitude = |w: usize| spread_word(mags, w);
-        CodeSums {
-            magnitudes: q.sums(magnitude),
-            both: q.sums(|w| word_at(signs, w) & magnitude(w)),
-            ..sums
-        }
+    fn centred(&self, p: &QueryPlanes, code: &[u8]) -> f32 {
+        let signs = &code[..self.plane_len()];
+        let sums = p.sums(|w| word_at(signs, w));
+        f32_at(code, self.planes_len() + 8) * (2.0 * p.weight(sums) - p.total())
     }
 
-    /// `ŷ·(q − mean)` of a code of 1 or 1.5 bits from its bit sums.
-    #[inline(always)]
-    fn centred(&self, p: &QueryPlanes, code: &[u8], sums: CodeSums) -> f32 {
-        if B::HALF_BITS == 2 {
-            f32_at(code, self.planes_len() + 8) * (2.0 * p.weight(sums.signs) - p.total())
-        } else {
-            self.inner * (2.0 * p.weight(sums.signs) - p.total())
-                + (self.outer - self.inner)
-                    * (2.0 * p.weight(sums.both) - p.weight(sums.magnitudes))
-        }
-    }
-
-    /// The score of one code, portable (popcounts, or table reads for 2
-    /// bits).
+    /// The score of one code, portable (popcounts for 1 bit, table reads
+    /// for 1.5 and 2 bits).
     #[inline(always)]
     fn score_one(&self, q: &BinaryQuery, code: &[u8]) -> f32 {
         let centred = match &q.weights {
-            Weights::Planes(p) => self.centred(p, code, self.code_sums(p, code)),
-            Weights::Levels(t) => t.weight(t.sum(&code[..self.planes_len()])),
+            Weights::Planes(p) => self.centred(p, code),
+            Weights::Pairs(t) => {
+                let nb = self.plane_len();
+                t.weight(t.sum(|j| pair_indices(code[j], code[nb + j / 2] >> (4 * (j % 2)))))
+            }
+            Weights::Levels(t) => t.weight(t.sum_bytes(code)),
         };
         self.finish(q, code, centred)
     }
@@ -486,11 +467,10 @@ impl<B: BitsPerDim> Binary<B> {
 
     /// The scores of 32 codes read from `src` (rows transposed 16 bytes
     /// at a time, or a column group as it is): the kernel
-    /// [`block_sums_avx2`] (for 1.5 bits the pair bits spread to one per
-    /// dimension column by column), then
-    /// [`finish_block`](Self::finish_block) with the float work of
-    /// [`centred`](Self::centred), eight codes per instruction (the same
-    /// operations in the same order, so the same bits).
+    /// [`block_sums_avx2`] (for 1.5 bits [`pair_sums`](Self::pair_sums)),
+    /// then [`finish_block`](Self::finish_block) with the float work of
+    /// [`score_one`](Self::score_one), eight codes per instruction (the
+    /// same operations in the same order, so the same bits).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn score_block(
@@ -503,67 +483,43 @@ impl<B: BitsPerDim> Binary<B> {
         use pulp::Simd;
         let zero = simd.splat_f32s(0.0);
         let mut centred = [zero; 4];
-        let p = match &q.weights {
-            Weights::Levels(levels) => {
-                let step = simd.splat_f32s(levels.step());
-                let sums = plain_sums(simd, levels, src);
-                for (c, s) in centred.iter_mut().zip(sums.sums) {
-                    *c = block_weight(simd, step, s);
+        let (sums, step) = match &q.weights {
+            Weights::Levels(levels) => (plain_sums(simd, levels, src), levels.step()),
+            Weights::Pairs(pairs) => (self.pair_sums(simd, pairs, src), pairs.step()),
+            Weights::Planes(p) => {
+                let (step, two) = (simd.splat_f32s(p.step()), simd.splat_f32s(2.0));
+                let total = simd.splat_f32s(p.total());
+                let signs = plain_sums(simd, p.tables(), src);
+                // `a` of the codes (the last f32).
+                let scales = src.f32s(self.planes_len() + 8);
+                for (g, c) in centred.iter_mut().enumerate() {
+                    let signed = simd.sub_f32s(
+                        simd.mul_f32s(two, block_weight(simd, step, signs.sums[g])),
+                        total,
+                    );
+                    *c = simd.mul_f32s(pulp::cast(scales[g]), signed);
                 }
                 return self.finish_block(simd, q, src, centred, out);
             }
-            Weights::Planes(p) => p,
         };
-        let step = simd.splat_f32s(p.step());
-        let (two, total) = (simd.splat_f32s(2.0), simd.splat_f32s(p.total()));
-        if B::HALF_BITS == 2 {
-            let signs = plain_sums(simd, p.tables(), src);
-            // `a` of the codes (the last f32).
-            let scales = src.f32s(self.planes_len() + 8);
-            for (g, c) in centred.iter_mut().enumerate() {
-                let signed = simd.sub_f32s(
-                    simd.mul_f32s(two, block_weight(simd, step, signs.sums[g])),
-                    total,
-                );
-                *c = simd.mul_f32s(pulp::cast(scales[g]), signed);
-            }
-            return self.finish_block(simd, q, src, centred, out);
-        }
-        let [signs, magnitudes, both] = self.sums_1_5(simd, p, src);
-        let (inner, outer_step) = (
-            simd.splat_f32s(self.inner),
-            simd.splat_f32s(self.outer - self.inner),
-        );
-        for (g, c) in centred.iter_mut().enumerate() {
-            let signed = simd.sub_f32s(
-                simd.mul_f32s(two, block_weight(simd, step, signs.sums[g])),
-                total,
-            );
-            *c = simd.add_f32s(
-                simd.mul_f32s(inner, signed),
-                simd.mul_f32s(
-                    outer_step,
-                    simd.sub_f32s(
-                        simd.mul_f32s(two, block_weight(simd, step, both.sums[g])),
-                        block_weight(simd, step, magnitudes.sums[g]),
-                    ),
-                ),
-            );
+        let step = simd.splat_f32s(step);
+        for (c, s) in centred.iter_mut().zip(sums.sums) {
+            *c = block_weight(simd, step, s);
         }
         self.finish_block(simd, q, src, centred, out);
     }
 
-    /// The sums of 32 codes of 1.5 bits over signs, magnitudes and both:
-    /// each pair nibble spread to the dimensions' low and high nibbles
-    /// with one look-up each.
+    /// The sums of 32 codes of 1.5 bits: per sign byte, five look-ups
+    /// ([`pair_indices`]), the pair nibble spread to the dimensions of the
+    /// sign nibbles with one look-up each.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn sums_1_5(
+    fn pair_sums(
         &self,
         simd: pulp::x86::V3,
-        p: &QueryPlanes,
+        tables: &NibbleTables<5>,
         src: &impl BlockSource,
-    ) -> [BlockSums; 3] {
+    ) -> BlockSums {
         let (nb, planes) = (self.plane_len(), self.planes_len());
         let avx2 = simd.avx2;
         let nibble = simd.avx._mm256_set1_epi8(0x0F);
@@ -571,7 +527,7 @@ impl<B: BitsPerDim> Binary<B> {
         let spread_high: core::arch::x86_64::__m256i = pulp::cast(const { spread_twice(4) });
         block_sums_avx2(
             simd,
-            p.tables(),
+            tables,
             #[inline(always)]
             |c| {
                 // Pair bytes 8c .. 8c + 8, column t holding the pair bits
@@ -583,22 +539,20 @@ impl<B: BitsPerDim> Binary<B> {
             },
             #[inline(always)]
             |(signs, magnitudes), j| {
-                let s = nibbles(simd, src.column(signs, j));
+                let [s_low, s_high] = nibbles(simd, src.column(signs, j));
                 let pairs = src.column(magnitudes, j / 2);
                 let half = if j % 2 == 0 {
                     avx2._mm256_and_si256(pairs, nibble)
                 } else {
                     avx2._mm256_and_si256(avx2._mm256_srli_epi16::<4>(pairs), nibble)
                 };
-                let m = [
-                    avx2._mm256_shuffle_epi8(spread_low, half),
-                    avx2._mm256_shuffle_epi8(spread_high, half),
-                ];
-                let both = [
-                    avx2._mm256_and_si256(s[0], m[0]),
-                    avx2._mm256_and_si256(s[1], m[1]),
-                ];
-                [s, m, both]
+                [
+                    s_low,
+                    s_high,
+                    avx2._mm256_and_si256(s_low, avx2._mm256_shuffle_epi8(spread_low, half)),
+                    avx2._mm256_and_si256(s_high, avx2._mm256_shuffle_epi8(spread_high, half)),
+                    half,
+                ]
             },
         )
     }
@@ -834,20 +788,40 @@ impl<B: BitsPerDim> Codec for Binary<B> {
                 }
             })
             .collect();
-        let weights = if B::HALF_BITS == 4 {
-            // Nibble `half` of byte `j`: dimensions `4 j + 2 half + d`,
-            // their bits at `2 d`, `2 d + 1` of the nibble.
-            Weights::Levels(NibbleTables::rounded(self.planes_len(), |t| {
-                // Nibble `t`: dimensions `2 t` (bits 0, 1) and `2 t + 1`
-                // (bits 2, 3), each bit pair (sign, magnitude).
-                let [a, b] = [2 * t, 2 * t + 1].map(|i| {
-                    let z = z.get(i).copied().unwrap_or(0.0);
-                    [0, 1, 2, 3].map(|bits| z * self.level(bits & 1 == 1, bits & 2 == 2))
-                });
-                std::array::from_fn(|n| a[n & 3] + b[n >> 2])
-            }))
-        } else {
-            Weights::Planes(QueryPlanes::new(&z, self.plane_len()))
+        let zi = |i: usize| z.get(i).copied().unwrap_or(0.0);
+        let weights = match B::HALF_BITS {
+            2 => Weights::Planes(QueryPlanes::new(&z, self.plane_len())),
+            3 => {
+                let (inner, outer_step) = (self.inner, self.outer - self.inner);
+                // Sign byte j: `ŷ·(q − mean)` of its 8 dimensions is
+                // inner · Σ ±z + (outer − inner) · (2 Σ_{S∩M} z − Σ_M z).
+                Weights::Pairs(NibbleTables::rounded(self.plane_len(), |j| {
+                    let dims =
+                        |h: usize| subset_sums(std::array::from_fn(|b| zi(8 * j + 4 * h + b)));
+                    let pairs = subset_sums(std::array::from_fn(|p| {
+                        zi(8 * j + 2 * p) + zi(8 * j + 2 * p + 1)
+                    }));
+                    let [low, high] = [dims(0), dims(1)];
+                    [
+                        low.map(|x| inner * (2.0 * x - low[15])),
+                        high.map(|x| inner * (2.0 * x - high[15])),
+                        low.map(|x| 2.0 * outer_step * x),
+                        high.map(|x| 2.0 * outer_step * x),
+                        pairs.map(|x| -outer_step * x),
+                    ]
+                }))
+            }
+            _ => Weights::Levels(NibbleTables::rounded(self.planes_len(), |j| {
+                // Nibble `h` of byte `j`: dimensions `4 j + 2 h` (bits 0,
+                // 1) and `4 j + 2 h + 1` (bits 2, 3), each bit pair (sign,
+                // magnitude).
+                std::array::from_fn(|h| {
+                    let [a, b] = [4 * j + 2 * h, 4 * j + 2 * h + 1].map(|i| {
+                        [0, 1, 2, 3].map(|bits| zi(i) * self.level(bits & 1 == 1, bits & 2 == 2))
+                    });
+                    std::array::from_fn(|n| a[n & 3] + b[n >> 2])
+                })
+            })),
         };
         BinaryQuery {
             weights,
@@ -1012,23 +986,18 @@ mod tests {
         dot as f32
     }
 
-    /// How far the score may move when every query weight moves by at most
-    /// `err`: `err · Σ |c_i|` for the score's coefficients `c_i` of `z_i`.
+    /// How far the score may move by rounding: for 1 bit, when every query
+    /// weight `z_i` moves by at most `err`, `err · Σ |a|`; for 1.5 and 2
+    /// bits, `err` per rounded table entry the score adds.
     fn rounding_bound<B: BitsPerDim>(c: &Binary<B>, code: &[u8], err: f32) -> f32 {
-        if B::HALF_BITS == 4 {
+        match B::HALF_BITS {
+            // 1 bit: `±a z_i` per dimension.
+            2 => err * c.decode_centred(code).iter().map(|y| y.abs()).sum::<f32>(),
+            // 1.5 bits: five rounded entries per sign byte.
+            3 => err * (5 * c.plane_len()) as f32,
             // 2 bits: one rounded value per nibble of two dimensions.
-            return err * c.dim.div_ceil(2) as f32;
+            _ => err * c.dim.div_ceil(2) as f32,
         }
-        let yhat = c.decode_centred(code);
-        let coefficients: f32 = if B::HALF_BITS == 2 {
-            yhat.iter().map(|y| y.abs()).sum()
-        } else {
-            yhat.iter()
-                .zip(&c.sigma)
-                .map(|(y, s)| if *s > 0.0 { y.abs() / s } else { 0.0 })
-                .sum()
-        };
-        err * coefficients
     }
 
     /// Scores are the split formula up to the query's 5-bit rounding, and

@@ -56,7 +56,7 @@ pub struct QueryPlanes {
     valid_words: Vec<u64>,
     /// Per code byte, `Σ k_i` over the set bits of each low and high
     /// nibble (dimensions past the last count 0): within ±60.
-    tables: NibbleTables,
+    tables: NibbleTables<2>,
 }
 
 impl QueryPlanes {
@@ -88,17 +88,19 @@ impl QueryPlanes {
             }
             valid_words[i / 64] |= 1 << (i % 64);
         }
-        let tables = NibbleTables::from_entries(len, step, |t| {
+        let tables = NibbleTables::from_entries(len, step, |j| {
             // Σ k over the set bits of each nibble value, from the value
             // without its highest bit.
-            let mut entries = [0i32; 16];
-            for b in 0..4 {
-                let k = k.get(4 * t + b).map_or(0, |&k| i32::from(k));
-                for n in 0..1 << b {
-                    entries[n | 1 << b] = entries[n] + k;
+            std::array::from_fn(|half| {
+                let mut entries = [0i32; 16];
+                for b in 0..4 {
+                    let k = k.get(8 * j + 4 * half + b).map_or(0, |&k| i32::from(k));
+                    for n in 0..1 << b {
+                        entries[n | 1 << b] = entries[n] + k;
+                    }
                 }
-            }
-            entries
+                entries
+            })
         });
         QueryPlanes {
             len,
@@ -165,7 +167,7 @@ impl QueryPlanes {
     }
 
     /// `Σ k` of every nibble of a code bit vector, for the fast scan.
-    pub fn tables(&self) -> &NibbleTables {
+    pub fn tables(&self) -> &NibbleTables<2> {
         &self.tables
     }
 }
@@ -224,7 +226,7 @@ mod tests {
                 let (want, count) = naive(dim, c, &k);
                 assert_eq!(q.sums(|w| word_at(c, w)), want, "dim {dim}");
                 assert_eq!(
-                    q.tables().sum(c),
+                    q.tables().sum_bytes(c),
                     want.weighted,
                     "dim {dim}: fast-scan tables"
                 );

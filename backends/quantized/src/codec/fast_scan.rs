@@ -1,28 +1,28 @@
-//! FAISS's fast scan for binary codes: per code byte, two 16-entry tables
-//! of small integers (one for each nibble), and the kernels that sum them
-//! over 32 codes at once.
+//! FAISS's fast scan for binary codes: per code byte position, 16-entry
+//! tables of small integers indexed by nibbles of the code, and the
+//! kernels that sum them over 32 codes at once.
 //!
-//! A score that is a sum over a code's nibbles of some per-nibble value
-//! (`Σ k` of the dimensions whose bits are set, for bit vectors; the
-//! levels of two dimensions, for 2-bit codes) is kept as
-//! [`NibbleTables`]: the values rounded to integers in `−60 ..= 60` (one
-//! `step` each), biased by 64 into a byte, so the two entries of a code
-//! byte sum to at most 248. Every path sums the same integers, so every
-//! path gives the same scores bit for bit:
+//! A score that is a sum over a code's byte positions of per-nibble
+//! values (`Σ k` of the dimensions whose bits are set, for bit vectors;
+//! the levels of two dimensions, for 2-bit codes; signs and pair
+//! magnitudes, for 1.5 bits) is kept as [`NibbleTables`]: `P` tables per
+//! position, the values rounded to integers (one `step` each) whose
+//! largest magnitudes add up to at most [`SUM_MAX`] per position, each
+//! table biased into bytes so that a position's `P` entries add up to at
+//! most 254 in a byte. Every path sums the same integers, so every path
+//! gives the same scores bit for bit:
 //!
 //! * [`block_sums_avx2`]: 32 codes a step, one byte position of all 32 in
 //!   a register (loaded from a column group, or transposed from rows in
-//!   registers by [`transpose_rows`]); each position's two nibbles are
-//!   looked up with `vpshufb`, summed in 16 bits per [`CHUNK`] positions
-//!   and 32 bits over chunks.
-//! * [`NibbleTables::sum`]: two table reads per code byte, for single
+//!   registers by [`transpose_rows`]); each position's `P` nibble indices
+//!   are looked up with `vpshufb` and added in bytes, summed in 16 bits
+//!   per [`CHUNK`] positions and 32 bits over chunks.
+//! * [`NibbleTables::sum`]: `P` table reads per position, for single
 //!   scores, the codes after the last whole block and CPUs without AVX2.
 
-/// Largest `|entry|` of a table.
-pub const ENTRY_MAX: i32 = 60;
-/// Bias of each stored table entry, so the two entries of a byte sum to
-/// `Σ + 128` in `8 ..= 248`.
-const NIBBLE_BIAS: i32 = 64;
+/// Largest sum of the largest `|entry|` of a position's tables (rounding
+/// may add half a unit per table).
+pub const SUM_MAX: i32 = 120;
 
 /// Code bytes a kernel step reads per code (one 128-bit lane).
 pub const CHUNK: usize = 16;
@@ -40,69 +40,100 @@ pub fn round_small(x: f32) -> i32 {
     }
 }
 
-/// Per code byte, the integer value of each low and each high nibble
+/// Per byte position, `P` tables of the integer value of each nibble
 /// (see the [module docs](self)).
-#[derive(Debug, Clone, Default)]
-pub struct NibbleTables {
-    /// Code bytes covered.
+#[derive(Debug, Clone)]
+pub struct NibbleTables<const P: usize> {
+    /// Byte positions covered.
     len: usize,
     /// The weight of one unit of an entry.
     step: f32,
-    /// Per code byte `j`, at `2 j` the low nibble's table and at `2 j + 1`
-    /// the high nibble's: entry `n` (`+ 64`) at `n` and again at `16 + n`
-    /// (once per 128-bit lane).
-    tables: Vec<[u8; 32]>,
+    /// The biases of every table, added up (taken off every sum).
+    bias: i64,
+    /// Per position, its `P` tables: entry `n` plus the table's bias (the
+    /// largest `|entry|` of the table) at `n` and again at `16 + n` (once
+    /// per 128-bit lane).
+    tables: Vec<[[u8; 32]; P]>,
 }
 
-impl NibbleTables {
-    /// Tables over `len` code bytes whose entries are `entries(t)` for
-    /// nibble `t` (the low nibble of byte `t / 2` for even `t`, the high
-    /// one for odd; entry `n` for nibble value `n`, within
-    /// ±[`ENTRY_MAX`]), each worth `step`.
-    pub fn from_entries(len: usize, step: f32, entries: impl Fn(usize) -> [i32; 16]) -> Self {
-        let tables = (0..2 * len)
-            .map(|t| {
-                let mut table = [0u8; 32];
-                for (n, e) in entries(t).into_iter().enumerate() {
-                    debug_assert!(e.abs() <= ENTRY_MAX, "entry {e}");
-                    let stored = (e.clamp(-ENTRY_MAX, ENTRY_MAX) + NIBBLE_BIAS) as u8;
-                    table[n] = stored;
-                    table[CHUNK + n] = stored;
+impl<const P: usize> NibbleTables<P> {
+    /// Tables over `len` positions whose entries are `entries(j)` (table
+    /// `t`, nibble value `n` at `[t][n]`), each worth `step`; per
+    /// position, the largest `|entry|` of the tables add up to at most
+    /// `SUM_MAX + P / 2`.
+    pub fn from_entries(len: usize, step: f32, entries: impl Fn(usize) -> [[i32; 16]; P]) -> Self {
+        let mut bias = 0i64;
+        let tables = (0..len)
+            .map(|j| {
+                let entries = entries(j);
+                let mut out = [[0u8; 32]; P];
+                let mut position_bias = 0;
+                for (table, e) in out.iter_mut().zip(entries) {
+                    let b = e.iter().map(|e| e.abs()).max().unwrap_or(0);
+                    position_bias += b;
+                    for (n, e) in e.into_iter().enumerate() {
+                        // In 0 ..= 2 b.
+                        table[n] = (e + b) as u8;
+                        table[CHUNK + n] = table[n];
+                    }
                 }
-                table
+                assert!(
+                    2 * position_bias <= 255,
+                    "entries of position {j} exceed a byte"
+                );
+                bias += i64::from(position_bias);
+                out
             })
             .collect();
-        NibbleTables { len, step, tables }
+        NibbleTables {
+            len,
+            step,
+            bias,
+            tables,
+        }
     }
 
-    /// Tables over `len` code bytes of the real values `values(t)` of
-    /// nibble `t` (as in [`from_entries`](Self::from_entries)), rounded to
-    /// steps of `max |value| / 60` (so each entry is off by at most
-    /// [`max_rounding_error`](Self::max_rounding_error)). Non-finite
-    /// values make every entry 0.
-    pub fn rounded(len: usize, values: impl Fn(usize) -> [f32; 16]) -> Self {
-        let values: Vec<[f32; 16]> = (0..2 * len).map(values).collect();
+    /// Tables over `len` positions of the real values `values(j)` (as in
+    /// [`from_entries`](Self::from_entries)), rounded to steps of the
+    /// largest position's `Σ_t max |value| / SUM_MAX` (so each entry is
+    /// off by at most [`max_rounding_error`](Self::max_rounding_error)).
+    /// Non-finite values make every entry 0.
+    pub fn rounded(len: usize, values: impl Fn(usize) -> [[f32; 16]; P]) -> Self {
+        let values: Vec<[[f32; 16]; P]> = (0..len).map(values).collect();
         let mut top = 0.0f32;
-        for &v in values.iter().flatten() {
-            // NaN stays NaN (`f32::max` would drop it).
-            let v = v.abs();
-            top = if v > top || v.is_nan() { v } else { top };
+        for position in &values {
+            let mut sum = 0.0f32;
+            for table in position {
+                // NaN stays NaN (`f32::max` would drop it).
+                let m = table.iter().fold(0.0f32, |m, &v| {
+                    let v = v.abs();
+                    if v > m || v.is_nan() {
+                        v
+                    } else {
+                        m
+                    }
+                });
+                sum += m;
+            }
+            top = if sum > top || sum.is_nan() { sum } else { top };
         }
         let step = if top.is_finite() && top > 0.0 {
-            top / ENTRY_MAX as f32
+            top / SUM_MAX as f32
         } else {
             0.0
         };
         let scale = if step > 0.0 { 1.0 / step } else { 0.0 };
-        Self::from_entries(len, step, |t| values[t].map(|v| round_small(v * scale)))
+        Self::from_entries(len, step, |j| {
+            values[j].map(|table| table.map(|v| round_small(v * scale)))
+        })
     }
 
-    /// Code bytes covered.
+    /// Byte positions covered.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether the tables cover no byte.
+    /// Whether the tables cover no position.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -118,30 +149,40 @@ impl NibbleTables {
         self.step / 2.0
     }
 
-    /// Number of [`CHUNK`]-byte steps the AVX2 kernel takes.
+    /// Number of [`CHUNK`]-position steps the AVX2 kernel takes.
     pub fn chunks(&self) -> usize {
         self.len.div_ceil(CHUNK)
     }
 
-    /// The sum of the entries of the nibbles of `code`'s first
-    /// [`len`](Self::len) bytes, read one byte at a time.
+    /// The sum of the entries at the nibble values `index(j)` of every
+    /// position `j` (one per table, each below 16), read one at a time.
     #[inline(always)]
-    pub fn sum(&self, code: &[u8]) -> i64 {
-        debug_assert!(code.len() >= self.len, "a whole code");
+    pub fn sum(&self, index: impl Fn(usize) -> [u8; P]) -> i64 {
         let mut sum = 0i32;
-        for (tables, &b) in self.tables.chunks_exact(2).zip(code) {
-            sum += i32::from(tables[0][usize::from(b & 0xF)])
-                + i32::from(tables[1][usize::from(b >> 4)]);
+        for (j, tables) in self.tables.iter().enumerate() {
+            for (table, n) in tables.iter().zip(index(j)) {
+                sum += i32::from(table[usize::from(n & 0xF)]);
+            }
         }
-        i64::from(sum) - i64::from(2 * NIBBLE_BIAS) * self.len as i64
+        i64::from(sum) - self.bias
     }
 
     /// The estimate `step · Σ` of the entries summed to `sum`.
     #[inline]
     pub fn weight(&self, sum: i64) -> f32 {
-        // |Σ| ≤ 120 per code byte: i32 converts without the branches of a
+        // |Σ| ≤ 127 per position: i32 converts without the branches of a
         // 64-bit conversion.
         self.step * sum as i32 as f32
+    }
+}
+
+impl NibbleTables<2> {
+    /// [`sum`](Self::sum) of tables indexed by the low and the high nibble
+    /// of each of the first [`len`](Self::len) bytes of `code`.
+    #[inline(always)]
+    pub fn sum_bytes(&self, code: &[u8]) -> i64 {
+        debug_assert!(code.len() >= self.len, "a whole code");
+        self.sum(|j| [code[j] & 0xF, code[j] >> 4])
     }
 }
 
@@ -170,85 +211,68 @@ pub struct BlockSums {
     pub sums: [[f32; 8]; 4],
 }
 
-/// The sums of `N` byte vectors of 32 codes at once over the same
-/// tables, FAISS's fast scan: `column(&chunk(c), j)` gives, per vector,
-/// the low and high nibbles ([`nibbles`]) of byte position `16 c + j` of
-/// the 32 codes (codes 0..16 in the low lane and 16..32 in the high lane:
-/// loaded as they are from a column group, or from rows transposed in
-/// registers by `chunk`; [`transpose_rows`]), and each column's two
-/// nibbles are looked up with `vpshufb` in `tables`: two look-ups per
-/// byte position shared by 32 codes, summed in 16 bits per chunk and 32
-/// bits over chunks, the bias taken off at the end. The sums are those of
-/// [`NibbleTables::sum`]. Call inside `V3::vectorize`.
+/// The sums of 32 codes at once, FAISS's fast scan: `column(&chunk(c),
+/// j)` gives the `P` nibble indices (one per byte, below 16; e.g.
+/// [`nibbles`]) of byte position `16 c + j` of the 32 codes (codes 0..16
+/// in the low lane and 16..32 in the high lane: loaded as they are from a
+/// column group, or from rows transposed in registers by `chunk`;
+/// [`transpose_rows`]), each looked up with `vpshufb` in its table of
+/// the position and added in bytes; the position sums are added in 16
+/// bits per chunk and 32 bits over chunks, the bias taken off at the end.
+/// The sums are those of [`NibbleTables::sum`]. Call inside
+/// `V3::vectorize`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub fn block_sums_avx2<T, const N: usize>(
+pub fn block_sums_avx2<T, const P: usize>(
     simd: pulp::x86::V3,
-    tables: &NibbleTables,
+    tables: &NibbleTables<P>,
     chunk: impl Fn(usize) -> T,
-    column: impl Fn(&T, usize) -> [[core::arch::x86_64::__m256i; 2]; N],
-) -> [BlockSums; N] {
+    column: impl Fn(&T, usize) -> [core::arch::x86_64::__m256i; P],
+) -> BlockSums {
     let avx2 = simd.avx2;
     let zero = simd.avx._mm256_setzero_si256();
-    // u32 sums per vector; register r, element e holds code
-    // `4 r + e % 4 + 16 (e / 4)` (see the widening below).
-    let mut sums = [[zero; 4]; N];
+    // u32 sums; register r, element e holds code `4 r + e % 4 + 16 (e / 4)`
+    // (see the widening below).
+    let mut sums = [zero; 4];
     for c in 0..tables.chunks() {
         let sets = chunk(c);
         // u16 sums of this chunk, FAISS's way without unpacking every
         // column: [0] adds the byte sums as u16 lanes (even code + 256 ·
-        // odd code), [1] the odd codes alone; at most 16 · 248 each.
-        let mut k16 = [[zero; 2]; N];
-        // The chunk's byte positions that exist, with their two tables.
-        let positions = tables.tables[2 * CHUNK * c..].chunks_exact(2).take(CHUNK);
-        for (j, pair) in positions.enumerate() {
-            let (k_low, k_high): (core::arch::x86_64::__m256i, core::arch::x86_64::__m256i) =
-                (pulp::cast(pair[0]), pulp::cast(pair[1]));
-            let columns = column(&sets, j);
-            for v in 0..N {
-                let [low, high] = columns[v];
-                let k = avx2._mm256_add_epi8(
-                    avx2._mm256_shuffle_epi8(k_low, low),
-                    avx2._mm256_shuffle_epi8(k_high, high),
-                );
-                k16[v][0] = avx2._mm256_add_epi16(k16[v][0], k);
-                k16[v][1] = avx2._mm256_add_epi16(k16[v][1], avx2._mm256_srli_epi16::<8>(k));
+        // odd code), [1] the odd codes alone; at most 16 · 255 each.
+        let mut k16 = [zero; 2];
+        // The chunk's byte positions that exist, with their tables.
+        for (j, position) in tables.tables[CHUNK * c..].iter().take(CHUNK).enumerate() {
+            let mut k = zero;
+            for (table, index) in position.iter().zip(column(&sets, j)) {
+                let table: core::arch::x86_64::__m256i = pulp::cast(*table);
+                k = avx2._mm256_add_epi8(k, avx2._mm256_shuffle_epi8(table, index));
             }
+            k16[0] = avx2._mm256_add_epi16(k16[0], k);
+            k16[1] = avx2._mm256_add_epi16(k16[1], avx2._mm256_srli_epi16::<8>(k));
         }
-        for v in 0..N {
-            // Even codes: the lanes less 256 · the odd sums (mod 2^16,
-            // exact). Interleaved back: [0] codes 0..8 | 16..24, [1]
-            // 8..16 | 24..32.
-            let odd = k16[v][1];
-            let even = avx2._mm256_sub_epi16(k16[v][0], avx2._mm256_slli_epi16::<8>(odd));
-            k16[v] = [
-                avx2._mm256_unpacklo_epi16(even, odd),
-                avx2._mm256_unpackhi_epi16(even, odd),
-            ];
-            for h in 0..2 {
-                let w = &mut sums[v];
-                w[2 * h] =
-                    avx2._mm256_add_epi32(w[2 * h], avx2._mm256_unpacklo_epi16(k16[v][h], zero));
-                w[2 * h + 1] = avx2
-                    ._mm256_add_epi32(w[2 * h + 1], avx2._mm256_unpackhi_epi16(k16[v][h], zero));
-            }
+        // Even codes: the lanes less 256 · the odd sums (mod 2^16, exact).
+        // Interleaved back: [0] codes 0..8 | 16..24, [1] 8..16 | 24..32.
+        let odd = k16[1];
+        let even = avx2._mm256_sub_epi16(k16[0], avx2._mm256_slli_epi16::<8>(odd));
+        let k16 = [
+            avx2._mm256_unpacklo_epi16(even, odd),
+            avx2._mm256_unpackhi_epi16(even, odd),
+        ];
+        for h in 0..2 {
+            sums[2 * h] =
+                avx2._mm256_add_epi32(sums[2 * h], avx2._mm256_unpacklo_epi16(k16[h], zero));
+            sums[2 * h + 1] =
+                avx2._mm256_add_epi32(sums[2 * h + 1], avx2._mm256_unpackhi_epi16(k16[h], zero));
         }
     }
-    // Every byte position added 2 · 64 to every code.
-    let bias = simd
-        .avx
-        ._mm256_set1_epi32((2 * NIBBLE_BIAS as usize * tables.len) as i32);
-    let mut out = [BlockSums::default(); N];
-    for v in 0..N {
-        let mut w = sums[v];
-        for x in &mut w {
-            *x = avx2._mm256_sub_epi32(*x, bias);
-        }
-        out[v] = BlockSums {
-            sums: in_code_order(simd, w),
-        };
+    // The tables' biases, added to every code.
+    let bias = simd.avx._mm256_set1_epi32(tables.bias as i32);
+    for x in &mut sums {
+        *x = avx2._mm256_sub_epi32(*x, bias);
     }
-    out
+    BlockSums {
+        sums: in_code_order(simd, sums),
+    }
 }
 
 /// The low and high nibbles of each byte of `x`, one per byte.
@@ -398,70 +422,96 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The sum by the definition: entry of every nibble.
-    fn naive(values: &[[[i32; 16]; 2]], code: &[u8]) -> i64 {
-        values
-            .iter()
-            .zip(code)
-            .map(|(t, &b)| i64::from(t[0][usize::from(b & 0xF)] + t[1][usize::from(b >> 4)]))
-            .sum()
-    }
-
-    /// Rounded tables are within half a step of the values, and the
-    /// portable sum and the AVX2 kernel (over rows transposed in
-    /// registers) both sum exactly the entries, for lengths around the
-    /// chunk size.
-    #[test]
-    fn both_paths_sum_the_entries() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    /// Rounded tables of `P` per position are within half a step of the
+    /// values and use the byte's range, and the portable sum and the AVX2
+    /// kernel (rows transposed in registers) both sum exactly the entries
+    /// the indices pick, for lengths around the chunk size.
+    fn check<const P: usize>(rng: &mut rand::rngs::StdRng) {
         for len in [1usize, 7, 15, 16, 17, 32, 33, 48, 96] {
-            let values: Vec<[[f32; 16]; 2]> = (0..len)
-                .map(|_| [[0.0; 16]; 2].map(|t: [f32; 16]| t.map(|_| rng.gen_range(-3.0..2.0))))
+            let values: Vec<[[f32; 16]; P]> = (0..len)
+                .map(|_| [[0.0f32; 16]; P].map(|t| t.map(|_| rng.gen_range(-3.0..2.0))))
                 .collect();
-            let tables = NibbleTables::rounded(len, |t| values[t / 2][t % 2]);
-            let entries: Vec<[[i32; 16]; 2]> = (0..len)
+            let tables = NibbleTables::<P>::rounded(len, |j| values[j]);
+            let mut widest = 0;
+            // The entries, unbiased: table byte less the table's bias.
+            let entries: Vec<[[i32; 16]; P]> = (0..len)
                 .map(|j| {
-                    let mut t = [[0i32; 16]; 2];
-                    for (h, half) in t.iter_mut().enumerate() {
-                        for (n, e) in half.iter_mut().enumerate() {
-                            *e = i32::from(tables.tables[2 * j + h][n]) - NIBBLE_BIAS;
-                            let real = values[j][h][n];
+                    let mut position_bias = 0;
+                    let e = std::array::from_fn(|t| {
+                        let stored = &tables.tables[j][t];
+                        let real = values[j][t];
+                        let scale = 1.0 / tables.step();
+                        let b = (0..16)
+                            .map(|n| round_small(real[n] * scale).abs())
+                            .max()
+                            .unwrap();
+                        position_bias += b;
+                        std::array::from_fn(|n| {
+                            let e = i32::from(stored[n]) - b;
+                            assert_eq!(stored[n], stored[16 + n], "both lanes");
                             assert!(
-                                (tables.step() * *e as f32 - real).abs()
+                                (tables.step() * e as f32 - real[n]).abs()
                                     <= tables.max_rounding_error() * 1.001,
-                                "len {len}: {e} steps for {real}"
+                                "len {len}: {e} steps for {}",
+                                real[n]
                             );
-                        }
-                    }
-                    t
+                            e
+                        })
+                    });
+                    widest = widest.max(position_bias);
+                    e
                 })
                 .collect();
-            let top = entries.iter().flatten().flatten().map(|e| e.abs()).max();
-            assert_eq!(top, Some(ENTRY_MAX), "the largest value uses the range");
-            let codes: Vec<Vec<u8>> = (0..BLOCK)
-                .map(|_| (0..len).map(|_| rng.gen()).collect())
+            assert!(
+                (SUM_MAX - P as i32 / 2 - 1..=SUM_MAX + P as i32 / 2 + 1).contains(&widest),
+                "P {P} len {len}: the widest position uses the range ({widest})"
+            );
+            let codes: Vec<Vec<[u8; P]>> = (0..32)
+                .map(|_| {
+                    (0..len)
+                        .map(|_| [0; P].map(|_| rng.gen_range(0..16)))
+                        .collect()
+                })
                 .collect();
             for c in &codes {
-                assert_eq!(tables.sum(c), naive(&entries, c), "len {len}");
+                let naive: i64 = (0..len)
+                    .flat_map(|j| (0..P).map(move |t| (j, t)))
+                    .map(|(j, t)| i64::from(entries[j][t][usize::from(c[j][t])]))
+                    .sum();
+                assert_eq!(tables.sum(|j| c[j]), naive, "P {P} len {len}");
             }
             #[cfg(target_arch = "x86_64")]
             if let Some(simd) = pulp::x86::V3::try_new() {
-                let [block] = simd.vectorize(
+                // Table t's indices as byte vector t of each code.
+                let rows: Vec<Vec<Vec<u8>>> = (0..P)
+                    .map(|t| {
+                        codes
+                            .iter()
+                            .map(|c| c.iter().map(|i| i[t]).collect())
+                            .collect()
+                    })
+                    .collect();
+                let block = simd.vectorize(
                     #[inline(always)]
                     || {
                         block_sums_avx2(
                             simd,
                             &tables,
-                            |c| transpose_rows(simd, |i| bytes_at(&codes[i], CHUNK * c)),
-                            |t, j| [nibbles(simd, t[j])],
+                            |c| {
+                                let chunks: [_; P] = std::array::from_fn(|t| {
+                                    transpose_rows(simd, |i| bytes_at(&rows[t][i], CHUNK * c))
+                                });
+                                chunks
+                            },
+                            |chunks, j| std::array::from_fn(|t| chunks[t][j]),
                         )
                     },
                 );
-                for (i, code) in codes.iter().enumerate() {
+                for (i, c) in codes.iter().enumerate() {
                     assert_eq!(
                         block.sums[i / 8][i % 8],
-                        tables.sum(code) as f32,
-                        "len {len} code {i}"
+                        tables.sum(|j| c[j]) as f32,
+                        "P {P} len {len} code {i}"
                     );
                 }
             }
@@ -469,22 +519,44 @@ mod tests {
     }
 
     #[test]
+    fn both_paths_sum_the_entries() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        check::<2>(&mut rng);
+        check::<5>(&mut rng);
+    }
+
+    #[test]
+    fn round_small_rounds_halves_away_from_zero() {
+        for (x, r) in [
+            (0.0, 0),
+            (0.49, 0),
+            (0.5, 1),
+            (-0.5, -1),
+            (2.5, 3),
+            (-7.6, -8),
+        ] {
+            assert_eq!(round_small(x), r, "{x}");
+        }
+        assert_eq!(round_small(f32::NAN), 0);
+    }
+
+    #[test]
     fn constant_and_empty_tables() {
-        let zero = NibbleTables::rounded(3, |_| [0.0; 16]);
+        let zero = NibbleTables::<2>::rounded(3, |_| [[0.0; 16]; 2]);
         assert_eq!(zero.step(), 0.0);
-        assert_eq!(zero.sum(&[0xFF, 0x12, 0x34]), 0);
-        let nan = NibbleTables::rounded(2, |t| {
-            let mut v = [1.0; 16];
-            v[3] = if t == 1 { f32::NAN } else { 1.0 };
+        assert_eq!(zero.sum_bytes(&[0xFF, 0x12, 0x34]), 0);
+        let nan = NibbleTables::<2>::rounded(2, |j| {
+            let mut v = [[1.0; 16]; 2];
+            v[1][3] = if j == 1 { f32::NAN } else { 1.0 };
             v
         });
         assert_eq!(
-            nan.weight(nan.sum(&[3, 3])),
+            nan.weight(nan.sum_bytes(&[3, 3])),
             0.0,
             "non-finite: every entry 0"
         );
-        let empty = NibbleTables::rounded(0, |_| [1.0; 16]);
+        let empty = NibbleTables::<2>::rounded(0, |_| [[1.0; 16]; 2]);
         assert!(empty.is_empty());
-        assert_eq!(empty.sum(&[]), 0);
+        assert_eq!(empty.sum_bytes(&[]), 0);
     }
 }
