@@ -33,14 +33,20 @@
 //! 2 bits:   ŷ·(q − mean) = Σ_i z_i · ±L(m_i)
 //! ```
 //!
-//! For 1 and 1.5 bits the weights are rounded to 5-bit integers kept as
-//! bit planes ([`super::bit_planes`]), so `Σ z` over the set bits of a
-//! bit vector is a few popcounts per 16 code bytes; for 2 bits each
-//! nibble of the code holds two whole dimensions (sign and magnitude bit
-//! each), and the query is the value `z_a·±L + z_b·±L` of each of its 16
-//! states, rounded ([`super::fast_scan::NibbleTables`]). Either way the
-//! AVX2 kernel is FAISS's fast scan: one table look-up per code nibble,
-//! 32 codes at a time.
+//! The AVX2 kernel is always FAISS's fast scan ([`super::fast_scan`]):
+//! per code byte position, 16-entry tables of the query's rounded
+//! values, looked up by nibbles of the code, 32 codes at a time:
+//!
+//! * 1 bit: the weights are rounded to 5-bit integers, as bit planes
+//!   ([`super::bit_planes`]: popcounts for single scores) and as `Σ k` of
+//!   each sign nibble (two look-ups per sign byte).
+//! * 1.5 bits: per sign byte, five tables added in one byte: `L1 ·
+//!   (2 Σ_S z − Σ z)` of each sign nibble, `2 (L2 − L1) Σ_{S∩M} z` of
+//!   each nibble of signs ∧ magnitudes (the pair bits spread to their
+//!   dimensions), and `−(L2 − L1) Σ_M z` of the byte's pair nibble.
+//! * 2 bits: each code nibble holds two whole dimensions (sign and
+//!   magnitude bit each), and its table is the value `z_a·±L + z_b·±L` of
+//!   each of the 16 states (two look-ups per code byte).
 //!
 //! Code layout (`nb = ceil(dim / 8)`): for 1 and 1.5 bits `nb` bytes of
 //! signs (bit `i % 8` of byte `i / 8`), for 1.5 bits then
