@@ -42,9 +42,6 @@ pub struct BitSums {
 /// The query's weights as [`BITS`] bit planes (see the [module docs](self)).
 #[derive(Debug, Clone)]
 pub struct QueryPlanes {
-    /// Bytes of one code bit vector.
-    len: usize,
-    step: f32,
     /// `Σ ẑ_i` over every dimension (`ẑ_i = step · k_i`).
     total: f32,
     /// Plane `p` of `u = k + 15`, word `w` at `p · words_per_plane + w`
@@ -103,8 +100,6 @@ impl QueryPlanes {
             })
         });
         QueryPlanes {
-            len,
-            step,
             total: step * k_sum as f32,
             words,
             words_per_plane,
@@ -113,32 +108,20 @@ impl QueryPlanes {
         }
     }
 
-    /// Bytes of one code bit vector.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the bit vectors are empty (dimension 0).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The weight of one step of `k`.
     pub fn step(&self) -> f32 {
-        self.step
+        self.tables.step()
     }
 
     /// Largest error of one rounded weight (`step / 2`).
     pub fn max_rounding_error(&self) -> f32 {
-        self.step / 2.0
+        self.tables.max_rounding_error()
     }
 
     /// The estimate of `Σ z_i` over the set bits that `sums` counted.
     #[inline]
     pub fn weight(&self, sums: BitSums) -> f32 {
-        // |Σ k| ≤ 15 · 8 per code byte: i32 converts without the branches
-        // of a 64-bit conversion.
-        self.step * sums.weighted as i32 as f32
+        self.tables.weight(sums.weighted)
     }
 
     /// The estimate of `Σ z_i` over every dimension.
@@ -216,7 +199,7 @@ mod tests {
             let q = QueryPlanes::new(&z, len);
             let k: Vec<i8> = z
                 .iter()
-                .map(|&x| round_small(x * (1.0 / q.step)).clamp(-15, 15) as i8)
+                .map(|&x| round_small(x * (1.0 / q.step())).clamp(-15, 15) as i8)
                 .collect();
             let codes: Vec<Vec<u8>> = (0..32)
                 // Padding bits set too: they must not count.
@@ -255,6 +238,6 @@ mod tests {
         assert_eq!(zero.weight(zero.sums(|w| word_at(&[0xFF, 3], w))), 0.0);
         let e = QueryPlanes::new(&[], 0);
         assert_eq!(e.total(), 0.0);
-        assert!(e.is_empty());
+        assert!(e.tables().is_empty());
     }
 }
