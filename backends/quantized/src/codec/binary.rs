@@ -262,7 +262,8 @@ impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
         for (block, o) in (&mut blocks).zip(&mut outs) {
             self.score_block(simd, q, &Rows { simd, block, len }, o);
         }
-        // The rest, one at a time (popcounts compiled with `popcnt`).
+        // The rest, one at a time (the portable path, compiled with
+        // `popcnt`).
         let (codes, out) = (blocks.remainder(), outs.into_remainder());
         for (code, o) in codes.chunks_exact(len).zip(out) {
             *o = self.score_one(q, code);
@@ -838,8 +839,8 @@ impl<B: BitsPerDim> Codec for Binary<B> {
 
     #[inline]
     fn score(&self, q: &BinaryQuery, code: &[u8]) -> f32 {
-        // A batch of one: with AVX2, the portable popcounts compiled with
-        // `popcnt` inside the batch kernel's function.
+        // A batch of one: with AVX2, the portable path (popcounts or table
+        // reads) compiled with `popcnt` inside the batch kernel's function.
         let mut out = [0.0f32];
         self.score_batch(q, code, &mut out);
         out[0]
