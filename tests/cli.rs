@@ -586,7 +586,13 @@ fn quantize_writes_a_layer_inspect_shows_it_and_bad_requests_are_errors() {
     );
     let report = vecseg().arg("inspect").arg(&seg).output().unwrap();
     let report = String::from_utf8_lossy(&report.stdout);
-    assert!(report.contains("quantized   binary-2 codes"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "quantized   binary-2 codes (meta format {})",
+            vecseg::quantized::meta::FORMAT_VERSION
+        )),
+        "{report}"
+    );
     assert!(
         report.contains("column groups of 32 up to slot 288"),
         "{report}"

@@ -120,8 +120,9 @@ pub fn inspect_with(
         let raw = (m.dim * 4).max(1);
         let _ = writeln!(
             out,
-            "quantized   {} codes, {} B per vector ({:.3}x of {} B raw), {} B of parameters, {}",
+            "quantized   {} codes (meta format {}), {} B per vector ({:.3}x of {} B raw), {} B of parameters, {}",
             m.codec,
+            m.version,
             m.code_len,
             m.code_len as f64 / raw as f64,
             raw,
