@@ -65,11 +65,11 @@ use typenum::{Unsigned, U1, U2, U3};
 use vecseg_traits::{Distance, Result, StorageError};
 
 use super::bit_planes::{word_at, QueryPlanes};
-use super::fast_scan::NibbleTables;
 #[cfg(target_arch = "x86_64")]
 use super::fast_scan::{
     block_sums_avx2, bytes_at, nibbles, transpose_rows, words_of_columns, BlockSums, BLOCK, CHUNK,
 };
+use super::fast_scan::{subset_sums, NibbleTables};
 use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
 /// Bits per dimension of a [`Binary`] codec: [`U1`], [`U2`], or
@@ -190,17 +190,6 @@ impl BinaryQuery {
             Weights::Levels(levels) => levels.max_rounding_error(),
         }
     }
-}
-
-/// `Σ w_b` over the set bits `b` of each nibble value.
-fn subset_sums(w: [f32; 4]) -> [f32; 16] {
-    let mut sums = [0.0f32; 16];
-    for (b, w) in w.into_iter().enumerate() {
-        for n in 0..1 << b {
-            sums[n | 1 << b] = sums[n] + w;
-        }
-    }
-    sums
 }
 
 /// The fast-scan indices of 1.5-bit sign byte `signs` whose pair nibble

@@ -23,7 +23,7 @@
 //! * [`QueryPlanes::sums`]: `u64` popcounts of the planes, for the codes
 //!   after the last whole block, single scores and CPUs without AVX2.
 
-use super::fast_scan::{round_small, NibbleTables};
+use super::fast_scan::{round_small, subset_sums, NibbleTables};
 
 /// Bits per plane index: `u_i = k_i + 15` is at most 30.
 pub const BITS: usize = 5;
@@ -86,17 +86,10 @@ impl QueryPlanes {
             valid_words[i / 64] |= 1 << (i % 64);
         }
         let tables = NibbleTables::from_entries(len, step, |j| {
-            // Σ k over the set bits of each nibble value, from the value
-            // without its highest bit.
             std::array::from_fn(|half| {
-                let mut entries = [0i32; 16];
-                for b in 0..4 {
-                    let k = k.get(8 * j + 4 * half + b).map_or(0, |&k| i32::from(k));
-                    for n in 0..1 << b {
-                        entries[n | 1 << b] = entries[n] + k;
-                    }
-                }
-                entries
+                subset_sums(std::array::from_fn(|b| {
+                    k.get(8 * j + 4 * half + b).map_or(0, |&k| i32::from(k))
+                }))
             })
         });
         QueryPlanes {

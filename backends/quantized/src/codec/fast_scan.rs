@@ -40,6 +40,18 @@ pub fn round_small(x: f32) -> i32 {
     }
 }
 
+/// `Σ w_b` over the set bits `b` of each nibble value `n`, at `n` (each
+/// from the value without its highest bit).
+pub fn subset_sums<T: Copy + Default + std::ops::Add<Output = T>>(w: [T; 4]) -> [T; 16] {
+    let mut sums = [T::default(); 16];
+    for (b, w) in w.into_iter().enumerate() {
+        for n in 0..1 << b {
+            sums[n | 1 << b] = sums[n] + w;
+        }
+    }
+    sums
+}
+
 /// Per byte position, `P` tables of the integer value of each nibble
 /// (see the [module docs](self)).
 #[derive(Debug, Clone)]
