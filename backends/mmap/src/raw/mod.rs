@@ -7,6 +7,8 @@
 //!   buffers the kernel writes into).
 //! * [`prefetch`] — software prefetch of memory about to be read (the
 //!   intrinsic takes a raw pointer).
+//! * [`byte_permute`] — AVX-512 VBMI's byte permute for product-code
+//!   scoring (x86_64 only; `pulp` does not wrap it).
 //!
 //! Everything above this module works on `&[u8]` / `&mut [u8]` and casts
 //! through `bytemuck`'s checked functions, so size and alignment are
@@ -14,6 +16,8 @@
 #![allow(unsafe_code)]
 
 pub mod advice;
+#[cfg(target_arch = "x86_64")]
+pub mod byte_permute;
 pub mod map;
 pub mod prefetch;
 pub mod uring;

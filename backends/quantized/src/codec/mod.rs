@@ -25,6 +25,8 @@ pub use binary::{Binary, Binary1, Binary1_5, Binary2, BinaryConfig, BitsPerDim, 
 pub use product::{Product, ProductConfig};
 pub use scalar::{ScalarConfig, ScalarU8};
 
+#[cfg(target_arch = "x86_64")]
+use vecseg_mmap::raw::byte_permute::Vbmi;
 use vecseg_traits::{Distance, Result};
 
 /// A trained quantization codec (see the [module docs](self)).
@@ -152,16 +154,18 @@ pub(crate) trait BatchAvx2: Codec {
         score_columns_as_rows(self, query, columns, out);
     }
 
-    /// Scores of whole column groups, AVX-512 enabled (default: the AVX2
-    /// kernel).
+    /// Scores of whole column groups, AVX-512 enabled, and VBMI too when
+    /// `vbmi` is given (default: the AVX2 kernel).
     #[inline(always)]
     fn columns_avx512(
         &self,
         simd: pulp::x86::V4,
+        vbmi: Option<Vbmi>,
         query: &Self::Query,
         columns: &[u8],
         out: &mut [f32],
     ) {
+        let _ = vbmi;
         self.columns_avx2(*simd, query, columns, out);
     }
 }
@@ -180,12 +184,7 @@ pub(crate) fn try_batch_avx2<Q: BatchAvx2>(
     columns: bool,
     out: &mut [f32],
 ) -> bool {
-    match level() {
-        Level::V4(v4) => batch_on(v4, Some(v4), *v4, codec, query, codes, columns, out),
-        Level::V3(v3) => batch_on(v3, None, v3, codec, query, codes, columns, out),
-        Level::Portable => return false,
-    }
-    true
+    run_on(level(), codec, query, codes, columns, out)
 }
 
 /// Off x86-64 there are no kernels: every codec qualifies and scores
@@ -217,7 +216,8 @@ pub(crate) fn score_columns_with_kernel<Q: BatchAvx2>(
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
 enum Level {
-    V4(pulp::x86::V4),
+    /// x86-64-v4, with AVX-512 VBMI if the CPU has it.
+    V4(pulp::x86::V4, Option<Vbmi>),
     V3(pulp::x86::V3),
     Portable,
 }
@@ -228,7 +228,7 @@ fn level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
         if let Some(v4) = pulp::x86::V4::try_new() {
-            Level::V4(v4)
+            Level::V4(v4, Vbmi::try_new())
         } else if let Some(v3) = pulp::x86::V3::try_new() {
             Level::V3(v3)
         } else {
@@ -238,8 +238,9 @@ fn level() -> Level {
 }
 
 /// The AVX2 kernel compiled with AVX-512 enabled (`false` without it),
-/// for tests that run both builds: the same instructions, EVEX-encoded,
-/// with 32 vector registers instead of 16. The 32-code kernels hold 16
+/// for tests that run every build: the same instructions, EVEX-encoded,
+/// with 32 vector registers instead of 16 (and, for column groups, the
+/// codec's AVX-512 kernel without VBMI). The 32-code kernels hold 16
 /// transposed rows at once, which spill to the stack with 16 registers
 /// (1-bit codes: 3.1 → 2.1 ns per code at 128 dimensions, 2-bit: 6.9 →
 /// 4.1; `docs/design-decisions.md`).
@@ -252,8 +253,22 @@ pub(crate) fn batch_v4<Q: BatchAvx2>(
     out: &mut [f32],
 ) -> bool {
     pulp::x86::V4::try_new()
-        .map(|v4| batch_on(v4, Some(v4), *v4, codec, query, codes, columns, out))
-        .is_some()
+        .is_some_and(|v4| run_on(Level::V4(v4, None), codec, query, codes, columns, out))
+}
+
+/// The x86-64-v4 build with AVX-512 VBMI (`false` without it), for tests.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) fn batch_vbmi<Q: BatchAvx2>(
+    codec: &Q,
+    query: &Q::Query,
+    codes: &[u8],
+    columns: bool,
+    out: &mut [f32],
+) -> bool {
+    Vbmi::try_new().is_some_and(|vbmi| {
+        let level = Level::V4(vbmi.v4(), Some(vbmi));
+        run_on(level, codec, query, codes, columns, out)
+    })
 }
 
 /// The AVX2 kernel for x86-64-v3 (`false` without AVX2), for tests.
@@ -266,33 +281,42 @@ pub(crate) fn batch_v3<Q: BatchAvx2>(
     out: &mut [f32],
 ) -> bool {
     pulp::x86::V3::try_new()
-        .map(|v3| batch_on(v3, None, v3, codec, query, codes, columns, out))
-        .is_some()
+        .is_some_and(|v3| run_on(Level::V3(v3), codec, query, codes, columns, out))
 }
 
-/// Run the AVX2 kernel inside `arch`'s target features.
+/// Run the kernels inside `level`'s target features (`false` for
+/// [`Level::Portable`]: nothing ran).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
-    arch: S,
-    v4: Option<pulp::x86::V4>,
-    simd: pulp::x86::V3,
+fn run_on<Q: BatchAvx2>(
+    level: Level,
     codec: &Q,
     query: &Q::Query,
     codes: &[u8],
     columns: bool,
     out: &mut [f32],
-) {
-    arch.vectorize(Avx2Batch {
+) -> bool {
+    let (v4, vbmi, simd) = match level {
+        Level::V4(v4, vbmi) => (Some(v4), vbmi, *v4),
+        Level::V3(v3) => (None, None, v3),
+        Level::Portable => return false,
+    };
+    let batch = Avx2Batch {
         v4,
+        vbmi,
         simd,
         codec,
         query,
         codes,
         columns,
         out,
-    });
+    };
+    match (vbmi, v4) {
+        (Some(vbmi), _) => vbmi.vectorize(batch),
+        (None, Some(v4)) => v4.vectorize(batch),
+        (None, None) => simd.vectorize(batch),
+    }
+    true
 }
 
 /// The body [`try_batch_avx2`] hands to `pulp`: a named
@@ -304,6 +328,8 @@ fn batch_on<S: pulp::Simd, Q: BatchAvx2>(
 struct Avx2Batch<'a, Q: Codec> {
     /// Set when running the x86-64-v4 build.
     v4: Option<pulp::x86::V4>,
+    /// Set when VBMI is enabled too.
+    vbmi: Option<Vbmi>,
     simd: pulp::x86::V3,
     codec: &'a Q,
     query: &'a Q::Query,
@@ -323,7 +349,7 @@ impl<Q: BatchAvx2> pulp::NullaryFnOnce for Avx2Batch<'_, Q> {
             match self.v4 {
                 Some(v4) => self
                     .codec
-                    .columns_avx512(v4, self.query, self.codes, self.out),
+                    .columns_avx512(v4, self.vbmi, self.query, self.codes, self.out),
                 None => self
                     .codec
                     .columns_avx2(self.simd, self.query, self.codes, self.out),
@@ -490,8 +516,8 @@ mod tests {
         }
     }
 
-    /// Both builds of the AVX2 kernels give the scores of `score`, bit
-    /// for bit (on a machine without AVX-512, only the v3 build runs).
+    /// Every build of the kernels (x86-64-v3, v4, v4 with VBMI) gives the
+    /// scores of `score`, bit for bit (builds the CPU lacks are skipped).
     #[cfg(target_arch = "x86_64")]
     fn both_builds_match_single<Q: BatchAvx2>(config: &Q::Config, dim: usize) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
@@ -509,45 +535,56 @@ mod tests {
             .chunks_exact(len)
             .map(|c| codec.score(&query, c).to_bits())
             .collect();
+        // Three column groups: kernels that take groups in pairs see a
+        // pair and a last odd group.
         let group_len = columns::GROUP * len;
-        let mut group = vec![0u8; group_len];
-        columns::rows_to_columns(&codes[..group_len], len, &mut group);
+        let mut groups = vec![0u8; 3 * group_len];
+        for (rows, group) in codes
+            .chunks_exact(group_len)
+            .zip(groups.chunks_exact_mut(group_len))
+        {
+            columns::rows_to_columns(rows, len, group);
+        }
         for (build, run) in [
             (
                 "v3",
                 batch_v3::<Q> as fn(&Q, &Q::Query, &[u8], bool, &mut [f32]) -> bool,
             ),
             ("v4", batch_v4::<Q>),
+            ("v4 + VBMI", batch_vbmi::<Q>),
         ] {
             let mut out = vec![f32::NAN; 100];
             if run(&codec, &query, &codes, false, &mut out) {
                 let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
                 assert_eq!(bits, single, "{} {build} dim {dim}", Q::NAME);
             }
-            let mut out = vec![f32::NAN; columns::GROUP];
-            if run(&codec, &query, &group, true, &mut out) {
-                let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
-                assert_eq!(
-                    bits,
-                    single[..columns::GROUP],
-                    "{} {build} columns dim {dim}",
-                    Q::NAME
-                );
+            for n in 1..=3 {
+                let mut out = vec![f32::NAN; n * columns::GROUP];
+                if run(&codec, &query, &groups[..n * group_len], true, &mut out) {
+                    let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
+                    assert_eq!(
+                        bits,
+                        single[..n * columns::GROUP],
+                        "{} {build} {n} column groups dim {dim}",
+                        Q::NAME
+                    );
+                }
             }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn v3_and_v4_builds_of_the_kernels_agree() {
+    fn every_build_of_the_kernels_agrees() {
         for dim in [13usize, 128, 384] {
             both_builds_match_single::<ScalarU8>(&ScalarConfig::default(), dim);
             both_builds_match_single::<Binary1>(&BinaryConfig::default(), dim);
             both_builds_match_single::<Binary1_5>(&BinaryConfig::default(), dim);
             both_builds_match_single::<Binary2>(&BinaryConfig::default(), dim);
         }
-        // Sub-spaces: 10 (part of a 16-wide step), 32, 48.
-        for (dim, sub_dim) in [(40usize, 4usize), (128, 4), (384, 8)] {
+        // Sub-spaces: 10 (part of a 16-wide step), 32, 48, 300 (more than
+        // one u16 sum's 256).
+        for (dim, sub_dim) in [(40usize, 4usize), (128, 4), (384, 8), (300, 1)] {
             let config = ProductConfig {
                 sub_dim,
                 iterations: 3,

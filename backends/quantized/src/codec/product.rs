@@ -26,12 +26,12 @@
 //! and an integer sum: `Σ min_j + delta · Σ u` for dot and cosine, its
 //! negated square root for euclid, its negation for manhattan. That is the
 //! score of the decoded vector within `m · delta / 2` (plus float
-//! rounding). Codes stored as column groups are scored 32 at a time with
-//! AVX-512: a sub-space's table is 128 words holding entries `c` and
-//! `c + 128` in their two bytes, four registers, from which `vpermi2w`
-//! picks 32 words per instruction. Every path sums the same integers, so
-//! scores agree bit for bit. Codes are coarse, so search rescores with the
-//! raw vectors by default.
+//! rounding). Codes stored as column groups are scored with AVX-512 from
+//! a sub-space's 256 byte entries held in four registers: with VBMI, two
+//! `vpermi2b` pick the entries of 64 codes (two groups); without it, two
+//! `vpermi2w` pick the words holding the entries of 32. Every path sums
+//! the same integers, so scores agree bit for bit. Codes are coarse, so
+//! search rescores with the raw vectors by default.
 //!
 //! Parameters (little-endian): `sub_dim` u32, `m` u32, then the centroids
 //! as `m × 256 × sub_dim` f32s: sub-space `j`, centroid `k`, component `d`
@@ -41,7 +41,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vecseg_traits::{Distance, Result, StorageError};
 
+use super::columns::GROUP as GROUP_CODES;
 use super::{check_sample, put_f32s, Codec, ParamReader};
+#[cfg(target_arch = "x86_64")]
+use vecseg_mmap::raw::byte_permute::Vbmi;
 
 /// Centroids per sub-quantizer (one code byte indexes them).
 pub const CENTROIDS: usize = 256;
@@ -149,24 +152,64 @@ impl ProductQuery {
     }
 }
 
-/// One sub-space's rounded table as the AVX-512 kernel holds it: word
-/// `c` has entry `c` in its low byte and entry `c + 128` in its high
-/// byte. Aligned so each of its four 64-byte loads touches one cache line
-/// (unaligned rows cost about 1.6× the scan time).
+/// One sub-space's rounded table: entry `c` at byte `c`. Aligned so each
+/// of the kernels' four 64-byte loads touches one cache line (unaligned
+/// rows cost about 1.6× the scan time).
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
-struct TableRow([u16; CENTROIDS / 2]);
+struct TableRow([u8; CENTROIDS]);
 
 impl TableRow {
     /// Entry `c`.
     #[inline(always)]
     fn entry(&self, c: u8) -> u8 {
-        let word = self.0[usize::from(c & 0x7F)];
-        (word >> (8 * u16::from(c >> 7))) as u8
+        self.0[usize::from(c)]
+    }
+
+    /// Bytes `64 k .. 64 k + 64` as one register.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn quarter(&self, k: usize) -> core::arch::x86_64::__m512i {
+        let bytes: [u8; 64] = self.0[64 * k..64 * k + 64].try_into().expect("64 bytes");
+        pulp::cast(bytes)
     }
 }
 
 impl Product {
+    /// The query's partial scores `Σ_d term(q_d, c_d)` against every
+    /// centroid of every sub-space (one loop per distance, so the
+    /// compiler vectorizes each over 8 centroids).
+    #[inline(always)]
+    fn partial_scores(
+        &self,
+        query: &[f32],
+        term: impl Fn(f32, f32) -> f32,
+    ) -> Vec<[f32; CENTROIDS]> {
+        let sd = self.sub_dim;
+        let mut table = vec![[0.0; CENTROIDS]; self.m];
+        for ((row, q), blocks) in table
+            .iter_mut()
+            .zip(query.chunks_exact(sd))
+            .zip(self.blocks.chunks_exact(CENTROIDS * sd))
+        {
+            for (out, block) in row
+                .as_chunks_mut::<GROUP>()
+                .0
+                .iter_mut()
+                .zip(blocks.chunks_exact(sd * GROUP))
+            {
+                let mut acc = [0.0f32; GROUP];
+                for (&x, c) in q.iter().zip(block.as_chunks::<GROUP>().0) {
+                    for (a, &c) in acc.iter_mut().zip(c) {
+                        *a += term(x, c);
+                    }
+                }
+                *out = acc;
+            }
+        }
+        table
+    }
+
     /// The score from the partial scores' sum `x`.
     #[inline(always)]
     fn finish(&self, x: f32) -> f32 {
@@ -244,22 +287,23 @@ fn rounded(table: &[[f32; CENTROIDS]]) -> ProductQuery {
     } else {
         0.0
     };
+    // Units per partial score; 0 when every row is constant (or the
+    // scores are not finite): every entry is 0 then.
+    let scale = if delta > 0.0 { 1.0 / delta } else { 0.0 };
     let rows = table
         .iter()
         .zip(&bounds)
         .map(|(row, &(lo, _))| {
-            let u = row.map(|x| {
-                if delta > 0.0 {
-                    ((x - lo) / delta).round().clamp(0.0, LEVELS) as u16
-                } else {
-                    0
-                }
-            });
-            let mut words = [0u16; CENTROIDS / 2];
-            for (c, w) in words.iter_mut().enumerate() {
-                *w = u[c] | u[c + CENTROIDS / 2] << 8;
+            let mut entries = [0u8; CENTROIDS];
+            for (e, &x) in entries.iter_mut().zip(row) {
+                // Rounded half up; `max` first maps NaN to 0, and the
+                // clamped value converts without the library's rounding
+                // call or saturation branches.
+                #[allow(clippy::manual_clamp)] // `clamp` keeps NaN
+                let u = ((x - lo) * scale + 0.5).max(0.0).min(LEVELS);
+                *e = u as i32 as u8;
             }
-            TableRow(words)
+            TableRow(entries)
         })
         .collect();
     ProductQuery {
@@ -270,46 +314,128 @@ fn rounded(table: &[[f32; CENTROIDS]]) -> ProductQuery {
 }
 
 /// [`Product::score_columns`]' kernels: none for rows or AVX2 alone (the
-/// defaults: one code at a time); with AVX-512, 32 codes per step.
+/// defaults: one code at a time); with AVX-512, 32 codes per step, and
+/// with AVX-512 VBMI too, 64 (two column groups).
 #[cfg(target_arch = "x86_64")]
 impl super::BatchAvx2 for Product {
-    /// Per column group and sub-space: the 32 code bytes widened to u16
-    /// lanes, the row's 128 words held in four registers, two `vpermi2w`
-    /// (64 words each, picked by the low six index bits) and a blend by
-    /// bit 6 give word `c & 127`; bit 7 picks its high or low byte. u16
-    /// sums over up to 256 sub-spaces at a time, u32 over all.
     #[inline(always)]
-    fn columns_avx512(&self, v4: pulp::x86::V4, q: &ProductQuery, columns: &[u8], out: &mut [f32]) {
+    fn columns_avx512(
+        &self,
+        v4: pulp::x86::V4,
+        vbmi: Option<Vbmi>,
+        q: &ProductQuery,
+        columns: &[u8],
+        out: &mut [f32],
+    ) {
+        match vbmi {
+            Some(vbmi) => self.columns_vbmi(vbmi, q, columns, out),
+            None => self.columns_words(v4, q, columns, out),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Product {
+    /// The VBMI kernel, per pair of column groups (a last odd group is
+    /// paired with itself) and sub-space: the two groups' 32-byte columns
+    /// as one register of 64 indexes, two `vpermi2b` (entries `c & 127`
+    /// of the row's low and high half) and a blend by bit 7 give the 64
+    /// entries. Their bytes are added as u16 words (even code + 256 · odd
+    /// code, wrapping) and, shifted down, as the odd codes' sums; the even
+    /// codes' sums are the difference. u16 sums over up to 256 sub-spaces
+    /// at a time, u32 over all.
+    #[inline(always)]
+    fn columns_vbmi(&self, vbmi: Vbmi, q: &ProductQuery, columns: &[u8], out: &mut [f32]) {
+        use core::arch::x86_64::__m512i;
+        let v4 = vbmi.v4();
+        let (f, bw) = (v4.avx512f, v4.avx512bw);
+        // Word lanes of codes 0..32 and 32..64, from the even codes'
+        // sums (words 0..32) and the odd codes' (words 32..64).
+        let interleave = |first: u16| -> __m512i {
+            pulp::cast::<[u16; 32], _>(std::array::from_fn(|i| {
+                first + (i as u16 / 2) + 32 * (i as u16 % 2)
+            }))
+        };
+        let (codes_0_32, codes_32_64) = (interleave(0), interleave(16));
+        let group_bytes = GROUP_CODES * self.m;
+        for (pair, out) in columns
+            .chunks(2 * group_bytes)
+            .zip(out.chunks_mut(2 * GROUP_CODES))
+        {
+            let (a, b) = pair.split_at(group_bytes);
+            let b = if b.is_empty() { a } else { b };
+            let mut sums = [f._mm512_setzero_si512(); 4];
+            for (chunk, rows) in q.table.chunks(U16_SUBSPACES).enumerate() {
+                let (mut words, mut odd) = (f._mm512_setzero_si512(), f._mm512_setzero_si512());
+                let first = chunk * U16_SUBSPACES * GROUP_CODES;
+                let columns = a[first..]
+                    .chunks_exact(GROUP_CODES)
+                    .zip(b[first..].chunks_exact(GROUP_CODES));
+                for (row, (a, b)) in rows.iter().zip(columns) {
+                    let (a, b): ([u8; 32], [u8; 32]) = (
+                        a.try_into().expect("a whole column"),
+                        b.try_into().expect("a whole column"),
+                    );
+                    let idx = f._mm512_inserti64x4::<1>(
+                        f._mm512_castsi256_si512(pulp::cast(a)),
+                        pulp::cast(b),
+                    );
+                    let low = vbmi.permute_bytes(row.quarter(0), idx, row.quarter(1));
+                    let high = vbmi.permute_bytes(row.quarter(2), idx, row.quarter(3));
+                    let entries = bw._mm512_mask_blend_epi8(bw._mm512_movepi8_mask(idx), low, high);
+                    words = bw._mm512_add_epi16(words, entries);
+                    odd = bw._mm512_add_epi16(odd, bw._mm512_srli_epi16::<8>(entries));
+                }
+                let even = bw._mm512_sub_epi16(words, bw._mm512_slli_epi16::<8>(odd));
+                for (k, order) in [codes_0_32, codes_32_64].into_iter().enumerate() {
+                    let codes = bw._mm512_permutex2var_epi16(even, order, odd);
+                    let halves = [
+                        f._mm512_castsi512_si256(codes),
+                        f._mm512_extracti64x4_epi64::<1>(codes),
+                    ];
+                    for (h, half) in halves.into_iter().enumerate() {
+                        let sum = &mut sums[2 * k + h];
+                        *sum = f._mm512_add_epi32(*sum, f._mm512_cvtepu16_epi32(half));
+                    }
+                }
+            }
+            self.finish_sums(v4, q, &sums, out);
+        }
+    }
+
+    /// The AVX-512 kernel without VBMI, per column group and sub-space:
+    /// the 32 code bytes widened to u16 lanes and halved, the row's 128
+    /// words held in four registers, two `vpermi2w` (64 words each, picked
+    /// by the low six bits of `c / 2`) and a blend by bit 7 of `c` give
+    /// word `c / 2`; bit 0 picks its high or low byte. u16 sums over up to
+    /// 256 sub-spaces at a time, u32 over all.
+    #[inline(always)]
+    fn columns_words(&self, v4: pulp::x86::V4, q: &ProductQuery, columns: &[u8], out: &mut [f32]) {
         use core::arch::x86_64::__m512i;
         let (f, bw) = (v4.avx512f, v4.avx512bw);
-        let bit6: __m512i = pulp::cast([0x40u16; 32]);
+        let bit7: __m512i = pulp::cast([0x80u16; 32]);
+        let bit0: __m512i = pulp::cast([0x01u16; 32]);
         let low_byte: __m512i = pulp::cast([0xFFu16; 32]);
         let m = self.m;
-        let (delta, offset) = (f._mm512_set1_ps(q.delta), f._mm512_set1_ps(q.offset));
-        let group_len = super::columns::GROUP;
         for (group, out) in columns
-            .chunks_exact(group_len * m)
-            .zip(out.chunks_exact_mut(group_len))
+            .chunks_exact(GROUP_CODES * m)
+            .zip(out.chunks_exact_mut(GROUP_CODES))
         {
             let mut sums = [f._mm512_setzero_si512(); 2];
             let steps = q.table.chunks(U16_SUBSPACES);
-            for (rows, group) in steps.zip(group.chunks(U16_SUBSPACES * group_len)) {
+            for (rows, group) in steps.zip(group.chunks(U16_SUBSPACES * GROUP_CODES)) {
                 let mut acc = f._mm512_setzero_si512();
-                for (row, column) in rows.iter().zip(group.chunks_exact(group_len)) {
+                for (row, column) in rows.iter().zip(group.chunks_exact(GROUP_CODES)) {
                     let bytes: [u8; 32] = column.try_into().expect("a whole column");
-                    let idx = bw._mm512_cvtepu8_epi16(pulp::cast(bytes));
-                    let part = |k: usize| -> __m512i {
-                        let words: [u16; 32] =
-                            row.0[32 * k..32 * k + 32].try_into().expect("32 words");
-                        pulp::cast(words)
-                    };
-                    let r0 = bw._mm512_permutex2var_epi16(part(0), idx, part(1));
-                    let r1 = bw._mm512_permutex2var_epi16(part(2), idx, part(3));
+                    let codes = bw._mm512_cvtepu8_epi16(pulp::cast(bytes));
+                    let idx = bw._mm512_srli_epi16::<1>(codes);
+                    let r0 = bw._mm512_permutex2var_epi16(row.quarter(0), idx, row.quarter(1));
+                    let r1 = bw._mm512_permutex2var_epi16(row.quarter(2), idx, row.quarter(3));
                     let word =
-                        bw._mm512_mask_blend_epi16(bw._mm512_test_epi16_mask(idx, bit6), r0, r1);
-                    let high = bw._mm256_movepi8_mask(pulp::cast(bytes));
+                        bw._mm512_mask_blend_epi16(bw._mm512_test_epi16_mask(codes, bit7), r0, r1);
+                    let odd = bw._mm512_test_epi16_mask(codes, bit0);
                     let low = f._mm512_and_si512(word, low_byte);
-                    acc = bw._mm512_add_epi16(acc, bw._mm512_mask_srli_epi16::<8>(low, high, word));
+                    acc = bw._mm512_add_epi16(acc, bw._mm512_mask_srli_epi16::<8>(low, odd, word));
                 }
                 // Codes 0..16 and 16..32 widened to u32.
                 sums[0] = f._mm512_add_epi32(
@@ -321,13 +447,27 @@ impl super::BatchAvx2 for Product {
                     f._mm512_cvtepu16_epi32(f._mm512_extracti64x4_epi64::<1>(acc)),
                 );
             }
-            // `offset + delta · sum`, as `score` computes it.
-            for (out, sum) in out.chunks_exact_mut(16).zip(sums) {
-                let x = f._mm512_add_ps(offset, f._mm512_mul_ps(delta, f._mm512_cvtepi32_ps(sum)));
-                let x: [f32; 16] = pulp::cast(x);
-                for (o, x) in out.iter_mut().zip(x) {
-                    *o = self.finish(x);
-                }
+            self.finish_sums(v4, q, &sums, out);
+        }
+    }
+
+    /// `offset + delta · sum`, as [`Codec::score`] computes it, for the
+    /// u32 sums of 16 codes per register, into `out` (as many as it holds).
+    #[inline(always)]
+    fn finish_sums(
+        &self,
+        v4: pulp::x86::V4,
+        q: &ProductQuery,
+        sums: &[core::arch::x86_64::__m512i],
+        out: &mut [f32],
+    ) {
+        let f = v4.avx512f;
+        let (delta, offset) = (f._mm512_set1_ps(q.delta), f._mm512_set1_ps(q.offset));
+        for (out, &sum) in out.chunks_exact_mut(16).zip(sums) {
+            let x = f._mm512_add_ps(offset, f._mm512_mul_ps(delta, f._mm512_cvtepi32_ps(sum)));
+            let x: [f32; 16] = pulp::cast(x);
+            for (o, x) in out.iter_mut().zip(x) {
+                *o = self.finish(x);
             }
         }
     }
@@ -407,30 +547,11 @@ impl Codec for Product {
     }
 
     fn prepare(&self, query: &[f32]) -> ProductQuery {
-        let sd = self.sub_dim;
-        let mut table = vec![[0.0; CENTROIDS]; self.m];
-        for ((row, q), blocks) in table
-            .iter_mut()
-            .zip(query.chunks_exact(sd))
-            .zip(self.blocks.chunks_exact(CENTROIDS * sd))
-        {
-            for (out, block) in row
-                .as_chunks_mut::<GROUP>()
-                .0
-                .iter_mut()
-                .zip(blocks.chunks_exact(sd * GROUP))
-            {
-                for (&x, c) in q.iter().zip(block.as_chunks::<GROUP>().0) {
-                    for (o, &c) in out.iter_mut().zip(c) {
-                        *o += match self.distance {
-                            Distance::Cosine | Distance::Dot => x * c,
-                            Distance::Euclid => (x - c) * (x - c),
-                            Distance::Manhattan => (x - c).abs(),
-                        };
-                    }
-                }
-            }
-        }
+        let table = match self.distance {
+            Distance::Cosine | Distance::Dot => self.partial_scores(query, |x, c| x * c),
+            Distance::Euclid => self.partial_scores(query, |x, c| (x - c) * (x - c)),
+            Distance::Manhattan => self.partial_scores(query, |x, c| (x - c).abs()),
+        };
         rounded(&table)
     }
 
@@ -964,6 +1085,55 @@ mod tests {
         let mut s = scores.to_vec();
         s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         s.into_iter().take(k).map(|(i, _)| i).collect()
+    }
+
+    /// The column kernels' u16 sums are exact at their limits: 300
+    /// sub-spaces (two u16 sums) whose entries are mostly 255, with codes
+    /// that pick every entry of both table halves, over three column
+    /// groups (a pair and an odd one).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn column_kernels_are_exact_with_full_tables() {
+        use crate::codec::columns::{rows_to_columns, GROUP};
+        use crate::codec::{batch_v4, batch_vbmi};
+        let mut rng = StdRng::seed_from_u64(3);
+        let (dim, n) = (300, 3 * GROUP);
+        let data = random_vectors(&mut rng, 300, dim);
+        let config = ProductConfig {
+            sub_dim: 1,
+            iterations: 1,
+            ..config(1)
+        };
+        let pq = Product::train(&config, dim, Distance::Dot, &data).unwrap();
+        let mut q = pq.prepare(&data[..dim]);
+        for (j, row) in q.table.iter_mut().enumerate() {
+            for (c, e) in row.0.iter_mut().enumerate() {
+                *e = if (j + c) % 7 == 0 { rng.gen() } else { 255 };
+            }
+        }
+        let codes: Vec<u8> = (0..n * dim).map(|i| (i * 131 + i / dim) as u8).collect();
+        let mut columns = vec![0u8; codes.len()];
+        for (rows, group) in codes
+            .chunks_exact(GROUP * dim)
+            .zip(columns.chunks_exact_mut(GROUP * dim))
+        {
+            rows_to_columns(rows, dim, group);
+        }
+        let want: Vec<u32> = codes
+            .chunks_exact(dim)
+            .map(|c| pq.score(&q, c).to_bits())
+            .collect();
+        assert!(want
+            .iter()
+            .any(|&s| f32::from_bits(s) > q.offset + q.delta * 65_535.0));
+        type Build = fn(&Product, &ProductQuery, &[u8], bool, &mut [f32]) -> bool;
+        for (build, run) in [("v4", batch_v4 as Build), ("VBMI", batch_vbmi)] {
+            let mut out = vec![f32::NAN; n];
+            if run(&pq, &q, &columns, true, &mut out) {
+                let got: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
+                assert_eq!(got, want, "{build}");
+            }
+        }
     }
 
     #[test]
