@@ -41,6 +41,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vecseg_traits::{Distance, Result, StorageError};
 
+#[cfg(target_arch = "x86_64")]
 use super::columns::GROUP as GROUP_CODES;
 use super::{check_sample, put_f32s, Codec, ParamReader};
 #[cfg(target_arch = "x86_64")]
