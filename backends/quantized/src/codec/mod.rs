@@ -215,7 +215,7 @@ pub(crate) fn score_columns_with_kernel<Q: BatchAvx2>(
 /// as scoring a few codes when paid per batch of 64.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
-enum Level {
+pub(crate) enum Level {
     /// x86-64-v4, with AVX-512 VBMI if the CPU has it.
     V4(pulp::x86::V4, Option<Vbmi>),
     V3(pulp::x86::V3),
@@ -237,58 +237,33 @@ fn level() -> Level {
     })
 }
 
-/// The AVX2 kernel compiled with AVX-512 enabled (`false` without it),
-/// for tests that run every build: the same instructions, EVEX-encoded,
-/// with 32 vector registers instead of 16 (and, for column groups, the
-/// codec's AVX-512 kernel without VBMI). The 32-code kernels hold 16
-/// transposed rows at once, which spill to the stack with 16 registers
-/// (1-bit codes: 3.1 → 2.1 ns per code at 128 dimensions, 2-bit: 6.9 →
-/// 4.1; `docs/design-decisions.md`).
+/// Every x86-64 build of the kernels this CPU runs, named, for tests
+/// that compare them: x86-64-v3; v4, the AVX2 kernels EVEX-encoded with
+/// 32 vector registers instead of 16 (and the codecs' AVX-512 column
+/// kernels); v4 with VBMI. The 32-code kernels hold 16 transposed rows at
+/// once, which spill to the stack with 16 registers (1-bit codes: 3.1 →
+/// 2.1 ns per code at 128 dimensions, 2-bit: 6.9 → 4.1;
+/// `docs/design-decisions.md`).
 #[cfg(all(test, target_arch = "x86_64"))]
-pub(crate) fn batch_v4<Q: BatchAvx2>(
-    codec: &Q,
-    query: &Q::Query,
-    codes: &[u8],
-    columns: bool,
-    out: &mut [f32],
-) -> bool {
-    pulp::x86::V4::try_new()
-        .is_some_and(|v4| run_on(Level::V4(v4, None), codec, query, codes, columns, out))
-}
-
-/// The x86-64-v4 build with AVX-512 VBMI (`false` without it), for tests.
-#[cfg(all(test, target_arch = "x86_64"))]
-pub(crate) fn batch_vbmi<Q: BatchAvx2>(
-    codec: &Q,
-    query: &Q::Query,
-    codes: &[u8],
-    columns: bool,
-    out: &mut [f32],
-) -> bool {
-    Vbmi::try_new().is_some_and(|vbmi| {
-        let level = Level::V4(vbmi.v4(), Some(vbmi));
-        run_on(level, codec, query, codes, columns, out)
-    })
-}
-
-/// The AVX2 kernel for x86-64-v3 (`false` without AVX2), for tests.
-#[cfg(all(test, target_arch = "x86_64"))]
-pub(crate) fn batch_v3<Q: BatchAvx2>(
-    codec: &Q,
-    query: &Q::Query,
-    codes: &[u8],
-    columns: bool,
-    out: &mut [f32],
-) -> bool {
-    pulp::x86::V3::try_new()
-        .is_some_and(|v3| run_on(Level::V3(v3), codec, query, codes, columns, out))
+pub(crate) fn test_levels() -> Vec<(&'static str, Level)> {
+    let mut levels = Vec::new();
+    if let Some(v3) = pulp::x86::V3::try_new() {
+        levels.push(("v3", Level::V3(v3)));
+    }
+    if let Some(v4) = pulp::x86::V4::try_new() {
+        levels.push(("v4", Level::V4(v4, None)));
+    }
+    if let Some(vbmi) = Vbmi::try_new() {
+        levels.push(("v4 + VBMI", Level::V4(vbmi.v4(), Some(vbmi))));
+    }
+    levels
 }
 
 /// Run the kernels inside `level`'s target features (`false` for
 /// [`Level::Portable`]: nothing ran).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn run_on<Q: BatchAvx2>(
+pub(crate) fn run_on<Q: BatchAvx2>(
     level: Level,
     codec: &Q,
     query: &Q::Query,
@@ -545,22 +520,22 @@ mod tests {
         {
             columns::rows_to_columns(rows, len, group);
         }
-        for (build, run) in [
-            (
-                "v3",
-                batch_v3::<Q> as fn(&Q, &Q::Query, &[u8], bool, &mut [f32]) -> bool,
-            ),
-            ("v4", batch_v4::<Q>),
-            ("v4 + VBMI", batch_vbmi::<Q>),
-        ] {
+        for (build, level) in test_levels() {
             let mut out = vec![f32::NAN; 100];
-            if run(&codec, &query, &codes, false, &mut out) {
+            if run_on(level, &codec, &query, &codes, false, &mut out) {
                 let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
                 assert_eq!(bits, single, "{} {build} dim {dim}", Q::NAME);
             }
             for n in 1..=3 {
                 let mut out = vec![f32::NAN; n * columns::GROUP];
-                if run(&codec, &query, &groups[..n * group_len], true, &mut out) {
+                if run_on(
+                    level,
+                    &codec,
+                    &query,
+                    &groups[..n * group_len],
+                    true,
+                    &mut out,
+                ) {
                     let bits: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
                     assert_eq!(
                         bits,

@@ -1096,7 +1096,7 @@ mod tests {
     #[test]
     fn column_kernels_are_exact_with_full_tables() {
         use crate::codec::columns::{rows_to_columns, GROUP};
-        use crate::codec::{batch_v4, batch_vbmi};
+        use crate::codec::{run_on, test_levels};
         let mut rng = StdRng::seed_from_u64(3);
         let (dim, n) = (300, 3 * GROUP);
         let data = random_vectors(&mut rng, 300, dim);
@@ -1127,10 +1127,9 @@ mod tests {
         assert!(want
             .iter()
             .any(|&s| f32::from_bits(s) > q.offset + q.delta * 65_535.0));
-        type Build = fn(&Product, &ProductQuery, &[u8], bool, &mut [f32]) -> bool;
-        for (build, run) in [("v4", batch_v4 as Build), ("VBMI", batch_vbmi)] {
+        for (build, level) in test_levels() {
             let mut out = vec![f32::NAN; n];
-            if run(&pq, &q, &columns, true, &mut out) {
+            if run_on(level, &pq, &q, &columns, true, &mut out) {
                 let got: Vec<u32> = out.iter().map(|s| s.to_bits()).collect();
                 assert_eq!(got, want, "{build}");
             }
