@@ -174,7 +174,8 @@ pub(crate) trait BatchAvx2: Codec {
 /// column groups) if the CPU has AVX2 (checked once by `pulp`, which
 /// holds the `unsafe` of enabling the features); `false` when it has not,
 /// and the caller scores another way. On AVX-512 machines the same kernel
-/// is compiled for x86-64-v4, otherwise for x86-64-v3 ([`Level`]).
+/// is compiled for x86-64-v4 (with VBMI where the CPU has it), otherwise
+/// for x86-64-v3 ([`Level`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn try_batch_avx2<Q: BatchAvx2>(
