@@ -66,9 +66,9 @@ use vecseg_traits::{Distance, Result, StorageError};
 
 use super::bit_planes::{word_at, QueryPlanes};
 #[cfg(target_arch = "x86_64")]
-use super::fast_scan::{
-    block_sums_avx2, bytes_at, nibbles, transpose_rows, words_of_columns, BlockSums, BLOCK, CHUNK,
-};
+use super::block_source::{block_weight, plain_sums, BlockSource, Columns, Rows};
+#[cfg(target_arch = "x86_64")]
+use super::fast_scan::{block_sums_avx2, nibbles, BlockSums, BLOCK, CHUNK};
 use super::fast_scan::{subset_sums, NibbleTables};
 use super::{check_sample, euclid_from_dot, f32_at, put_f32s, Codec, ParamReader};
 
@@ -215,30 +215,6 @@ const fn spread_twice(shift: u32) -> [u8; 32] {
     t
 }
 
-/// `step · Σ k` for eight codes, the operation of `QueryPlanes::weight`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn block_weight(simd: pulp::x86::V3, step: pulp::f32x8, weighted: [f32; 8]) -> pulp::f32x8 {
-    use pulp::Simd;
-    simd.mul_f32s(step, pulp::cast(weighted))
-}
-
-/// The sums of 32 codes whose byte vector (its first `tables.len()`
-/// bytes) is looked up as it is: the signs of 1-bit codes, the two
-/// dimensions per nibble of 2-bit codes.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn plain_sums(simd: pulp::x86::V3, tables: &NibbleTables<2>, src: &impl BlockSource) -> BlockSums {
-    block_sums_avx2(
-        simd,
-        tables,
-        #[inline(always)]
-        |c| src.chunk(CHUNK * c, tables.len()),
-        #[inline(always)]
-        |chunk, j| nibbles(simd, src.column(chunk, j)),
-    )
-}
-
 /// [`Binary::score_batch`]'s AVX2 body: 32 codes per kernel pass
 /// ([`block_sums_avx2`]), then the rest one at a time.
 #[cfg(target_arch = "x86_64")]
@@ -265,120 +241,6 @@ impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
         for (group, out) in groups.zip(out.chunks_exact_mut(BLOCK)) {
             self.score_block(simd, q, &Columns { simd, group }, out);
         }
-    }
-}
-
-/// Where [`Binary::score_block`] reads its 32 codes from: rows
-/// ([`Rows`], transposed in registers 16 byte positions at a time) or a
-/// column group ([`Columns`], loaded as they are).
-#[cfg(target_arch = "x86_64")]
-trait BlockSource {
-    /// What [`column`](Self::column) reads byte positions `start ..
-    /// start + 16` from.
-    type Chunk;
-    /// Prepare byte positions `start .. start + 16`, zero at and past
-    /// byte `end`.
-    fn chunk(&self, start: usize, end: usize) -> Self::Chunk;
-    /// Byte position `start + j` of the 32 codes: codes 0..16 in the low
-    /// lane, 16..32 in the high lane.
-    fn column(&self, chunk: &Self::Chunk, j: usize) -> core::arch::x86_64::__m256i;
-    /// The f32 LE at byte `at` of each code, eight codes per group, in
-    /// code order.
-    fn f32s(&self, at: usize) -> [[f32; 8]; 4];
-}
-
-/// 32 codes of `len` bytes, row after row.
-#[cfg(target_arch = "x86_64")]
-struct Rows<'a> {
-    simd: pulp::x86::V3,
-    block: &'a [u8],
-    len: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl BlockSource for Rows<'_> {
-    type Chunk = [core::arch::x86_64::__m256i; CHUNK];
-
-    #[inline(always)]
-    fn chunk(&self, start: usize, end: usize) -> Self::Chunk {
-        let len = self.len;
-        transpose_rows(
-            self.simd,
-            #[inline(always)]
-            |i| bytes_at(&self.block[i * len..i * len + end], start),
-        )
-    }
-
-    #[inline(always)]
-    fn column(&self, chunk: &Self::Chunk, j: usize) -> core::arch::x86_64::__m256i {
-        chunk[j]
-    }
-
-    #[inline(always)]
-    fn f32s(&self, at: usize) -> [[f32; 8]; 4] {
-        let mut out = [[0.0f32; 8]; 4];
-        for (i, code) in self.block.chunks_exact(self.len).take(BLOCK).enumerate() {
-            out[i / 8][i % 8] = f32_at(code, at);
-        }
-        out
-    }
-}
-
-/// One column group of 32 codes ([`super::columns`]).
-#[cfg(target_arch = "x86_64")]
-struct Columns<'a> {
-    simd: pulp::x86::V3,
-    group: &'a [u8],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Columns<'_> {
-    /// Byte column `j` (byte `j` of every code).
-    #[inline(always)]
-    fn load(&self, j: usize) -> core::arch::x86_64::__m256i {
-        let (bytes, _) = self.group[j * BLOCK..]
-            .split_first_chunk::<BLOCK>()
-            .expect("a whole column");
-        pulp::cast(*bytes)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl BlockSource for Columns<'_> {
-    /// `(start, end)`: the columns are loaded when asked for.
-    type Chunk = (usize, usize);
-
-    #[inline(always)]
-    fn chunk(&self, start: usize, end: usize) -> Self::Chunk {
-        (start, end)
-    }
-
-    #[inline(always)]
-    fn column(&self, &(start, end): &Self::Chunk, j: usize) -> core::arch::x86_64::__m256i {
-        if start + j < end {
-            self.load(start + j)
-        } else {
-            self.simd.avx._mm256_setzero_si256()
-        }
-    }
-
-    #[inline(always)]
-    fn f32s(&self, at: usize) -> [[f32; 8]; 4] {
-        // Written out: `array::map` may stay out of line, compiled
-        // without AVX2.
-        let t = [
-            self.load(at),
-            self.load(at + 1),
-            self.load(at + 2),
-            self.load(at + 3),
-        ];
-        let w = words_of_columns(self.simd, t);
-        [
-            pulp::cast(w[0]),
-            pulp::cast(w[1]),
-            pulp::cast(w[2]),
-            pulp::cast(w[3]),
-        ]
     }
 }
 

@@ -5,6 +5,7 @@
 //! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
 //! | `binary.rs`  | [`Binary`]: 1, 1.5 or 2 bits per component around the trained mean |
 //! | `bit_planes.rs` | the query rounded to 5-bit weights per dimension, as bit planes (popcounts) and fast-scan tables |
+//! | `block_source.rs` | 32 codes as rows or a column group, read by the scan kernels as byte columns |
 //! | `fast_scan.rs` | per-byte tables of nibble values and the kernels that sum them over 32 codes at once (FAISS's fast scan) |
 //! | `product.rs` | [`Product`]: one byte per sub-vector, the index of its nearest of 256 trained centroids |
 //! | `columns.rs` | the column layout: 32 codes stored byte position by byte position, for scan kernels |
@@ -16,6 +17,7 @@
 
 pub mod binary;
 pub mod bit_planes;
+pub mod block_source;
 pub mod columns;
 pub mod fast_scan;
 pub mod product;
