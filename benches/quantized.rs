@@ -23,7 +23,7 @@ use sets::{e5, generated, memory_segment, recall_and_qps, Set};
 use vecseg::memory::MemoryVectorStorage;
 use vecseg::quantized::{
     Binary1, Binary1_5, Binary2, Codec, InRamCodes, Product, ProductConfig, Quantized,
-    ScalarConfig, ScalarU8,
+    ScalarConfig, ScalarU4, ScalarU8,
 };
 use vecseg::{Distance, QueryScorer, ScanOptions, VectorStorageRead};
 
@@ -92,6 +92,7 @@ fn table(set: &Set) {
         ..Default::default()
     };
     report::<ScalarU8>(set, "sq8 q0.99", &q99, exact_qps);
+    report::<ScalarU4>(set, "sq4", &ScalarConfig::default(), exact_qps);
     report::<Binary1>(set, "bq1", &Default::default(), exact_qps);
     report::<Binary1_5>(set, "bq1.5", &Default::default(), exact_qps);
     report::<Binary2>(set, "bq2", &Default::default(), exact_qps);
@@ -161,6 +162,7 @@ fn bench(c: &mut Criterion) {
     }
     let set = sets.last().unwrap();
     scoring_speed::<ScalarU8>(c, set, "sq8", &ScalarConfig::default());
+    scoring_speed::<ScalarU4>(c, set, "sq4", &ScalarConfig::default());
     scoring_speed::<Binary1>(c, set, "bq1", &Default::default());
     scoring_speed::<Binary1_5>(c, set, "bq1_5", &Default::default());
     scoring_speed::<Binary2>(c, set, "bq2", &Default::default());

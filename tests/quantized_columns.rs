@@ -11,7 +11,8 @@ use vecseg::memory::MemoryVectorStorage;
 use vecseg::mmap::{MmapVectorOptions, MmapVectorStorage};
 use vecseg::quantized::meta::META_FILE;
 use vecseg::quantized::{
-    Binary1, Binary1_5, Binary2, Codec, InRamCodes, MmapCodes, Quantized, ScalarConfig, ScalarU8,
+    Binary1, Binary1_5, Binary2, Codec, InRamCodes, MmapCodes, Quantized, ScalarConfig, ScalarU4,
+    ScalarU8,
 };
 use vecseg::testing::Rng;
 use vecseg::{
@@ -145,14 +146,15 @@ proptest! {
         n in 0usize..150,
         ops in proptest::collection::vec(op(), 0..40),
         ranges in proptest::collection::vec((0u32..200, 0u32..200), 0..6),
-        codec in 0usize..3,
+        codec in 0usize..4,
         euclid in any::<bool>(),
     ) {
         let distance = if euclid { Distance::Euclid } else { Distance::Dot };
         match codec {
             0 => run_ops::<Binary1>(n.max(1), &ops, &ranges, distance),
             1 => run_ops::<Binary1_5>(n.max(1), &ops, &ranges, distance),
-            _ => run_ops::<Binary2>(n.max(1), &ops, &ranges, distance),
+            2 => run_ops::<Binary2>(n.max(1), &ops, &ranges, distance),
+            _ => run_ops::<ScalarU4>(n.max(1), &ops, &ranges, distance),
         }
     }
 }

@@ -8,7 +8,7 @@ use vecseg::memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg::mmap::{MmapVectorOptions, MmapVectorStorage};
 use vecseg::quantized::{
     Binary1, Binary1_5, Binary2, Codec, InRamCodes, MmapCodes, Product, ProductConfig, Quantized,
-    ScalarConfig, ScalarU8,
+    ScalarConfig, ScalarU4, ScalarU8,
 };
 use vecseg::testing::Rng;
 use vecseg::{
@@ -169,6 +169,18 @@ fn scalar_recall_rescoring_and_filters() {
     let q = quantized_segment::<ScalarU8>(&points, Distance::Dot, &ScalarConfig::default());
     let r = recall(&exact, &q, &queries, ScanOptions::default(), None);
     assert!(r >= 0.85, "SQ8 without rescoring: {r}");
+}
+
+#[test]
+fn scalar_int4_recall_rescoring_and_filters() {
+    for distance in [
+        Distance::Cosine,
+        Distance::Dot,
+        Distance::Euclid,
+        Distance::Manhattan,
+    ] {
+        check_codec::<ScalarU4>(distance, &ScalarConfig::default(), 0.8);
+    }
 }
 
 #[test]
@@ -501,6 +513,7 @@ mod rescoring {
             let distance = Distance::Euclid;
             let exact = exact_top(&pts, &q, k, distance);
             prop_assert_eq!(&quantized_top::<ScalarU8>(&pts, &q, k, distance), &exact);
+            prop_assert_eq!(&quantized_top::<ScalarU4>(&pts, &q, k, distance), &exact);
             prop_assert_eq!(&quantized_top::<Binary1>(&pts, &q, k, distance), &exact);
             prop_assert_eq!(&quantized_top::<Binary1_5>(&pts, &q, k, distance), &exact);
             prop_assert_eq!(&quantized_top::<Binary2>(&pts, &q, k, distance), &exact);

@@ -1,4 +1,4 @@
-//! `vecseg quantize <segment-dir> --codec sq8|bq1|bq1.5|bq2|pq`: train a
+//! `vecseg quantize <segment-dir> --codec sq8|sq4|bq1|bq1.5|bq2|pq`: train a
 //! codec on an mmap segment's vectors and write its quantized layer
 //! (`<segment>/quantized/`, see `docs/file-formats.md`), with a progress
 //! bar and a summary. The segment stays an mmap segment; search through
@@ -12,7 +12,7 @@ use std::time::Instant;
 use clap::Args;
 use vecseg_mmap::MmapVectorOptions;
 use vecseg_quantized::{
-    Binary1, Binary1_5, Binary2, Codec, Product, ProductConfig, ScalarConfig, ScalarU8,
+    Binary1, Binary1_5, Binary2, Codec, Product, ProductConfig, ScalarConfig, ScalarU4, ScalarU8,
 };
 use vecseg_traits::VectorStorageRead;
 
@@ -24,6 +24,8 @@ use crate::segment::SegmentState;
 pub enum CodecChoice {
     /// Scalar: one byte per component.
     Sq8,
+    /// Scalar: four bits per component, each over its own range.
+    Sq4,
     /// Binary: 1 bit per component.
     Bq1,
     /// Binary: 1.5 bits per component.
@@ -74,6 +76,13 @@ pub fn run(args: &QuantizeArgs, quiet: bool) -> Result<(), Box<dyn Error>> {
                 ..Default::default()
             };
             build::<ScalarU8>(args, &config, quiet)?
+        }
+        CodecChoice::Sq4 => {
+            let config = ScalarConfig {
+                quantile: args.quantile,
+                ..Default::default()
+            };
+            build::<ScalarU4>(args, &config, quiet)?
         }
         CodecChoice::Bq1 => build::<Binary1>(args, &Default::default(), quiet)?,
         CodecChoice::Bq1_5 => build::<Binary1_5>(args, &Default::default(), quiet)?,

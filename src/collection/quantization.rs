@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vecseg_quantized::{
-    Binary1, Binary1_5, Binary2, Codec, Product, ProductConfig, ScalarConfig, ScalarU8,
+    Binary1, Binary1_5, Binary2, Codec, Product, ProductConfig, ScalarConfig, ScalarU4, ScalarU8,
 };
 use vecseg_traits::{Result, SegmentEntry};
 
@@ -25,6 +25,13 @@ pub enum Quantization {
         /// Central share of values the range covers (`None`: all).
         quantile: Option<f32>,
     },
+    /// Scalar, four bits per component over its own range; `quantile` as
+    /// in [`ScalarConfig`].
+    Sq4 {
+        /// Central share of each component's values its range covers
+        /// (`None`: all).
+        quantile: Option<f32>,
+    },
     /// Binary, 1 bit per component.
     Bq1,
     /// Binary, 1.5 bits per component.
@@ -40,10 +47,11 @@ pub enum Quantization {
 }
 
 impl Quantization {
-    /// Short name (`sq8`, `bq1`, `bq1.5`, `bq2`, `pq`).
+    /// Short name (`sq8`, `sq4`, `bq1`, `bq1.5`, `bq2`, `pq`).
     pub fn name(self) -> &'static str {
         match self {
             Quantization::Sq8 { .. } => "sq8",
+            Quantization::Sq4 { .. } => "sq4",
             Quantization::Bq1 => "bq1",
             Quantization::Bq1_5 => "bq1.5",
             Quantization::Bq2 => "bq2",
@@ -74,6 +82,13 @@ impl Quantization {
                     ..Default::default()
                 },
             ),
+            Quantization::Sq4 { quantile } => build::<ScalarU4>(
+                segment,
+                &ScalarConfig {
+                    quantile,
+                    ..Default::default()
+                },
+            ),
             Quantization::Bq1 => build::<Binary1>(segment, &Default::default()),
             Quantization::Bq1_5 => build::<Binary1_5>(segment, &Default::default()),
             Quantization::Bq2 => build::<Binary2>(segment, &Default::default()),
@@ -98,6 +113,7 @@ impl Quantization {
         }
         match self {
             Quantization::Sq8 { .. } => open::<ScalarU8>(dir),
+            Quantization::Sq4 { .. } => open::<ScalarU4>(dir),
             Quantization::Bq1 => open::<Binary1>(dir),
             Quantization::Bq1_5 => open::<Binary1_5>(dir),
             Quantization::Bq2 => open::<Binary2>(dir),

@@ -9,13 +9,13 @@
 //!
 //! | file         | what it holds |
 //! |--------------|---------------|
-//! | `codec/`     | the [`Codec`] trait and the codecs: scalar int8, binary 1/2 bit, product |
+//! | `codec/`     | the [`Codec`] trait and the codecs: scalar int8 and int4, binary 1/1.5/2 bit, product |
 //! | `storage.rs` | [`Quantized`], its scorer, training and encoding |
 //! | `meta.rs`    | `quantized.meta`: codec name, dim, distance, trained parameters |
 //!
 //! A quantized storage over an appendable raw storage with appendable
 //! codes is appendable when the codec can encode without retraining
-//! ([`EncodesWithoutRetraining`]; all three codecs can): the compiler
+//! ([`EncodesWithoutRetraining`]; every codec here can): the compiler
 //! checks it, as it does for `Segment::upsert`.
 #![forbid(unsafe_code)]
 
@@ -25,7 +25,7 @@ pub mod storage;
 
 pub use codec::{
     Binary, Binary1, Binary1_5, Binary2, BinaryConfig, BitsPerDim, Codec, Frac, Product,
-    ProductConfig, ScalarConfig, ScalarU8,
+    ProductConfig, ScalarConfig, ScalarU4, ScalarU8,
 };
 pub use storage::{
     ChunkedCodes, EncodesWithoutRetraining, InRamCodes, MmapCodes, Quantized, QuantizedScorer,

@@ -829,6 +829,7 @@ where
 /// and appendable codes is appendable.
 pub trait EncodesWithoutRetraining: Codec {}
 impl EncodesWithoutRetraining for crate::codec::ScalarU8 {}
+impl EncodesWithoutRetraining for crate::codec::ScalarU4 {}
 impl<B: crate::codec::BitsPerDim> EncodesWithoutRetraining for crate::codec::Binary<B> {}
 impl EncodesWithoutRetraining for crate::codec::Product {}
 

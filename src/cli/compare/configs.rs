@@ -14,7 +14,7 @@ use vecseg_memory::{MemoryIdMapper, MemoryPayloadStorage, MemoryVectorStorage};
 use vecseg_mmap::{MmapIdMapper, MmapPayloadStorage, MmapVectorOptions, MmapVectorStorage};
 use vecseg_quantized::{
     Binary1, Binary1_5, Binary2, BinaryConfig, ChunkedCodes, Codec, EncodesWithoutRetraining,
-    MmapCodes, Product, ProductConfig, Quantized, ScalarConfig, ScalarU8,
+    MmapCodes, Product, ProductConfig, Quantized, ScalarConfig, ScalarU4, ScalarU8,
 };
 #[cfg(feature = "rocksdb")]
 use vecseg_rocksdb::{RocksIdMapper, RocksOptions, RocksPayloadStorage, RocksVectorStorage};
@@ -290,6 +290,16 @@ impl Flavor for Sq8 {
     }
 }
 
+/// Scalar int4 codes (a range per component).
+pub struct Sq4;
+impl Flavor for Sq4 {
+    type Q = ScalarU4;
+    const SHORT: &'static str = "sq4";
+    fn config(_: usize) -> ScalarConfig {
+        ScalarConfig::default()
+    }
+}
+
 /// 1-bit binary codes.
 pub struct Bq1;
 impl Flavor for Bq1 {
@@ -344,6 +354,7 @@ pub struct MmapQuantized<F>(std::marker::PhantomData<F>);
 impl<F: Flavor> Config for MmapQuantized<F> {
     const NAME: &'static str = match F::SHORT.as_bytes() {
         b"sq8" => "mmap+sq8",
+        b"sq4" => "mmap+sq4",
         b"bq1" => "mmap+bq1",
         b"bq1.5" => "mmap+bq1.5",
         b"bq2" => "mmap+bq2",
@@ -509,6 +520,7 @@ pub const ALL: &[&str] = &[
     super::collection::NAME,
     Mmap::NAME,
     MmapQuantized::<Sq8>::NAME,
+    MmapQuantized::<Sq4>::NAME,
     MmapQuantized::<Bq1>::NAME,
     MmapQuantized::<Bq1_5>::NAME,
     MmapQuantized::<Bq2>::NAME,
@@ -542,6 +554,7 @@ pub fn dispatch<F: ConfigVisitor>(name: &str, visitor: F) -> Option<F::Output> {
         n if n == ChunkedInRam::NAME => Some(visitor.visit::<ChunkedInRam>()),
         n if n == Mmap::NAME => Some(visitor.visit::<Mmap>()),
         n if n == MmapQuantized::<Sq8>::NAME => Some(visitor.visit::<MmapQuantized<Sq8>>()),
+        n if n == MmapQuantized::<Sq4>::NAME => Some(visitor.visit::<MmapQuantized<Sq4>>()),
         n if n == MmapQuantized::<Bq1>::NAME => Some(visitor.visit::<MmapQuantized<Bq1>>()),
         n if n == MmapQuantized::<Bq1_5>::NAME => Some(visitor.visit::<MmapQuantized<Bq1_5>>()),
         n if n == MmapQuantized::<Bq2>::NAME => Some(visitor.visit::<MmapQuantized<Bq2>>()),

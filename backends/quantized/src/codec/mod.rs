@@ -3,6 +3,7 @@
 //! | file         | codec |
 //! |--------------|-------|
 //! | `scalar.rs`  | [`ScalarU8`]: one byte per component over a trained range |
+//! | `scalar4.rs` | [`ScalarU4`]: four bits per component over its own trained range, scored with fast-scan tables |
 //! | `binary.rs`  | [`Binary`]: 1, 1.5 or 2 bits per component around the trained mean |
 //! | `bit_planes.rs` | the query rounded to 5-bit weights per dimension, as bit planes (popcounts) and fast-scan tables |
 //! | `block_source.rs` | 32 codes as rows or a column group, read by the scan kernels as byte columns |
@@ -22,10 +23,12 @@ pub mod columns;
 pub mod fast_scan;
 pub mod product;
 pub mod scalar;
+pub mod scalar4;
 
 pub use binary::{Binary, Binary1, Binary1_5, Binary2, BinaryConfig, BitsPerDim, Frac};
 pub use product::{Product, ProductConfig};
 pub use scalar::{ScalarConfig, ScalarU8};
+pub use scalar4::ScalarU4;
 
 #[cfg(target_arch = "x86_64")]
 use vecseg_mmap::raw::byte_permute::Vbmi;
@@ -556,6 +559,7 @@ mod tests {
     fn every_build_of_the_kernels_agrees() {
         for dim in [13usize, 128, 384] {
             both_builds_match_single::<ScalarU8>(&ScalarConfig::default(), dim);
+            both_builds_match_single::<ScalarU4>(&ScalarConfig::default(), dim);
             both_builds_match_single::<Binary1>(&BinaryConfig::default(), dim);
             both_builds_match_single::<Binary1_5>(&BinaryConfig::default(), dim);
             both_builds_match_single::<Binary2>(&BinaryConfig::default(), dim);
@@ -576,6 +580,7 @@ mod tests {
     fn score_batch_matches_score_for_every_codec() {
         for dim in [13usize, 128] {
             batch_matches_single::<ScalarU8>(&ScalarConfig::default(), dim);
+            batch_matches_single::<ScalarU4>(&ScalarConfig::default(), dim);
             batch_matches_single::<Binary1>(&BinaryConfig::default(), dim);
             batch_matches_single::<Binary1_5>(&BinaryConfig::default(), dim);
             batch_matches_single::<Binary2>(&BinaryConfig::default(), dim);

@@ -210,6 +210,32 @@ fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
         .sum()
 }
 
+/// The range `(lo, hi)` of `values` (not empty, finite): minimum to
+/// maximum, or with `quantile = Some(q)`, `q < 1`, the central `q` share
+/// of them; a quantile outside `(0, 1]` is an error.
+pub(super) fn value_range(values: &[f32], quantile: Option<f32>) -> Result<(f32, f32)> {
+    match quantile {
+        Some(q) if q > 0.0 && q < 1.0 => {
+            let mut values = values.to_vec();
+            let last = values.len() - 1;
+            let tail = f64::from(1.0 - q) / 2.0;
+            let lo_at = ((last as f64) * tail).round() as usize;
+            let hi_at = ((last as f64) * (1.0 - tail)).round() as usize;
+            let lo = *values.select_nth_unstable_by(lo_at, f32::total_cmp).1;
+            let hi = *values.select_nth_unstable_by(hi_at, f32::total_cmp).1;
+            Ok((lo, hi))
+        }
+        Some(q) if q != 1.0 => Err(vecseg_traits::StorageError::InvalidArgument(format!(
+            "scalar quantile must be in (0, 1], got {q}"
+        ))),
+        _ => Ok(values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            })),
+    }
+}
+
 impl Codec for ScalarU8 {
     const NAME: &'static str = "scalar-u8";
     type Config = ScalarConfig;
@@ -226,28 +252,7 @@ impl Codec for ScalarU8 {
         sample: &[f32],
     ) -> Result<Self> {
         check_sample(sample, dim)?;
-        let (lo, hi) = match config.quantile {
-            Some(q) if q > 0.0 && q < 1.0 => {
-                let mut values = sample.to_vec();
-                let last = values.len() - 1;
-                let tail = f64::from(1.0 - q) / 2.0;
-                let lo_at = ((last as f64) * tail).round() as usize;
-                let hi_at = ((last as f64) * (1.0 - tail)).round() as usize;
-                let lo = *values.select_nth_unstable_by(lo_at, f32::total_cmp).1;
-                let hi = *values.select_nth_unstable_by(hi_at, f32::total_cmp).1;
-                (lo, hi)
-            }
-            Some(q) if q != 1.0 => {
-                return Err(vecseg_traits::StorageError::InvalidArgument(format!(
-                    "scalar quantile must be in (0, 1], got {q}"
-                )))
-            }
-            _ => sample
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                    (lo.min(x), hi.max(x))
-                }),
-        };
+        let (lo, hi) = value_range(sample, config.quantile)?;
         Ok(ScalarU8::new(dim, distance, lo, hi))
     }
 
