@@ -601,6 +601,20 @@ fn quantize_writes_a_layer_inspect_shows_it_and_bad_requests_are_errors() {
         .unwrap();
     assert_eq!(q.point_count(), 300);
     drop(q);
+    // Int4 scalar codes of another copy: column groups too.
+    let seg4 = dir.path().join("seg4");
+    drop(vecseg::migrate::build_mmap(&chunked, &seg4, &opts, &mut |_| {}).unwrap());
+    let r = run(&["--codec", "sq4"], &seg4);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("with scalar-u4"), "{stdout}");
+    let report = vecseg().arg("inspect").arg(&seg4).output().unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("quantized   scalar-u4 codes"), "{report}");
+    assert!(
+        report.contains("column groups of 32 up to slot 288"),
+        "{report}"
+    );
     // A sub-vector size that does not divide the dimension, and a
     // segment that is not an mmap one: clear errors, exit code 1.
     let r = run(&["--codec", "pq", "--sub-dim", "3"], &seg);
