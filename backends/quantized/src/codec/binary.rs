@@ -66,7 +66,7 @@ use vecseg_traits::{Distance, Result, StorageError};
 
 use super::bit_planes::{word_at, QueryPlanes};
 #[cfg(target_arch = "x86_64")]
-use super::block_source::{block_weight, plain_sums, BlockSource, Columns, Rows};
+use super::block_source::{block_weight, plain_sums, score_groups, score_rows, BlockSource};
 #[cfg(target_arch = "x86_64")]
 use super::fast_scan::{block_sums_avx2, nibbles, BlockSums, BLOCK, CHUNK};
 use super::fast_scan::{subset_sums, NibbleTables};
@@ -221,26 +221,30 @@ const fn spread_twice(shift: u32) -> [u8; 32] {
 impl<B: BitsPerDim> super::BatchAvx2 for Binary<B> {
     #[inline(always)]
     fn batch_avx2(&self, simd: pulp::x86::V3, q: &BinaryQuery, codes: &[u8], out: &mut [f32]) {
-        let len = self.code_len();
-        let mut blocks = codes.chunks_exact(BLOCK * len);
-        let mut outs = out.chunks_exact_mut(BLOCK);
-        for (block, o) in (&mut blocks).zip(&mut outs) {
-            self.score_block(simd, q, &Rows { simd, block, len }, o);
-        }
-        // The rest, one at a time (the portable path, compiled with
-        // `popcnt`).
-        let (codes, out) = (blocks.remainder(), outs.into_remainder());
-        for (code, o) in codes.chunks_exact(len).zip(out) {
-            *o = self.score_one(q, code);
-        }
+        // The rest after the whole blocks one at a time (the portable
+        // path, compiled with `popcnt`).
+        score_rows(
+            simd,
+            codes,
+            self.code_len(),
+            out,
+            #[inline(always)]
+            |rows, o| self.score_block(simd, q, rows, o),
+            #[inline(always)]
+            |code| self.score_one(q, code),
+        );
     }
 
     #[inline(always)]
     fn columns_avx2(&self, simd: pulp::x86::V3, q: &BinaryQuery, columns: &[u8], out: &mut [f32]) {
-        let groups = columns.chunks_exact(BLOCK * self.code_len());
-        for (group, out) in groups.zip(out.chunks_exact_mut(BLOCK)) {
-            self.score_block(simd, q, &Columns { simd, group }, out);
-        }
+        score_groups(
+            simd,
+            columns,
+            self.code_len(),
+            out,
+            #[inline(always)]
+            |group, o| self.score_block(simd, q, group, o),
+        );
     }
 }
 

@@ -41,6 +41,51 @@ pub fn plain_sums(
     )
 }
 
+/// Scores of `codes` (rows of `len` bytes) into `out`: `block` for each
+/// whole block of [`BLOCK`] rows, `one` for the rest.
+#[inline(always)]
+pub fn score_rows(
+    simd: pulp::x86::V3,
+    codes: &[u8],
+    len: usize,
+    out: &mut [f32],
+    block: impl Fn(&Rows<'_>, &mut [f32]),
+    one: impl Fn(&[u8]) -> f32,
+) {
+    let mut blocks = codes.chunks_exact(BLOCK * len);
+    let mut outs = out.chunks_exact_mut(BLOCK);
+    for (rows, o) in (&mut blocks).zip(&mut outs) {
+        block(
+            &Rows {
+                simd,
+                block: rows,
+                len,
+            },
+            o,
+        );
+    }
+    let (codes, out) = (blocks.remainder(), outs.into_remainder());
+    for (code, o) in codes.chunks_exact(len).zip(out) {
+        *o = one(code);
+    }
+}
+
+/// Scores of whole column groups of codes of `len` bytes into `out`:
+/// `block` for each group.
+#[inline(always)]
+pub fn score_groups(
+    simd: pulp::x86::V3,
+    columns: &[u8],
+    len: usize,
+    out: &mut [f32],
+    block: impl Fn(&Columns<'_>, &mut [f32]),
+) {
+    let groups = columns.chunks_exact(BLOCK * len);
+    for (group, out) in groups.zip(out.chunks_exact_mut(BLOCK)) {
+        block(&Columns { simd, group }, out);
+    }
+}
+
 /// Where a 32-code kernel reads its codes from: rows
 /// ([`Rows`], transposed in registers 16 byte positions at a time) or a
 /// column group ([`Columns`], loaded as they are).

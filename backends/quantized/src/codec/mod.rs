@@ -342,6 +342,19 @@ impl<Q: BatchAvx2> pulp::NullaryFnOnce for Avx2Batch<'_, Q> {
     }
 }
 
+/// The score of a code whose per-component terms (the query's products
+/// with, squared or absolute differences from the decoded components)
+/// add up to `sum`: the sum for dot and cosine, its negated square root
+/// for euclid, its negation for manhattan.
+#[inline(always)]
+pub fn score_of_terms(distance: Distance, sum: f32) -> f32 {
+    match distance {
+        Distance::Cosine | Distance::Dot => sum,
+        Distance::Euclid => -sum.max(0.0).sqrt(),
+        Distance::Manhattan => -sum,
+    }
+}
+
 /// Little-endian reader of parameter bytes, with errors instead of panics.
 #[derive(Debug)]
 pub struct ParamReader<'a> {

@@ -214,11 +214,7 @@ impl Product {
     /// The score from the partial scores' sum `x`.
     #[inline(always)]
     fn finish(&self, x: f32) -> f32 {
-        match self.distance {
-            Distance::Cosine | Distance::Dot => x,
-            Distance::Euclid => -x.max(0.0).sqrt(),
-            Distance::Manhattan => -x,
-        }
+        super::score_of_terms(self.distance, x)
     }
 
     fn from_parts(dim: usize, distance: Distance, sub_dim: usize, centroids: Vec<f32>) -> Self {

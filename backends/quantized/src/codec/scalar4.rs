@@ -90,11 +90,7 @@ impl ScalarU4 {
     /// The score from the sum of a code's terms.
     #[inline(always)]
     fn finish(&self, sum: f32) -> f32 {
-        match self.distance {
-            Distance::Cosine | Distance::Dot => sum,
-            Distance::Euclid => -sum.max(0.0).sqrt(),
-            Distance::Manhattan => -sum,
-        }
+        super::score_of_terms(self.distance, sum)
     }
 
     /// The term one component of value `q` adds for decoded value `x`.
@@ -114,18 +110,16 @@ impl ScalarU4 {
 impl super::BatchAvx2 for ScalarU4 {
     #[inline(always)]
     fn batch_avx2(&self, simd: pulp::x86::V3, q: &ScalarU4Query, codes: &[u8], out: &mut [f32]) {
-        use super::block_source::Rows;
-        use super::fast_scan::BLOCK;
-        let len = self.code_len();
-        let mut blocks = codes.chunks_exact(BLOCK * len);
-        let mut outs = out.chunks_exact_mut(BLOCK);
-        for (block, o) in (&mut blocks).zip(&mut outs) {
-            self.score_block(simd, q, &Rows { simd, block, len }, o);
-        }
-        let (codes, out) = (blocks.remainder(), outs.into_remainder());
-        for (code, o) in codes.chunks_exact(len).zip(out) {
-            *o = self.score(q, code);
-        }
+        super::block_source::score_rows(
+            simd,
+            codes,
+            self.code_len(),
+            out,
+            #[inline(always)]
+            |rows, o| self.score_block(simd, q, rows, o),
+            #[inline(always)]
+            |code| self.score(q, code),
+        );
     }
 
     #[inline(always)]
@@ -136,12 +130,14 @@ impl super::BatchAvx2 for ScalarU4 {
         columns: &[u8],
         out: &mut [f32],
     ) {
-        use super::block_source::Columns;
-        use super::fast_scan::BLOCK;
-        let groups = columns.chunks_exact(BLOCK * self.code_len());
-        for (group, out) in groups.zip(out.chunks_exact_mut(BLOCK)) {
-            self.score_block(simd, q, &Columns { simd, group }, out);
-        }
+        super::block_source::score_groups(
+            simd,
+            columns,
+            self.code_len(),
+            out,
+            #[inline(always)]
+            |group, o| self.score_block(simd, q, group, o),
+        );
     }
 }
 
