@@ -17,6 +17,8 @@
 //!   registers by [`transpose_rows`]); each position's `P` nibble indices
 //!   are looked up with `vpshufb` and added in bytes, summed in 16 bits
 //!   per [`CHUNK`] positions and 32 bits over chunks.
+//! * [`LaneSums`]: the exact sums of one byte per code lane over many
+//!   positions, shared with the product codes' AVX2 kernel.
 //! * [`NibbleTables::sum`]: `P` table reads per position, for single
 //!   scores, the codes after the last whole block and CPUs without AVX2.
 
@@ -243,15 +245,9 @@ pub fn block_sums_avx2<T, const P: usize>(
 ) -> BlockSums {
     let avx2 = simd.avx2;
     let zero = simd.avx._mm256_setzero_si256();
-    // u32 sums; register r, element e holds code `4 r + e % 4 + 16 (e / 4)`
-    // (see the widening below).
-    let mut sums = [zero; 4];
+    let mut sums = LaneSums::new(simd);
     for c in 0..tables.chunks() {
         let sets = chunk(c);
-        // u16 sums of this chunk, FAISS's way without unpacking every
-        // column: [0] adds the byte sums as u16 lanes (even code + 256 ·
-        // odd code), [1] the odd codes alone; at most 16 · 255 each.
-        let mut k16 = [zero; 2];
         // The chunk's byte positions that exist, with their tables.
         for (j, position) in tables.tables[CHUNK * c..].iter().take(CHUNK).enumerate() {
             let mut k = zero;
@@ -259,31 +255,85 @@ pub fn block_sums_avx2<T, const P: usize>(
                 let table: core::arch::x86_64::__m256i = pulp::cast(*table);
                 k = avx2._mm256_add_epi8(k, avx2._mm256_shuffle_epi8(table, index));
             }
-            k16[0] = avx2._mm256_add_epi16(k16[0], k);
-            k16[1] = avx2._mm256_add_epi16(k16[1], avx2._mm256_srli_epi16::<8>(k));
+            sums.add(k);
         }
+        sums.end_chunk();
+    }
+    // Less the tables' biases, added to every code.
+    BlockSums {
+        sums: sums.in_code_order(tables.bias as i32),
+    }
+}
+
+/// Exact sums of byte values over many positions for 32 codes, one code
+/// per byte lane as `vpshufb` leaves them (codes 0..16 in the low 128-bit
+/// lane, 16..32 in the high one), FAISS's way without unpacking every
+/// position: within a chunk, u16 lanes add the bytes as they are (even
+/// code + 256 · odd code, wrapping) and the odd codes' bytes shifted
+/// down; [`LaneSums::end_chunk`] takes the even codes' sums as the
+/// difference and adds both into u32. A chunk may hold at most 257
+/// positions of bytes up to 255 (the even sums must stay below 2^16).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct LaneSums {
+    simd: pulp::x86::V3,
+    /// This chunk's u16 lanes: [0] even + 256 · odd, [1] the odd codes.
+    k16: [core::arch::x86_64::__m256i; 2],
+    /// u32 sums; register `r`, element `e` holds code
+    /// `4 r + e % 4 + 16 (e / 4)` (see [`LaneSums::end_chunk`]).
+    sums: [core::arch::x86_64::__m256i; 4],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl LaneSums {
+    /// All sums zero.
+    #[inline(always)]
+    pub fn new(simd: pulp::x86::V3) -> Self {
+        let zero = simd.avx._mm256_setzero_si256();
+        LaneSums {
+            simd,
+            k16: [zero; 2],
+            sums: [zero; 4],
+        }
+    }
+
+    /// Adds one position's byte per code.
+    #[inline(always)]
+    pub fn add(&mut self, k: core::arch::x86_64::__m256i) {
+        let avx2 = self.simd.avx2;
+        self.k16[0] = avx2._mm256_add_epi16(self.k16[0], k);
+        self.k16[1] = avx2._mm256_add_epi16(self.k16[1], avx2._mm256_srli_epi16::<8>(k));
+    }
+
+    /// Moves the chunk's u16 sums into the u32 ones.
+    #[inline(always)]
+    pub fn end_chunk(&mut self) {
+        let avx2 = self.simd.avx2;
+        let zero = self.simd.avx._mm256_setzero_si256();
         // Even codes: the lanes less 256 · the odd sums (mod 2^16, exact).
         // Interleaved back: [0] codes 0..8 | 16..24, [1] 8..16 | 24..32.
-        let odd = k16[1];
-        let even = avx2._mm256_sub_epi16(k16[0], avx2._mm256_slli_epi16::<8>(odd));
+        let odd = self.k16[1];
+        let even = avx2._mm256_sub_epi16(self.k16[0], avx2._mm256_slli_epi16::<8>(odd));
         let k16 = [
             avx2._mm256_unpacklo_epi16(even, odd),
             avx2._mm256_unpackhi_epi16(even, odd),
         ];
-        for h in 0..2 {
-            sums[2 * h] =
-                avx2._mm256_add_epi32(sums[2 * h], avx2._mm256_unpacklo_epi16(k16[h], zero));
-            sums[2 * h + 1] =
-                avx2._mm256_add_epi32(sums[2 * h + 1], avx2._mm256_unpackhi_epi16(k16[h], zero));
+        for (h, k) in k16.into_iter().enumerate() {
+            let sums = &mut self.sums[2 * h..2 * h + 2];
+            sums[0] = avx2._mm256_add_epi32(sums[0], avx2._mm256_unpacklo_epi16(k, zero));
+            sums[1] = avx2._mm256_add_epi32(sums[1], avx2._mm256_unpackhi_epi16(k, zero));
         }
+        self.k16 = [zero; 2];
     }
-    // The tables' biases, added to every code.
-    let bias = simd.avx._mm256_set1_epi32(tables.bias as i32);
-    for x in &mut sums {
-        *x = avx2._mm256_sub_epi32(*x, bias);
-    }
-    BlockSums {
-        sums: in_code_order(simd, sums),
+
+    /// The sums less `bias` each, as f32 in code order (codes
+    /// `8 g .. 8 g + 8` in group `g`; exact below 2^24). Call after
+    /// [`LaneSums::end_chunk`].
+    #[inline(always)]
+    pub fn in_code_order(self, bias: i32) -> [[f32; 8]; 4] {
+        let avx2 = self.simd.avx2;
+        let bias = self.simd.avx._mm256_set1_epi32(bias);
+        in_code_order(self.simd, self.sums.map(|x| avx2._mm256_sub_epi32(x, bias)))
     }
 }
 
