@@ -469,10 +469,12 @@ impl Product {
 
     /// The AVX2 kernel, per column group and sub-space: the row's 256
     /// entries as sixteen 16-byte tables (one per high nibble), each looked
-    /// up with `vpshufb` by the low nibbles of the 32 code bytes; a tree
-    /// of fifteen byte blends, one level per bit of the high nibble, keeps
-    /// each code's entry. Summed exactly by [`LaneSums`], u16 over up to
-    /// 256 sub-spaces at a time, u32 over all.
+    /// up with `vpshufb` by the low nibbles of the 32 code bytes. Bit 3 of
+    /// the high nibble costs no blend (an OR of two look-ups, each zeroed
+    /// by bit 7 of its index where it does not apply); a tree of seven
+    /// byte blends by bits 0, 1 and 2 keeps each code's entry. Summed
+    /// exactly by [`LaneSums`], u16 over up to 256 sub-spaces at a time,
+    /// u32 over all.
     #[inline(always)]
     fn columns_shuffle(
         &self,
@@ -500,16 +502,16 @@ impl Product {
                     // and of those whose high nibble is 8 or more.
                     let first_half = avx2._mm256_and_si256(codes, low_nibble_bit7);
                     let second_half = avx2._mm256_xor_si256(first_half, bit7);
-                    // Bits 0..3 of each high nibble moved to bit 7 of its
-                    // byte, the one bit a blend reads (16-bit shifts: a
-                    // byte's bit 7 comes from its own bits).
+                    // Bits 0, 1 and 2 of each high nibble moved to bit 7
+                    // of its byte, the one bit a blend reads (16-bit
+                    // shifts: a byte's bit 7 comes from its own bits).
                     let bit = [
                         avx2._mm256_slli_epi16::<3>(codes),
                         avx2._mm256_slli_epi16::<2>(codes),
                         avx2._mm256_slli_epi16::<1>(codes),
                     ];
                     // The entry of high nibble `h` or `h + 8`, then blends
-                    // by bits 0..3, depth first so few values are live.
+                    // by bits 0, 1 and 2, depth first (few values live).
                     let part = |h: usize| {
                         avx2._mm256_or_si256(
                             avx2._mm256_shuffle_epi8(row.sixteenth(simd, h), first_half),
